@@ -1,0 +1,1 @@
+"""The national side: the axis protocol, its client and a local simulator."""

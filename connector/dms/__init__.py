@@ -1,0 +1,1 @@
+"""Agency-side adapters: the outbox/inbox folder tree and the DMS database."""
