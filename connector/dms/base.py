@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from connector.errors import ConnectorError
 from connector.schemas.document import DocumentMetadata
 
 
@@ -56,6 +57,10 @@ class OutgoingItem:
     package_path: Path | None = None              # PACKAGE
     status: StatusRequest | None = None           # STATUS
     claimed_at: dt.datetime | None = None
+    display_name: str | None = None               # what the DMS calls it (folder: NAME)
+    problem: ConnectorError | None = None
+    # Claimed but unusable (invalid document.yaml, missing attachment, bad row): the core records
+    # it in the journal and calls mark_failed with this reason, so nothing is lost or retried blindly.
 
 
 @dataclass
