@@ -77,3 +77,19 @@ def parse_timestamp(text: str) -> dt.datetime:
 def now_vietnam() -> dt.datetime:
     """The current time in Vietnam, naive, to the second (what the wire carries)."""
     return dt.datetime.now(VIETNAM_TZ).replace(tzinfo=None, microsecond=0)
+
+
+def normalize_content_id(value: str | None) -> str | None:
+    """A ContentId as compared and stored: without the ``cid:`` scheme, angle brackets or spaces.
+
+    Some writers put ``cid:`` on the manifest side only (or the attachment side only), and MIME
+    habits add ``<...>``; comparing the bare identifier makes both sides match.
+    """
+    if value is None:
+        return None
+    cleaned = value.strip()
+    if cleaned[:4].lower() == "cid:":
+        cleaned = cleaned[4:].strip()
+    if cleaned.startswith("<") and cleaned.endswith(">"):
+        cleaned = cleaned[1:-1].strip()
+    return cleaned

@@ -1,0 +1,218 @@
+"""The agency side as a folder tree: ``FolderSide`` implements :class:`AgencySide` over EXCHANGE.
+
+The contract (``docs/folder-contract.md``) in one paragraph: the DMS puts ready packages, bundles
+and status drops in ``outbox/``; the connector claims each by renaming it into ``work/``, and
+when the axis has answered moves it to ``sent/`` (with ``NAME.receipt.json``, kept up to date) or
+``failed/`` (with ``NAME.error.txt``). Received documents appear as folders in
+``inbox/YYYY-MM-DD/``, received statuses and lifecycle events as lines in ``inbox/*.jsonl``, and
+documents refused by the signature policy in ``quarantine/``.
+
+Use::
+
+    side = FolderSide("/var/lib/edxml-connector/exchange", instance="node1")
+    watcher = side.watcher(on_ready=wake_outbound)       # optional, low latency
+    watcher.start()
+    for item in side.claim_ready(limit=50):
+        if item.problem:        # claimed but unusable: record, then
+            side.mark_failed(item, Failure(...))          # reason lands in failed/NAME.error.txt
+        ...
+    side.close()
+
+Every method is idempotent and finishes a move a crash interrupted; see the modules it is made
+of: ``folder_layout`` (tree and start checks), ``folder_claims`` (work names), ``folder_outbox``
+(readiness, loading), ``folder_results`` (sent/failed/retry), ``folder_inbox`` (delivery),
+``folder_jsonl`` (append-once logs), ``folder_watcher`` (inotify + rescan).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from connector import fsutil
+from connector.dms import folder_results as results
+from connector.dms.base import (Failure, IncomingDocument, IncomingStatus, LifecycleEvent,
+                                OutgoingItem, Receipt)
+from connector.dms.folder_claims import ClaimName, check_instance, default_instance
+from connector.dms.folder_inbox import InboxWriter
+from connector.dms.folder_layout import ExchangeLayout
+from connector.dms.folder_outbox import SettleTracker, load_item, scan_outbox
+from connector.dms.folder_watcher import FolderWatcher
+from connector.errors import ConfigError
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_ROOT = "/var/lib/edxml-connector/exchange"
+
+
+class FolderSide:
+    """The folder adapter. One instance per process; ``instance`` must differ between two
+    connectors that share one EXCHANGE root (default: the host name)."""
+
+    name = "folder"
+
+    def __init__(self, root: str | os.PathLike[str] = DEFAULT_ROOT, *, instance: str | None = None,
+                 settle_seconds: float | None = None, zip_limits: Any = None) -> None:
+        self.layout = ExchangeLayout(Path(root))
+        self.instance = check_instance(instance or default_instance())
+        self.start_warnings = self.layout.prepare()
+        for warning in self.start_warnings:
+            log.warning("exchange_layout", detail=warning)
+        self._instance_lock = self._lock_instance()
+        self._mutex = threading.Lock()
+        self._handed_out: set[str] = set()
+        self._settle = SettleTracker(settle_seconds) if settle_seconds else None
+        self._inbox = InboxWriter(self.layout, zip_limits=zip_limits)
+
+    # -- life cycle ---------------------------------------------------------------------------
+    def _lock_instance(self) -> int:
+        """Only one live process per instance name: it alone resumes that instance's claims."""
+        path = self.layout.work / f".instance-{self.instance}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, fsutil.FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            os.close(fd)
+            if error.errno in (errno.EWOULDBLOCK, errno.EACCES):
+                raise ConfigError(
+                    f"another connector with instance name {self.instance!r} is using this "
+                    "exchange folder", file=str(path),
+                    hint="stop it, or give this one a different agency_side.folder.instance") from error
+            raise
+        return fd
+
+    def close(self) -> None:
+        if self._instance_lock >= 0:
+            os.close(self._instance_lock)
+            self._instance_lock = -1
+
+    def __enter__(self) -> FolderSide:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def watcher(self, on_ready: Callable[[], None], *, rescan_seconds: float = 30.0,
+                polling: bool = False) -> FolderWatcher:
+        """A watcher over this outbox that calls ``on_ready()`` (start it, stop it)."""
+        return FolderWatcher(self.layout.outbox, on_ready, rescan_seconds=rescan_seconds,
+                             polling=polling)
+
+    # -- outgoing -----------------------------------------------------------------------------
+    def claim_ready(self, limit: int | None = None) -> list[OutgoingItem]:
+        """This instance's unfinished claims not yet handed out in this process (after a
+        restart: all of them), then newly ready outbox entries, claimed by rename (oldest
+        first). Items with ``problem`` set are claimed too and must be marked failed."""
+        items: list[OutgoingItem] = []
+
+        def room() -> bool:
+            return limit is None or len(items) < limit
+
+        with self._mutex:
+            for claim in self._own_claims():
+                if not room():
+                    return items
+                if claim.source_ref in self._handed_out:
+                    continue
+                items.append(load_item(self.layout.work / claim.source_ref, claim))
+                self._handed_out.add(claim.source_ref)
+            claimed = False
+            candidates = scan_outbox(self.layout.outbox, self.layout.outbox_statuses)
+            if self._settle is not None:
+                self._settle.prune({str(candidate.path) for candidate in candidates})
+            for candidate in candidates:
+                if not room():
+                    break
+                if self._settle is not None and not self._settle.is_settled(candidate):
+                    continue
+                claim = ClaimName.new(candidate.name, self.instance, is_status=candidate.is_status)
+                target = self.layout.work / claim.source_ref
+                try:
+                    os.rename(candidate.path, target)
+                except FileNotFoundError:
+                    continue  # another connector claimed it first
+                claimed = True
+                if self._settle is not None:
+                    self._settle.forget(candidate)
+                item = load_item(target, claim)
+                items.append(item)
+                self._handed_out.add(claim.source_ref)
+                log.info("folder_item_claimed", item=claim.display_name, source_ref=claim.source_ref,
+                         problem=item.problem.one_line() if item.problem else None)
+            if claimed:  # one fsync per folder per batch makes every claim of it durable
+                for directory in (self.layout.work, self.layout.work_statuses,
+                                  self.layout.outbox, self.layout.outbox_statuses):
+                    fsutil.fsync_dir(directory)
+        return items
+
+    def _own_claims(self) -> list[ClaimName]:
+        claims = []
+        for folder, prefix in ((self.layout.work, ""), (self.layout.work_statuses, "statuses/")):
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    claim = ClaimName.parse(prefix + entry.name)
+                    if claim is not None and claim.instance == self.instance:
+                        claims.append(claim)
+        claims.sort(key=lambda claim: claim.stamp)
+        return claims
+
+    def mark_sent(self, item: OutgoingItem, receipt: Receipt) -> None:
+        results.mark_sent(self.layout, item, receipt)
+        self._forget(item)
+
+    def update_receipt(self, item: OutgoingItem, receipt: Receipt) -> None:
+        """Rewrite ``sent/NAME.receipt.json`` (only when it changed). Also completes a
+        ``mark_sent`` that a crash interrupted, so it is safe to call at any time after the
+        axis accepted the item."""
+        results.mark_sent(self.layout, item, receipt)
+        self._forget(item)
+
+    def mark_failed(self, item: OutgoingItem, failure: Failure) -> None:
+        results.mark_failed(self.layout, item, failure)
+        self._forget(item)
+
+    def unclaim(self, item: OutgoingItem) -> None:
+        """Put the item back in the queue under the same ``source_ref``: a failed item moves
+        from failed/ back to work/ (its error file removed), and the next ``claim_ready()``
+        returns it again, read afresh — so a corrected ``document.yaml`` is picked up."""
+        results.put_back(self.layout, item)
+        self._forget(item)
+
+    def location_of(self, item: OutgoingItem) -> Path | None:
+        """Where the item is now (work/, sent/ or failed/), for ``status`` displays."""
+        claim = results.claim_of(item)
+        current = results.work_path(self.layout, claim)
+        if current.exists():
+            return current
+        for found in (results.find_sent(self.layout, claim), results.find_failed(self.layout, claim)):
+            if found is not None:
+                return found.item
+        return None
+
+    def _forget(self, item: OutgoingItem) -> None:
+        with self._mutex:
+            self._handed_out.discard(item.source_ref)
+
+    # -- incoming -----------------------------------------------------------------------------
+    def deliver_document(self, document: IncomingDocument) -> str:
+        return str(self._inbox.deliver(document))
+
+    def quarantine_document(self, document: IncomingDocument, reason: str) -> str:
+        return str(self._inbox.quarantine(document, reason))
+
+    def release_quarantined(self, location: str) -> str:
+        """Deliver a quarantined document (``quarantine release``); returns its inbox path."""
+        return str(self._inbox.release(location))
+
+    def deliver_status(self, status: IncomingStatus) -> None:
+        self._inbox.deliver_status(status)
+
+    def record_event(self, event: LifecycleEvent) -> None:
+        self._inbox.record_event(event)

@@ -1,0 +1,233 @@
+"""Where a claimed item ends up: ``sent/`` with a receipt, ``failed/`` with an error file, or back
+in the queue for a retry.
+
+Each move is a rename within one filesystem, preceded by writing the sidecar file (receipt or
+error text) that names the item's ``source_ref``. That order makes every operation safe to repeat
+after a crash at any point: the sidecar tells which of the possible destination names is this
+item's, and whichever half was not done yet is finished. Destination names are ``NAME`` when it
+is free, otherwise ``NAME--<claim stamp>`` — only two candidates, both computed from the claim,
+so a repeat finds the same place without scanning the archive.
+
+Two connectors (or two threads) may archive items with the same NAME at the same moment; the
+choice of name and the rename are done under an ``flock`` on the destination folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from connector import fsutil
+from connector.dms.base import Failure, OutgoingItem, Receipt
+from connector.dms.folder_claims import ClaimName
+from connector.dms.folder_layout import ExchangeLayout
+from connector.dms.folder_outbox import PACKAGE_SUFFIX
+from connector.errors import ConnectorError
+from connector.schemas.receipt import receipt_file
+
+log = structlog.get_logger(__name__)
+
+RECEIPT_SUFFIX = ".receipt.json"
+ERROR_SUFFIX = ".error.txt"
+_SOURCE_LINE = "source_ref: "
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One possible archive place of an item: the item path and its sidecar."""
+
+    item: Path
+    sidecar: Path
+
+
+def claim_of(item: OutgoingItem) -> ClaimName:
+    claim = ClaimName.parse(item.source_ref)
+    if claim is None or item.source != "folder":
+        raise ConnectorError(f"{item.source_ref!r} is not a folder claim reference",
+                             hint="this item was not claimed by the folder adapter")
+    return claim
+
+
+def work_path(layout: ExchangeLayout, claim: ClaimName) -> Path:
+    return layout.work / claim.source_ref
+
+
+def _split(name: str) -> tuple[str, str]:
+    """NAME.edxml -> (NAME, .edxml); ack.yaml -> (ack, .yaml); a bundle NAME -> (NAME, '')."""
+    lower = name.lower()
+    if lower.endswith(PACKAGE_SUFFIX):
+        return name[: -len(PACKAGE_SUFFIX)], name[-len(PACKAGE_SUFFIX):]
+    for suffix in (".yaml", ".yml", ".json"):
+        if lower.endswith(suffix):
+            return name[: -len(suffix)], name[-len(suffix):]
+    return name, ""
+
+
+def placements(base: Path, claim: ClaimName, sidecar_suffix: str) -> list[Placement]:
+    stem, suffix = _split(claim.name)
+    if claim.is_status:
+        base = base / "statuses"
+    return [Placement(base / f"{candidate}{suffix}", base / f"{candidate}{sidecar_suffix}")
+            for candidate in (stem, f"{stem}--{claim.stamp}")]
+
+
+def _receipt_owner(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("source_ref")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _error_owner(path: Path) -> str | None:
+    try:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith(_SOURCE_LINE):
+                return line[len(_SOURCE_LINE):].strip()
+    except OSError:
+        return None
+    return None
+
+
+def _choose(candidates: list[Placement], claim: ClaimName, owner_of) -> tuple[Placement, bool]:
+    """(placement, already ours). The first candidate whose sidecar names us, else the first
+    free one. The stamped candidate is unique to the claim, so one is always available."""
+    for placement in candidates:
+        if placement.sidecar.exists() and owner_of(placement.sidecar) == claim.source_ref:
+            return placement, True
+    for placement in candidates:
+        if not (placement.sidecar.exists() or placement.item.exists()
+                or placement.item.is_symlink()):
+            return placement, False
+    raise ConnectorError(f"no free name for {claim.display_name} in {candidates[0].item.parent}",
+                         hint="an operator created the stamped name by hand; move it away")
+
+
+def find_sent(layout: ExchangeLayout, claim: ClaimName) -> Placement | None:
+    for placement in placements(layout.sent, claim, RECEIPT_SUFFIX):
+        if placement.sidecar.exists() and _receipt_owner(placement.sidecar) == claim.source_ref:
+            return placement
+    return None
+
+
+def find_failed(layout: ExchangeLayout, claim: ClaimName) -> Placement | None:
+    for placement in placements(layout.failed, claim, ERROR_SUFFIX):
+        if placement.sidecar.exists() and _error_owner(placement.sidecar) == claim.source_ref:
+            return placement
+    return None
+
+
+def mark_sent(layout: ExchangeLayout, item: OutgoingItem, receipt: Receipt) -> Path:
+    """Write the receipt, then move the item from work/ (or failed/) to sent/. Returns the
+    item's path in sent/. Rewrites the receipt only when its content changed."""
+    claim = claim_of(item)
+    source = work_path(layout, claim)
+    candidates = placements(layout.sent, claim, RECEIPT_SUFFIX)
+    with fsutil.locked(candidates[0].item.parent):
+        placement, ours = _choose(candidates, claim, _receipt_owner)
+        failed = None if source.exists() else find_failed(layout, claim)
+        if failed is not None and failed.item.exists():
+            source = failed.item
+        if not ours and not source.exists():
+            raise ConnectorError(f"{claim.display_name} is neither in work/ nor in failed/ nor in "
+                                 "sent/", file=str(source),
+                                 hint="someone moved it by hand; the journal still knows it was sent")
+        _write_receipt(placement.sidecar, receipt, claim)
+        if source.exists() and not placement.item.exists():
+            fsutil.durable_rename(source, placement.item)
+            log.info("folder_item_sent", item=claim.display_name, to=str(placement.item))
+        if failed is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(failed.sidecar)
+                fsutil.fsync_dir(failed.sidecar.parent)
+    return placement.item
+
+
+def _write_receipt(path: Path, receipt: Receipt, claim: ClaimName) -> None:
+    model = receipt_file(receipt, name=claim.display_name, source_ref=claim.source_ref)
+    if path.exists():
+        try:
+            current = json.loads(path.read_text(encoding="utf-8"))
+            current.pop("updated_at", None)
+            wanted = json.loads(model.model_dump_json())
+            wanted.pop("updated_at", None)
+            if current == wanted:
+                return
+        except (OSError, ValueError):
+            pass
+    fsutil.atomic_write(path, model.model_dump_json(indent=2) + "\n")
+
+
+def error_text(claim: ClaimName, failure: Failure) -> str:
+    retry = failure.retry_command or (
+        f"edxml-connector retry {failure.journal_id}" if failure.journal_id
+        else "edxml-connector retry --failed")
+    failed_at = failure.failed_at.isoformat(timespec="seconds")
+    return (
+        f"Could not send: {claim.display_name}\n"
+        "\n"
+        f"What failed: {failure.reason}\n"
+        f"When:        {failed_at}\n"
+        f"Attempts:    {failure.attempts}\n"
+        f"Journal id:  {failure.journal_id or '-'}\n"
+        f"Claimed at:  {claim.claimed_at.isoformat(timespec='seconds')}\n"
+        "\n"
+        "To send it again: fix the cause (the files of this item may be edited here; they are\n"
+        "read again on retry), then run\n"
+        f"    {retry}\n"
+        "\n"
+        f"{_SOURCE_LINE}{claim.source_ref}\n"
+    )
+
+
+def mark_failed(layout: ExchangeLayout, item: OutgoingItem, failure: Failure) -> Path:
+    """Write ``NAME.error.txt``, then move the item from work/ to failed/. Returns its path."""
+    claim = claim_of(item)
+    source = work_path(layout, claim)
+    candidates = placements(layout.failed, claim, ERROR_SUFFIX)
+    with fsutil.locked(candidates[0].item.parent):
+        placement, ours = _choose(candidates, claim, _error_owner)
+        if not ours and not source.exists():
+            if find_sent(layout, claim) is not None:
+                raise ConnectorError(f"{claim.display_name} is already in sent/; not marking it "
+                                     "failed", hint="check the item with `edxml-connector status`")
+            raise ConnectorError(f"{claim.display_name} is not in work/", file=str(source),
+                                 hint="someone moved it by hand; the journal keeps the failure")
+        text = error_text(claim, failure)
+        try:
+            unchanged = placement.sidecar.read_text(encoding="utf-8") == text
+        except OSError:
+            unchanged = False
+        if not unchanged:
+            fsutil.atomic_write(placement.sidecar, text)
+        if source.exists() and not placement.item.exists():
+            fsutil.durable_rename(source, placement.item)
+            log.info("folder_item_failed", item=claim.display_name, to=str(placement.item))
+    return placement.item
+
+
+def put_back(layout: ExchangeLayout, item: OutgoingItem) -> Path:
+    """Move a failed item back to its place in work/ (same ``source_ref``) and remove its
+    error file; an item still in work/ stays there. Returns the work/ path."""
+    claim = claim_of(item)
+    target = work_path(layout, claim)
+    failed = find_failed(layout, claim)
+    if failed is not None:
+        with fsutil.locked(failed.item.parent):
+            if failed.item.exists() and not target.exists():
+                fsutil.durable_rename(failed.item, target)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(failed.sidecar)
+                fsutil.fsync_dir(failed.sidecar.parent)
+    if not target.exists():
+        if find_sent(layout, claim) is not None:
+            raise ConnectorError(f"{claim.display_name} was already sent; nothing to retry",
+                                 hint="use `edxml-connector send FILE` to send a new copy")
+        raise ConnectorError(f"{claim.display_name} is neither in work/ nor in failed/",
+                             file=str(target),
+                             hint="someone moved it by hand; put it back in outbox/ to send it anew")
+    return target

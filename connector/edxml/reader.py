@@ -1,0 +1,835 @@
+"""Reading edXML packages from any writer into the typed model.
+
+Received packages come from many writers: the official SDKs, agency rewrites and hand-edited test
+files. The rule (see the format doc) is *read leniently, say what was odd*: children are looked up
+by local name and in any order, both spellings of ``Bussiness`` and both date formats are accepted,
+``cid:`` may be on one side only, empty optional elements never fail a package, unknown extension
+elements are ignored with a warning, and the legacy namespace is accepted. A package that uses a
+namespace prefix without declaring it (seen in real test traffic) is repaired by declaring the
+prefix on the root element — on the same line, so every line number stays true — and read with a
+warning.
+
+What cannot be guessed is refused with ONE :class:`~connector.errors.EdxmlError` that names the
+file, the line and the element path, so an operator can tell the sender exactly what to fix: XML
+that is not well-formed beyond that repair, no ``From/OrganId``, a document without ``To``, a
+duplicate ``To/OrganId``, a manifest entry without its attachment, invalid base64, a status
+without ``StatusCode``.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lxml import etree
+
+from connector.edxml.identifiers import (
+    normalize_content_id,
+    organ_id_problem,
+    parse_date,
+    parse_timestamp,
+)
+from connector.edxml.model import (
+    LEGACY_NAMESPACE,
+    NAMESPACE,
+    Attachment,
+    Business,
+    BusinessDocumentInfo,
+    BusinessType,
+    Code,
+    DocumentPackage,
+    DocumentType,
+    Organization,
+    OtherInfo,
+    PromulgationInfo,
+    Receiver,
+    ReplacementInfo,
+    ResponseFor,
+    SignerInfo,
+    StaffInfo,
+    StatusCode,
+    StatusPackage,
+    TraceHeader,
+)
+from connector.edxml.xmlparse import ParseLimits, hardened_parser, parse_bytes, read_limited
+from connector.errors import EdxmlError, HostilePackage, PackageTooLarge
+
+XLINK_NAMESPACE = "http://www.w3.org/1999/xlink"
+XMLDSIG_NAMESPACE = "http://www.w3.org/2000/09/xmldsig#"
+
+MAX_SUBJECT_LENGTH = 500
+MAX_CONTENT_LENGTH = 500
+MAX_PLACE_LENGTH = 150
+
+# Prefixes whose meaning is certain enough to repair a package that forgot to declare them.
+_WELL_KNOWN_PREFIXES = {
+    "xlink": XLINK_NAMESPACE,
+    "ds": XMLDSIG_NAMESPACE,
+    "dsig": XMLDSIG_NAMESPACE,
+}
+_MAX_REPAIRED_PREFIXES = 16
+_NCNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_SAFE_URI = re.compile(r"^[^\"'<>&\s]+$")
+_UNDEFINED_PREFIX = re.compile(
+    r"Namespace prefix (?P<prefix>\S+) (?:for (?P<attribute>\S+) )?on (?P<element>\S+) is not defined")
+
+_ORGANIZATION_FIELDS = {
+    "OrganId": "organ_id", "OrganizationInCharge": "organization_in_charge",
+    "OrganName": "organ_name", "OrganAdd": "organ_add", "Email": "email",
+    "Telephone": "telephone", "Fax": "fax", "Website": "website",
+}
+_STAFF_FIELDS = {"Department": "department", "Staff": "staff", "Email": "email", "Mobile": "mobile"}
+_DOCUMENT_HEADER = {
+    "From", "To", "DocumentId", "Code", "PromulgationInfo", "DocumentType", "Subject", "Content",
+    "SignerInfo", "DueDate", "OtherInfo", "ResponseFor", "SteeringType", "ToPlaces",
+}
+_STATUS_HEADER = {"From", "ResponseFor", "StaffInfo", "StatusCode", "Description", "Timestamp"}
+_BUSINESS_CHILDREN = {
+    "DocumentId", "BussinessDocType", "BusinessDocType", "BussinessDocReason", "BusinessDocReason",
+    "Paper", "BussinessDocumentInfo", "BusinessDocumentInfo", "ReplacementInfoList", "StaffInfo",
+}
+_ATTACHMENT_CHILDREN = {"ContentId", "AttachmentName", "Description", "ContentType",
+                        "ContentTransferEncoded"}
+_REFERENCE_CHILDREN = {"ContentId", "ContentType", "Description", "AttachmentName"}
+
+
+@dataclass
+class ReadResult:
+    """What :func:`read_package` found: the model, what was odd about it, and its namespace URI
+    (``""`` when the package uses none)."""
+
+    package: DocumentPackage | StatusPackage
+    warnings: list[str] = field(default_factory=list)
+    namespace: str = NAMESPACE
+
+
+def read_package(source: bytes | str | Path, *, limits: ParseLimits = ParseLimits(),
+                 file: str | None = None) -> ReadResult:
+    """Read a package from bytes or a file path; raise :class:`EdxmlError` when it is unusable.
+
+    The size limit is checked before the file is read; parsing never resolves entities or DTDs.
+    """
+    if file is None and isinstance(source, str | Path):
+        file = str(source)
+    try:
+        data = read_limited(source, limits, file=file)
+    except OSError as error:
+        raise EdxmlError(f"cannot read the package: {error.strerror or error}", file=file,
+                         hint="check the path and its permissions") from error
+    tree, warnings = parse_package(data, limits=limits, file=file)
+    return _PackageReader(tree.getroot(), file, warnings).read()
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing, and the one repair we make: declaring prefixes a writer forgot to declare.
+# --------------------------------------------------------------------------------------------
+
+def parse_package(data: bytes, *, limits: ParseLimits = ParseLimits(),
+                  file: str | None = None) -> tuple[etree._ElementTree, list[str]]:
+    """Parse package bytes with the hardened parser, repairing undeclared prefixes.
+
+    Returns the tree and the repair warnings. Signature verification should use this too, so
+    that it sees the same tree the reader saw (a repaired package's signature cannot match —
+    the repair changed the bytes — which is the truth about such a package).
+    """
+    try:
+        return parse_bytes(data, limits=limits, file=file), []
+    except (HostilePackage, PackageTooLarge):
+        raise
+    except EdxmlError as error:
+        syntax = error.__cause__
+        if not isinstance(syntax, etree.XMLSyntaxError):
+            raise
+        entries = _parse_errors(data)
+        undefined = [entry for entry in entries if entry.type_name == "NS_ERR_UNDEFINED_NAMESPACE"]
+        fatal = [entry for entry in entries if entry.type_name != "NS_ERR_UNDEFINED_NAMESPACE"]
+        if fatal or not undefined:
+            raise _not_well_formed(fatal[0] if fatal else None, error, file) from syntax
+        prefixes = _prefixes_to_declare(undefined, data)
+        repaired = _declare_on_root(data, prefixes) if prefixes else None
+        if repaired is None:
+            raise _not_well_formed(undefined[0], error, file) from syntax
+        del data
+        tree = parse_bytes(repaired, limits=limits, file=file)
+        return tree, _repair_warnings(undefined, prefixes)
+
+
+def _parse_errors(data: bytes) -> list:
+    """The errors of parsing ``data`` alone. (An exception's ``error_log`` can also hold entries
+    from earlier parses in the same thread; a parser's own log cannot.) The DOCTYPE check has
+    already passed, and the parser resolves nothing."""
+    parser = hardened_parser()
+    try:
+        etree.fromstring(data, parser)
+    except etree.XMLSyntaxError:
+        pass
+    return [entry for entry in parser.error_log if entry.level >= etree.ErrorLevels.ERROR]
+
+
+def _not_well_formed(entry, error: EdxmlError, file: str | None) -> EdxmlError:
+    if entry is None:
+        return error
+    return EdxmlError(f"not well-formed XML: {entry.message.strip()}", file=file, line=entry.line,
+                      hint="the package is damaged (an element is not closed or a prefix is "
+                           "unknown); ask the sender to send it again")
+
+
+def _prefixes_to_declare(undefined, data: bytes) -> dict[str, str] | None:
+    """Map each undeclared prefix to the URI it most plausibly means, or None when unsafe."""
+    prefixes: dict[str, str] = {}
+    for entry in undefined:
+        match = _UNDEFINED_PREFIX.search(entry.message)
+        if not match:
+            return None
+        prefix = match.group("prefix")
+        if not _NCNAME.match(prefix) or prefix.lower().startswith("xml"):
+            return None
+        if prefix not in prefixes:
+            prefixes[prefix] = _uri_for_prefix(prefix, data)
+    if len(prefixes) > _MAX_REPAIRED_PREFIXES:
+        return None
+    return prefixes
+
+
+def _uri_for_prefix(prefix: str, data: bytes) -> str:
+    """The URI the package itself binds ``prefix`` to elsewhere, else a well-known one, else
+    (for ``edXML``) the QCVN namespace, else a placeholder that makes the elements 'unknown'."""
+    declared = re.search(rb"xmlns:" + re.escape(prefix.encode()) + rb"\s*=\s*[\"']([^\"'<>]*)[\"']",
+                         data)
+    if declared:
+        uri = declared.group(1).decode("utf-8", "replace")
+        if _SAFE_URI.match(uri):
+            return uri
+    if prefix in _WELL_KNOWN_PREFIXES:
+        return _WELL_KNOWN_PREFIXES[prefix]
+    if prefix.lower() == "edxml":
+        return NAMESPACE
+    return f"urn:x-edxml-connector:undeclared:{prefix}"
+
+
+_PROLOG_ITEM = re.compile(rb"\s+|<\?.*?\?>|<!--.*?-->", re.DOTALL)
+_ROOT_NAME = re.compile(rb"<[A-Za-z_][A-Za-z0-9_.\-]*(?::[A-Za-z_][A-Za-z0-9_.\-]*)?")
+
+
+def _declare_on_root(data: bytes, prefixes: dict[str, str]) -> bytes | None:
+    """Insert ``xmlns:p="uri"`` right after the root element's name — no newline is added, so
+    every line number the parser reports afterwards is the line in the received file."""
+    position = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    if not data.startswith(b"<", position) and not data[position:position + 1].isspace():
+        return None  # not an ASCII-compatible encoding we can safely edit
+    while True:
+        item = _PROLOG_ITEM.match(data, position)
+        if not item or item.end() == position:
+            break
+        position = item.end()
+    root = _ROOT_NAME.match(data, position)
+    if not root:
+        return None
+    declarations = "".join(f' xmlns:{prefix}="{uri}"' for prefix, uri in prefixes.items())
+    return data[:root.end()] + declarations.encode("ascii") + data[root.end():]
+
+
+def _repair_warnings(undefined, prefixes: dict[str, str]) -> list[str]:
+    warnings = []
+    for prefix, uri in prefixes.items():
+        uses = [entry for entry in undefined
+                if (m := _UNDEFINED_PREFIX.search(entry.message)) and m.group("prefix") == prefix]
+        first = uses[0]
+        match = _UNDEFINED_PREFIX.search(first.message)
+        where = match.group("element") + (f"/@{match.group('attribute')}" if match.group("attribute")
+                                           else "")
+        warnings.append(
+            f"recovered defect: namespace prefix '{prefix}' is used without a declaration "
+            f"({len(uses)} time(s), first on {where} at line {first.line}); read as bound to {uri}")
+    return warnings
+
+
+# --------------------------------------------------------------------------------------------
+# Interpreting the tree.
+# --------------------------------------------------------------------------------------------
+
+def _split(tag: str) -> tuple[str | None, str]:
+    if tag.startswith("{"):
+        namespace, _, local = tag[1:].partition("}")
+        return namespace, local
+    return None, tag
+
+
+class _PackageReader:
+    """One pass over a parsed tree. Collects warnings; raises on the first unusable defect."""
+
+    def __init__(self, root: etree._Element, file: str | None, warnings: list[str]) -> None:
+        self.root = root
+        self.file = file
+        self.warnings = warnings
+        namespace, _ = _split(root.tag) if isinstance(root.tag, str) else (None, "")
+        self.namespace = namespace or ""
+        self.accepted = {NAMESPACE, LEGACY_NAMESPACE, None, namespace}
+
+    # ---- small helpers ------------------------------------------------------------------
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def error(self, message: str, *, element: str, line: int | None = None,
+              hint: str | None = None) -> EdxmlError:
+        return EdxmlError(message, file=self.file, line=line, element=element, hint=hint)
+
+    def children(self, parent: etree._Element, path: str, known: set[str],
+                 *, foreign_ok: set[str] = frozenset()) -> dict[str, list[etree._Element]]:
+        """Group the element children of ``parent`` by local name; warn about unknown ones."""
+        groups: dict[str, list[etree._Element]] = {}
+        for child in parent:
+            if not isinstance(child.tag, str):
+                continue  # comments and processing instructions
+            namespace, local = _split(child.tag)
+            if local in known and (namespace in self.accepted or local in foreign_ok):
+                groups.setdefault(local, []).append(child)
+            else:
+                shown = local if namespace in self.accepted else f"{{{namespace}}}{local}"
+                self.warn(f"ignored unknown element {path}/{shown} (line {child.sourceline})")
+        return groups
+
+    def one(self, groups, name: str, path: str) -> etree._Element | None:
+        found = groups.get(name)
+        if not found:
+            return None
+        if len(found) > 1:
+            self.warn(f"{path}/{name} appears {len(found)} times (lines "
+                      f"{', '.join(str(e.sourceline) for e in found)}); the first is used")
+        return found[0]
+
+    def either(self, groups, names: tuple[str, ...], path: str) -> tuple[etree._Element | None, str]:
+        """The first present of several accepted spellings, and the name it was found under."""
+        for name in names:
+            element = self.one(groups, name, path)
+            if element is not None:
+                for other in names:
+                    if other != name and groups.get(other):
+                        self.warn(f"{path} has both {name} and {other}; {name} is used")
+                return element, name
+        return None, names[0]
+
+    def text(self, element: etree._Element | None, path: str) -> str | None:
+        """Text of a leaf element, stripped; None when absent, "" when present but empty."""
+        if element is None:
+            return None
+        parts = [element.text or ""]
+        for child in element:
+            if isinstance(child.tag, str):
+                self.warn(f"{path} should hold text only; its child element "
+                          f"{_split(child.tag)[1]} (line {child.sourceline}) is ignored")
+            parts.append(child.tail or "")
+        return "".join(parts).strip()
+
+    def field_text(self, groups, name: str, path: str) -> str | None:
+        return self.text(self.one(groups, name, path), f"{path}/{name}")
+
+    def field_date(self, groups, name: str, path: str):
+        element = self.one(groups, name, path)
+        value = self.text(element, f"{path}/{name}")
+        if not value:
+            return None
+        try:
+            return parse_date(value)
+        except ValueError:
+            self.warn(f"{path}/{name} {value!r} (line {element.sourceline}) is not a date in "
+                      "yyyy/MM/dd or dd/MM/yyyy; ignored")
+            return None
+
+    def field_timestamp(self, groups, name: str, path: str):
+        element = self.one(groups, name, path)
+        value = self.text(element, f"{path}/{name}")
+        if not value:
+            return None
+        try:
+            return parse_timestamp(value)
+        except ValueError:
+            self.warn(f"{path}/{name} {value!r} (line {element.sourceline}) is not a timestamp "
+                      "in yyyy/MM/dd HH:mm:ss or dd/MM/yyyy HH:mm:ss; ignored")
+            return None
+
+    def check_organ_id(self, value: str | None, path: str) -> None:
+        if value:
+            problem = organ_id_problem(value)
+            if problem:
+                self.warn(f"{path}: {problem}")
+
+    def check_length(self, value: str | None, limit: int, path: str) -> None:
+        if value is not None and len(value) > limit:
+            self.warn(f"{path} is {len(value)} characters long, more than the {limit} allowed")
+
+    # ---- structure ----------------------------------------------------------------------
+
+    def read(self) -> ReadResult:
+        root = self.root
+        namespace, local = _split(root.tag)
+        if local != "edXML":
+            raise self.error(f"the root element is {local!r}, not edXML: this is not an edXML "
+                             "package", element=local, line=root.sourceline,
+                             hint="check that the right file was given or received")
+        if namespace == LEGACY_NAMESPACE:
+            self.warn(f"the package uses the legacy namespace {LEGACY_NAMESPACE}; read as "
+                      "QCVN 102:2016")
+        elif namespace != NAMESPACE:
+            self.warn(f"the package uses the namespace {namespace or '(none)'} instead of "
+                      f"{NAMESPACE}; read by element names")
+        path = "edXML"
+        groups = self.children(root, path, {"edXMLEnvelope", "AttachmentEncoded"})
+        envelope = self.one(groups, "edXMLEnvelope", path)
+        if envelope is None:
+            raise self.error("the package has no edXMLEnvelope", element=f"{path}/edXMLEnvelope",
+                             line=root.sourceline, hint="this is not an edXML package")
+        encoded_blocks = list(groups.get("AttachmentEncoded", []))
+        env_path = f"{path}/edXMLEnvelope"
+        env = self.children(envelope, env_path, {"edXMLHeader", "edXMLBody", "AttachmentEncoded"})
+        for misplaced in env.get("AttachmentEncoded", []):
+            self.warn(f"AttachmentEncoded found inside edXMLEnvelope (line {misplaced.sourceline}) "
+                      "instead of after it; read anyway")
+            encoded_blocks.append(misplaced)
+        header = self.one(env, "edXMLHeader", env_path)
+        header_path = f"{env_path}/edXMLHeader"
+        if header is None:
+            raise self.error("the package has no edXMLHeader", element=header_path,
+                             line=envelope.sourceline, hint="ask the sender for a complete package")
+        hdr = self.children(header, header_path, {"MessageHeader", "TraceHeaderList", "Signature"},
+                            foreign_ok={"Signature"})
+        message_header = self.one(hdr, "MessageHeader", header_path)
+        mh_path = f"{header_path}/MessageHeader"
+        if message_header is None:
+            raise self.error("the package has no MessageHeader", element=mh_path,
+                             line=header.sourceline, hint="ask the sender for a complete package")
+        body = self.one(env, "edXMLBody", env_path)
+
+        peek = {(_split(c.tag)[1]) for c in message_header if isinstance(c.tag, str)}
+        if "StatusCode" in peek:
+            if body is not None or encoded_blocks or hdr.get("TraceHeaderList"):
+                self.warn("a status package carries a body, attachments or a TraceHeaderList; "
+                          "they are ignored")
+            package = self.read_status(message_header, mh_path)
+        elif ("To" not in peek and body is None and not encoded_blocks
+              and not hdr.get("TraceHeaderList") and peek & {"Timestamp", "Description"}):
+            raise self.error("this status package has no StatusCode", element=f"{mh_path}/StatusCode",
+                             line=message_header.sourceline,
+                             hint="a status needs a two-digit StatusCode (01-06, 13, 15, 16)")
+        else:
+            package = self.read_document(message_header, mh_path, hdr, header_path, body,
+                                         f"{env_path}/edXMLBody", encoded_blocks)
+        return ReadResult(package=package, warnings=self.warnings, namespace=self.namespace)
+
+    # ---- organisations ------------------------------------------------------------------
+
+    def read_organization(self, element: etree._Element, path: str, *, role: str) -> Organization:
+        known = set(_ORGANIZATION_FIELDS)
+        if role == "From":
+            known = known | {"From"}
+        groups = self.children(element, path, known)
+        nested = groups.pop("From", None)
+        if nested and not groups.get("OrganId"):
+            self.warn(f"recovered defect: {path} holds a nested From (line {nested[0].sourceline}); "
+                      "the inner one is read")
+            return self.read_organization(nested[0], f"{path}/From", role="inner")
+        if nested:
+            self.warn(f"ignored nested element {path}/From (line {nested[0].sourceline})")
+        values = {attr: self.field_text(groups, name, path)
+                  for name, attr in _ORGANIZATION_FIELDS.items()}
+        organization = Organization(**values)
+        if not organization.organ_id:
+            raise self.error(f"{role}/OrganId is missing or empty", element=f"{path}/OrganId",
+                             line=element.sourceline,
+                             hint="every organisation in a package needs its agency identifier")
+        self.check_organ_id(organization.organ_id, f"{path}/OrganId")
+        return organization
+
+    def read_from(self, groups, mh_path: str, header_line: int) -> Organization:
+        element = self.one(groups, "From", mh_path)
+        if element is None:
+            raise self.error("the package has no From", element=f"{mh_path}/From/OrganId",
+                             line=header_line, hint="the sender must identify itself in From/OrganId")
+        return self.read_organization(element, f"{mh_path}/From", role="From")
+
+    # ---- document packages ---------------------------------------------------------------
+
+    def read_document(self, message_header, mh_path, hdr, header_path, body, body_path,
+                      encoded_blocks) -> DocumentPackage:
+        groups = self.children(message_header, mh_path, _DOCUMENT_HEADER)
+        from_ = self.read_from(groups, mh_path, message_header.sourceline)
+        to_elements = groups.get("To", [])
+        if not to_elements:
+            raise self.error("the document has no To", element=f"{mh_path}/To",
+                             line=message_header.sourceline,
+                             hint="a document package must name at least one receiver in To")
+        recipients: list[Organization] = []
+        seen: dict[str, int] = {}
+        for index, element in enumerate(to_elements, start=1):
+            path = f"{mh_path}/To[{index}]" if len(to_elements) > 1 else f"{mh_path}/To"
+            organization = self.read_organization(element, path, role="To")
+            if organization.organ_id in seen:
+                raise self.error(
+                    f"To/OrganId {organization.organ_id} appears twice (To[{seen[organization.organ_id]}]"
+                    f" and To[{index}])", element=f"{path}/OrganId", line=element.sourceline,
+                    hint="each receiver may be named once; ask the sender to remove the duplicate")
+            seen[organization.organ_id] = index
+            recipients.append(organization)
+
+        package = DocumentPackage(from_=from_, to=recipients)
+        package.document_id = self.field_text(groups, "DocumentId", mh_path)
+        code = self.one(groups, "Code", mh_path)
+        if code is not None:
+            path = f"{mh_path}/Code"
+            cg = self.children(code, path, {"CodeNumber", "CodeNotation"})
+            package.code = Code(number=self.field_text(cg, "CodeNumber", path),
+                                notation=self.field_text(cg, "CodeNotation", path))
+        info = self.one(groups, "PromulgationInfo", mh_path)
+        if info is not None:
+            path = f"{mh_path}/PromulgationInfo"
+            ig = self.children(info, path, {"Place", "PromulgationDate"})
+            package.promulgation_info = PromulgationInfo(
+                place=self.field_text(ig, "Place", path),
+                date=self.field_date(ig, "PromulgationDate", path))
+        doc_type = self.one(groups, "DocumentType", mh_path)
+        if doc_type is not None:
+            path = f"{mh_path}/DocumentType"
+            tg = self.children(doc_type, path, {"Type", "TypeDetail", "TypeName"})
+            package.document_type = DocumentType(type=self.field_text(tg, "Type", path),
+                                                 type_detail=self.field_text(tg, "TypeDetail", path),
+                                                 type_name=self.field_text(tg, "TypeName", path))
+        package.subject = self.field_text(groups, "Subject", mh_path)
+        self.check_length(package.subject, MAX_SUBJECT_LENGTH, f"{mh_path}/Subject")
+        if not package.subject:
+            self.warn(f"{mh_path}/Subject is missing or empty (the format requires it)")
+        package.content = self.field_text(groups, "Content", mh_path)
+        self.check_length(package.content, MAX_CONTENT_LENGTH, f"{mh_path}/Content")
+        signer = self.one(groups, "SignerInfo", mh_path)
+        if signer is not None:
+            path = f"{mh_path}/SignerInfo"
+            sg = self.children(signer, path, {"Competence", "Position", "FullName"})
+            package.signer_info = SignerInfo(competence=self.field_text(sg, "Competence", path),
+                                             position=self.field_text(sg, "Position", path),
+                                             full_name=self.field_text(sg, "FullName", path))
+        package.due_date = self.field_date(groups, "DueDate", mh_path)
+        other = self.one(groups, "OtherInfo", mh_path)
+        if other is not None:
+            package.other_info = self.read_other_info(other, f"{mh_path}/OtherInfo")
+        for index, element in enumerate(groups.get("ResponseFor", []), start=1):
+            package.response_for.append(self.read_response_for(element, f"{mh_path}/ResponseFor"))
+        package.steering_type = self.field_text(groups, "SteeringType", mh_path)
+        places = self.one(groups, "ToPlaces", mh_path)
+        if places is not None:
+            path = f"{mh_path}/ToPlaces"
+            pg = self.children(places, path, {"Place"})
+            package.to_places = []
+            for element in pg.get("Place", []):
+                value = self.text(element, f"{path}/Place") or ""
+                self.check_length(value, MAX_PLACE_LENGTH, f"{path}/Place")
+                package.to_places.append(value)
+
+        trace_list = self.one(hdr, "TraceHeaderList", header_path)
+        if trace_list is not None:
+            self.read_trace_list(trace_list, f"{header_path}/TraceHeaderList", package)
+        package.attachments = self.read_attachments(body, body_path, encoded_blocks)
+        return package
+
+    def read_other_info(self, element, path: str) -> OtherInfo:
+        og = self.children(element, path, {"Priority", "SphereOfPromulgation", "TyperNotation",
+                                           "PromulgationAmount", "PageAmount", "Direction",
+                                           "Appendixes"})
+        info = OtherInfo(
+            priority=self.field_text(og, "Priority", path),
+            sphere_of_promulgation=self.field_text(og, "SphereOfPromulgation", path),
+            typer_notation=self.field_text(og, "TyperNotation", path),
+            promulgation_amount=self.field_text(og, "PromulgationAmount", path),
+            page_amount=self.field_text(og, "PageAmount", path),
+            direction=self.field_text(og, "Direction", path))
+        appendixes = self.one(og, "Appendixes", path)
+        if appendixes is not None:
+            apath = f"{path}/Appendixes"
+            ag = self.children(appendixes, apath, {"Appendix"})
+            info.appendixes = [self.text(a, f"{apath}/Appendix") or "" for a in ag.get("Appendix", [])]
+        return info
+
+    def read_response_for(self, element, path: str) -> ResponseFor:
+        rg = self.children(element, path, {"OrganId", "Code", "PromulgationDate", "DocumentId"})
+        response = ResponseFor(organ_id=self.field_text(rg, "OrganId", path),
+                               code=self.field_text(rg, "Code", path),
+                               promulgation_date=self.field_date(rg, "PromulgationDate", path),
+                               document_id=self.field_text(rg, "DocumentId", path))
+        self.check_organ_id(response.organ_id, f"{path}/OrganId")
+        return response
+
+    def read_staff(self, element, path: str) -> StaffInfo:
+        sg = self.children(element, path, set(_STAFF_FIELDS))
+        return StaffInfo(**{attr: self.field_text(sg, name, path)
+                            for name, attr in _STAFF_FIELDS.items()})
+
+    def read_trace_list(self, element, path: str, package: DocumentPackage) -> None:
+        tg = self.children(element, path, {"TraceHeader", "Bussiness", "Business"})
+        for trace in tg.get("TraceHeader", []):
+            tpath = f"{path}/TraceHeader"
+            hg = self.children(trace, tpath, {"OrganId", "Timestamp"})
+            header = TraceHeader(organ_id=self.field_text(hg, "OrganId", tpath),
+                                 timestamp=self.field_timestamp(hg, "Timestamp", tpath))
+            self.check_organ_id(header.organ_id, f"{tpath}/OrganId")
+            package.trace_headers.append(header)
+        business, name = self.either(tg, ("Bussiness", "Business"), path)
+        if business is not None:
+            package.business = self.read_business(business, f"{path}/{name}")
+
+    def read_business(self, element, path: str) -> Business:
+        bg = self.children(element, path, _BUSINESS_CHILDREN)
+        type_element, type_name = self.either(bg, ("BussinessDocType", "BusinessDocType"), path)
+        raw_type = self.text(type_element, f"{path}/{type_name}")
+        if not raw_type:
+            self.warn(f"{path}/BussinessDocType is missing or empty; read as 0 (new document)")
+            doc_type = BusinessType.NEW
+        else:
+            try:
+                doc_type = BusinessType(int(raw_type))
+            except ValueError:
+                raise self.error(f"BussinessDocType {raw_type!r} is not one of 0 (new), 1 (revoke), "
+                                 "2 (update), 3 (replace)", element=f"{path}/{type_name}",
+                                 line=type_element.sourceline,
+                                 hint="the package's purpose is unknown; ask the sender") from None
+        reason_element, reason_name = self.either(bg, ("BussinessDocReason", "BusinessDocReason"),
+                                                  path)
+        business = Business(business_doc_type=doc_type,
+                            business_doc_reason=self.text(reason_element, f"{path}/{reason_name}"),
+                            paper=self.field_text(bg, "Paper", path),
+                            document_id=self.field_text(bg, "DocumentId", path))
+        info, info_name = self.either(bg, ("BussinessDocumentInfo", "BusinessDocumentInfo"), path)
+        if info is not None:
+            business.business_document_info = self.read_business_info(info, f"{path}/{info_name}")
+        replacements = self.one(bg, "ReplacementInfoList", path)
+        if replacements is not None:
+            business.replacement_info_list = self.read_replacements(
+                replacements, f"{path}/ReplacementInfoList")
+        staff = self.one(bg, "StaffInfo", path)
+        if staff is not None:
+            business.staff_info = self.read_staff(staff, f"{path}/StaffInfo")
+        return business
+
+    def read_business_info(self, element, path: str) -> BusinessDocumentInfo:
+        ig = self.children(element, path, {"DocumentInfo", "DocumentReceiver", "ReceiverList"})
+        info = BusinessDocumentInfo(document_info=self.field_text(ig, "DocumentInfo", path),
+                                    document_receiver=self.field_text(ig, "DocumentReceiver", path))
+        receivers = self.one(ig, "ReceiverList", path)
+        if receivers is not None:
+            rpath = f"{path}/ReceiverList"
+            for receiver in self.children(receivers, rpath, {"Receiver"}).get("Receiver", []):
+                epath = f"{rpath}/Receiver"
+                eg = self.children(receiver, epath, {"OrganId", "ReceiverType"})
+                entry = Receiver(organ_id=self.field_text(eg, "OrganId", epath),
+                                 receiver_type=self.field_text(eg, "ReceiverType", epath))
+                self.check_organ_id(entry.organ_id, f"{epath}/OrganId")
+                info.receivers.append(entry)
+        return info
+
+    def read_replacements(self, element, path: str) -> list[ReplacementInfo]:
+        result = []
+        for replacement in self.children(element, path, {"ReplacementInfo"}).get("ReplacementInfo",
+                                                                                   []):
+            rpath = f"{path}/ReplacementInfo"
+            rg = self.children(replacement, rpath, {"DocumentId", "OrganIdList"})
+            info = ReplacementInfo(document_id=self.field_text(rg, "DocumentId", rpath))
+            organ_list = self.one(rg, "OrganIdList", rpath)
+            if organ_list is not None:
+                lpath = f"{rpath}/OrganIdList"
+                for organ in self.children(organ_list, lpath, {"OrganId"}).get("OrganId", []):
+                    value = self.text(organ, f"{lpath}/OrganId") or ""
+                    self.check_organ_id(value, f"{lpath}/OrganId")
+                    info.organ_ids.append(value)
+            result.append(info)
+        return result
+
+    # ---- attachments --------------------------------------------------------------------
+
+    def read_attachments(self, body, body_path: str, encoded_blocks) -> list[Attachment]:
+        references = []
+        if body is not None:
+            bg = self.children(body, body_path, {"edXMLManifest"})
+            manifest = self.one(bg, "edXMLManifest", body_path)
+            if manifest is not None:
+                mpath = f"{body_path}/edXMLManifest"
+                for element in self.children(manifest, mpath, {"Reference"}).get("Reference", []):
+                    rpath = f"{mpath}/Reference"
+                    rg = self.children(element, rpath, _REFERENCE_CHILDREN)
+                    references.append({
+                        "element": element,
+                        "content_id": normalize_content_id(self.field_text(rg, "ContentId", rpath)),
+                        "content_type": self.field_text(rg, "ContentType", rpath),
+                        "description": self.field_text(rg, "Description", rpath),
+                        "name": self.field_text(rg, "AttachmentName", rpath),
+                    })
+
+        parts = []
+        for block in encoded_blocks:
+            block_path = "edXML/AttachmentEncoded"
+            for element in self.children(block, block_path, {"Attachment"}).get("Attachment", []):
+                parts.append((element, f"{block_path}/Attachment"))
+
+        attachments: list[Attachment] = []
+        matched: set[int] = set()
+        for position, (element, path) in enumerate(parts, start=1):
+            ag = self.children(element, path, _ATTACHMENT_CHILDREN)
+            content_id = normalize_content_id(self.field_text(ag, "ContentId", path))
+            name = self.field_text(ag, "AttachmentName", path)
+            reference = self.match_reference(references, matched, content_id, name)
+            encoded = self.one(ag, "ContentTransferEncoded", path)
+            if encoded is None:
+                raise self.error(f"attachment {content_id or name or position} has no "
+                                 "ContentTransferEncoded", element=f"{path}/ContentTransferEncoded",
+                                 line=element.sourceline,
+                                 hint="the attachment's content is missing; ask the sender again")
+            data = self.decode(encoded, f"{path}/ContentTransferEncoded")
+            content_type = self.field_text(ag, "ContentType", path)
+            description = self.field_text(ag, "Description", path)
+            if reference is not None:
+                name = self.reconcile(name, reference["name"], "AttachmentName", content_id)
+                content_type = self.reconcile(content_type, reference["content_type"],
+                                              "ContentType", content_id)
+                description = self.reconcile(description, reference["description"],
+                                             "Description", content_id, warn=False)
+            else:
+                self.warn(f"attachment {content_id or name or position} (line {element.sourceline}) "
+                          "is not listed in the manifest; kept")
+            if not name:
+                name = f"attachment-{position}"
+                self.warn(f"attachment {content_id or position} has no AttachmentName; "
+                          f"named {name!r}")
+            if not content_type:
+                content_type = "application/octet-stream"
+                self.warn(f"attachment {name!r} has no ContentType; read as {content_type}")
+            if not data:
+                self.warn(f"attachment {name!r} is empty")
+            attachments.append(Attachment(name=name, content_type=content_type,
+                                          content_id=content_id, description=description,
+                                          data=data))
+
+        for index, reference in enumerate(references):
+            if index in matched:
+                continue
+            label = reference["content_id"] or reference["name"] or f"#{index + 1}"
+            raise self.error(f"the manifest references attachment {label}, which the package does "
+                             "not contain", element=f"{body_path}/edXMLManifest/Reference",
+                             line=reference["element"].sourceline,
+                             hint="ask the sender to send the package again with all attachments")
+        return attachments
+
+    def match_reference(self, references, matched: set[int], content_id, name):
+        """The manifest entry for an attachment: same ContentId, else (when ids are missing)
+        the same AttachmentName."""
+        for by in ("content_id", "name"):
+            key = content_id if by == "content_id" else name
+            if not key:
+                continue
+            for index, reference in enumerate(references):
+                if index in matched or reference[by] != key:
+                    continue
+                if by == "name" and reference["content_id"] and content_id:
+                    continue
+                if by == "name":
+                    self.warn(f"attachment {name!r} matched to its manifest entry by name "
+                              "(ContentId missing)")
+                matched.add(index)
+                return reference
+        return None
+
+    def reconcile(self, own: str | None, manifest: str | None, label: str, content_id,
+                  *, warn: bool = True) -> str | None:
+        """The attachment's own value wins; the manifest fills a gap; a conflict is reported."""
+        if not own:
+            return manifest if manifest else own
+        if manifest and manifest != own and warn:
+            self.warn(f"attachment {content_id}: {label} is {own!r} but the manifest says "
+                      f"{manifest!r}; {own!r} is used")
+        return own
+
+    def decode(self, element, path: str) -> bytes:
+        """Base64 text to bytes in linear time: one ASCII encode, one C-level whitespace strip,
+        one strict decode. The element's text is dropped afterwards so that a 100 MB attachment
+        is not held three times."""
+        text = element.text or ""
+        for child in element:  # comments inside the base64 (seen in hand-edited files)
+            if isinstance(child.tag, str):
+                raise self.error("ContentTransferEncoded holds an element instead of base64 text",
+                                 element=path, line=child.sourceline,
+                                 hint="ask the sender to send the package again")
+            text += child.tail or ""
+        try:
+            raw = text.encode("ascii")
+        except UnicodeEncodeError as error:
+            raise self.bad_base64(text, element, path, error.start) from None
+        raw = raw.translate(None, b" \t\r\n")
+        try:
+            data = binascii.a2b_base64(raw, strict_mode=True)
+        except binascii.Error:
+            data = self.decode_leniently(raw, text, element, path)
+        element.text = None
+        return data
+
+    def decode_leniently(self, raw: bytes, text: str, element, path: str) -> bytes:
+        bad = re.search(rb"[^A-Za-z0-9+/=]", raw)
+        if bad is None:
+            stripped = raw.rstrip(b"=")
+            if b"=" not in stripped and len(stripped) % 4 != 1:
+                padded = stripped + b"=" * (-len(stripped) % 4)
+                try:
+                    data = binascii.a2b_base64(padded, strict_mode=True)
+                except binascii.Error:
+                    pass
+                else:
+                    self.warn(f"{path} (line {element.sourceline}): base64 padding was wrong; "
+                              "recovered")
+                    return data
+            raise self.error("invalid base64: the length or padding is wrong", element=path,
+                             line=element.sourceline,
+                             hint="the attachment is damaged; ask the sender to send it again")
+        index = re.search(r"[^A-Za-z0-9+/=\s]", text)
+        raise self.bad_base64(text, element, path, index.start() if index else 0)
+
+    def bad_base64(self, text: str, element, path: str, index: int) -> EdxmlError:
+        line = (element.sourceline or 0) + text.count("\n", 0, index)
+        shown = text[index:index + 12]
+        return self.error(f"invalid base64: unexpected {shown!r}", element=path, line=line or None,
+                          hint="the attachment is damaged; ask the sender to send it again")
+
+    # ---- status packages ----------------------------------------------------------------
+
+    def read_status(self, message_header, mh_path: str) -> StatusPackage:
+        groups = self.children(message_header, mh_path, _STATUS_HEADER)
+        from_ = self.read_from(groups, mh_path, message_header.sourceline)
+        code_element = self.one(groups, "StatusCode", mh_path)
+        raw_code = self.text(code_element, f"{mh_path}/StatusCode")
+        if not raw_code:
+            raise self.error("StatusCode is empty", element=f"{mh_path}/StatusCode",
+                             line=code_element.sourceline,
+                             hint="a status needs a two-digit StatusCode (01-06, 13, 15, 16)")
+        code: StatusCode | str
+        normalized = raw_code.zfill(2) if raw_code.isdigit() and len(raw_code) == 1 else raw_code
+        try:
+            code = StatusCode(normalized)
+        except ValueError:
+            code = raw_code
+            self.warn(f"{mh_path}/StatusCode {raw_code!r} is not a known status code "
+                      "(01-06, 13, 15, 16); kept as received")
+        else:
+            if normalized != raw_code:
+                self.warn(f"{mh_path}/StatusCode {raw_code!r} read as {normalized!r}")
+        response_element = self.one(groups, "ResponseFor", mh_path)
+        if response_element is None:
+            raise self.error("the status has no ResponseFor", element=f"{mh_path}/ResponseFor",
+                             line=message_header.sourceline,
+                             hint="a status must name the document it is about in ResponseFor")
+        response_for = self.read_response_for(response_element, f"{mh_path}/ResponseFor")
+        if not response_for.document_id:
+            self.warn(f"{mh_path}/ResponseFor/DocumentId is missing or empty; the status cannot "
+                      "be matched to a document by its identifier")
+        staff_element = self.one(groups, "StaffInfo", mh_path)
+        return StatusPackage(
+            from_=from_, response_for=response_for, status_code=code,
+            staff_info=(self.read_staff(staff_element, f"{mh_path}/StaffInfo")
+                        if staff_element is not None else None),
+            description=self.field_text(groups, "Description", mh_path),
+            timestamp=self.field_timestamp(groups, "Timestamp", mh_path))

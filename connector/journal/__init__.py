@@ -1,0 +1,41 @@
+"""The journal: durable state of every item, the spine of the connector.
+
+``Journal.open(url)`` connects (SQLite in WAL mode with ``synchronous=FULL``, or PostgreSQL) and
+upgrades the schema; its methods are the transitions the outbound and inbound pipelines call.
+See :mod:`connector.journal.store` for the guarantees.
+"""
+
+from connector.journal.backup import backup
+from connector.journal.records import (
+    DeliveryRecord,
+    EventRecord,
+    IncomingRecord,
+    OutgoingRecord,
+    StatusRecord,
+    new_id,
+)
+from connector.journal.states import (
+    EventOutcome,
+    IncomingState,
+    MessageType,
+    OutgoingKind,
+    OutgoingState,
+    SignatureState,
+)
+from connector.journal.store import (
+    DEFAULT_STALE_AFTER,
+    KV_LAST_AXIS_CONTACT,
+    KV_LAST_POLL,
+    InvalidTransition,
+    Journal,
+    JournalError,
+    UnknownItem,
+)
+
+__all__ = [
+    "DEFAULT_STALE_AFTER", "KV_LAST_AXIS_CONTACT", "KV_LAST_POLL",
+    "DeliveryRecord", "EventOutcome", "EventRecord", "IncomingRecord", "IncomingState",
+    "InvalidTransition", "Journal", "JournalError", "MessageType", "OutgoingKind",
+    "OutgoingRecord", "OutgoingState", "SignatureState", "StatusRecord", "UnknownItem",
+    "backup", "new_id",
+]

@@ -1,0 +1,61 @@
+"""``edxml-connector journal backup FILE``: a consistent copy of a live journal.
+
+SQLite's online backup API copies the database page by page under a read transaction, so the copy
+is a consistent snapshot even while the daemon writes (WAL readers never block the writer). The
+copy is written beside the target under a temporary name, switched out of WAL mode so that it is
+one self-contained file, checked with ``PRAGMA quick_check``, fsync'd and renamed into place: a
+half-written backup never carries the target's name.
+
+PostgreSQL journals are backed up with the database's own tools (``pg_dump``).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from connector.errors import ConnectorError
+from connector.journal.engine import sqlite_path
+from connector.journal.store import Journal
+
+
+def backup(journal: Journal, target_file: str | os.PathLike[str]) -> Path:
+    """Copy the journal to ``target_file`` (replaced if present); return its path."""
+    if journal.dialect != "sqlite":
+        raise ConnectorError(
+            f"online backup of a {journal.dialect} journal is done by the database itself",
+            hint="use pg_dump (e.g. pg_dump -Fc -f journal.dump DBNAME) and pg_restore to restore")
+    if sqlite_path(journal.engine) is None:
+        raise ConnectorError("an in-memory journal cannot be backed up",
+                             hint="configure journal.url with a file path")
+    target = Path(target_file).expanduser().resolve()
+    if not target.parent.is_dir():
+        raise ConnectorError(f"directory {target.parent} does not exist", file=str(target),
+                             hint="create it or choose another backup file")
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    raw = journal.engine.raw_connection()
+    try:
+        source: sqlite3.Connection = raw.driver_connection
+        destination = sqlite3.connect(str(temporary), isolation_level=None)
+        try:
+            source.backup(destination)
+            destination.execute("PRAGMA journal_mode = DELETE")
+            verdict = destination.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            destination.close()
+        if verdict != "ok":
+            raise ConnectorError(f"the backup copy failed its integrity check: {verdict}",
+                                 file=str(target), hint="check the disk, then run the backup again")
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+        directory = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    finally:
+        raw.close()
+        temporary.unlink(missing_ok=True)
+    return target

@@ -1,0 +1,96 @@
+"""Opening the journal database with the durability settings the connector relies on.
+
+SQLite: WAL (readers never block the writer, and a crash never corrupts committed data),
+``synchronous=FULL`` (a commit is on disk when it returns — the guarantee the pipelines build on),
+a busy timeout (the CLI and the daemon share the file), foreign keys on. Transactions that write
+begin with ``BEGIN IMMEDIATE``: they take the write lock first, so two writers queue on the busy
+timeout instead of one failing with "database is locked" half-way through a read-then-write.
+
+PostgreSQL: the psycopg 3 driver; ``postgresql://`` URLs are read as ``postgresql+psycopg://``.
+A schema other than ``public`` is chosen in the URL:
+``postgresql+psycopg://user@host/db?options=-csearch_path%3Dconnector``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from connector.errors import ConfigError
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Execution option read by the ``begin`` hook below: "IMMEDIATE" for transactions that write.
+BEGIN_MODE_OPTION = "journal_sqlite_begin"
+
+
+def parse_journal_url(url: str | URL) -> URL:
+    """Validate a journal URL and pick the driver; raise ConfigError naming the fix."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except ArgumentError as error:
+        raise ConfigError(f"journal.url {str(url)!r} is not a database URL",
+                          hint="use sqlite:////var/lib/edxml-connector/journal.db or "
+                               "postgresql+psycopg://user@host/dbname") from error
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        if parsed.get_driver_name() not in ("psycopg", ""):
+            raise ConfigError(f"journal.url uses driver {parsed.get_driver_name()!r}",
+                              hint="use postgresql+psycopg:// (psycopg 3 is the driver installed)")
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        if parsed.get_driver_name() not in ("pysqlite", ""):
+            raise ConfigError(f"journal.url uses driver {parsed.get_driver_name()!r}",
+                              hint="use sqlite:////absolute/path/journal.db")
+        return parsed
+    raise ConfigError(f"journal.url: database {backend!r} is not supported for the journal",
+                      hint="use sqlite:////var/lib/edxml-connector/journal.db or a PostgreSQL URL")
+
+
+def create_journal_engine(url: str | URL, *, create_directory: bool = True, echo: bool = False) -> Engine:
+    """An Engine for the journal with the pragmas/driver settings above already wired in."""
+    parsed = parse_journal_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:" and create_directory:
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+        engine = create_engine(parsed, echo=echo,
+                               connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+                                             "check_same_thread": False})
+        _wire_sqlite(engine)
+        return engine
+    return create_engine(parsed, echo=echo, pool_pre_ping=True)
+
+
+def _wire_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        # Hand transaction control to SQLAlchemy's begin hook (the sqlite3 module's own implicit
+        # BEGIN is deferred and not emitted before SELECTs, which breaks read-then-write atomicity).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = FULL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        mode = connection.get_execution_options().get(BEGIN_MODE_OPTION, "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def sqlite_path(engine: Engine) -> Path | None:
+    """The database file of a SQLite engine (None for PostgreSQL or an in-memory database)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database
+    if not database or database == ":memory:":
+        return None
+    return Path(os.path.expanduser(database))

@@ -1,0 +1,1 @@
+"""Journal schema revisions (Alembic ignores this file)."""

@@ -1,0 +1,239 @@
+"""The connector's Prometheus metrics, in a registry of their own.
+
+WHY a dedicated ``CollectorRegistry`` rather than the library's global one: two connectors (or a
+daemon and its tests) in one process must not collide on metric names, and ``/metrics`` should
+show exactly what this module documents, nothing a third-party import happened to register.
+
+Every name starts with ``edxml_connector_``; the alert rules in ``config/monitoring/alerts.yml``
+and ``docs/operations.md`` use these names, so a rename here is a breaking change.
+
+=============================================================  =========  ====================
+name                                                           type       labels
+=============================================================  =========  ====================
+``edxml_connector_items``                                      gauge      direction, state
+``edxml_connector_sends_total``                                counter    outcome
+``edxml_connector_receives_total``                             counter    outcome
+``edxml_connector_retries_total``                              counter    direction
+``edxml_connector_axis_request_duration_seconds``              histogram  operation
+``edxml_connector_oldest_pending_age_seconds``                 gauge      direction
+``edxml_connector_certificate_expiry_seconds``                 gauge      (none)
+``edxml_connector_signing_blocked``                            gauge      (none)
+``edxml_connector_last_successful_poll_timestamp_seconds``     gauge      (none)
+``edxml_connector_journal_size_bytes``                         gauge      (none)
+``edxml_connector_ready``                                      gauge      (none)
+``edxml_connector_readiness_check``                            gauge      check
+``edxml_connector_info``                                       gauge      version
+=============================================================  =========  ====================
+
+Label values are a closed set (the tuples below): an unknown one is a programming error and
+raises ``ValueError`` at once, instead of quietly creating a series no alert looks at.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from connector import __version__
+
+PREFIX = "edxml_connector"
+
+DIRECTIONS = ("outgoing", "incoming")
+# What happened to one attempt to push a package to the axis.
+SEND_OUTCOMES = (
+    "accepted",         # the axis answered OK and gave a DocId
+    "retryable_error",  # network error, timeout, 5xx, throttling: will be retried
+    "permanent_error",  # refused for good (bad package, unknown recipient...): the item fails
+)
+# What happened to one package pulled from the axis.
+RECEIVE_OUTCOMES = (
+    "stored",           # verified (or accepted by policy) and durably stored
+    "duplicate",        # a redelivery of something already stored: acknowledged, not delivered
+    "quarantined",      # stored, acknowledged, held back by the signature policy
+    "error",            # could not be fetched/parsed/stored: not acknowledged, comes back later
+)
+# The axis API calls, as named in docs/axis-api.md.
+AXIS_OPERATIONS = (
+    "sendEdoc",
+    "getReceivedEdocList",
+    "getEdoc",
+    "updateStatus",
+    "getAgenciesList",
+    "other",
+)
+
+# Axis calls take from a few milliseconds (loopback simulator) to tens of seconds (a large
+# attachment over a slow link); the buckets cover both ends.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+def _check(value: str, allowed: tuple[str, ...], what: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"unknown {what} {value!r} for a metric label; expected one of {allowed}")
+    return value
+
+
+class Metrics:
+    """All the connector's metrics, registered in ``self.registry``.
+
+    The daemon makes one instance and passes it to the pipelines and to
+    :class:`connector.health.HealthMonitor` (which keeps the certificate, poll, journal and
+    readiness gauges in step with its state). Methods are thread-safe (prometheus-client's are).
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.items = Gauge(
+            f"{PREFIX}_items", "Items in the journal by direction and state.",
+            ["direction", "state"], registry=r)
+        self.sends = Counter(
+            f"{PREFIX}_sends", "Attempts to send a package to the axis, by outcome.",
+            ["outcome"], registry=r)
+        self.receives = Counter(
+            f"{PREFIX}_receives", "Packages received from the axis, by outcome.",
+            ["outcome"], registry=r)
+        self.retries = Counter(
+            f"{PREFIX}_retries", "Attempts scheduled again after a retryable error.",
+            ["direction"], registry=r)
+        self.axis_request_duration = Histogram(
+            f"{PREFIX}_axis_request_duration_seconds",
+            "Duration of HTTP requests to the axis, by API operation.",
+            ["operation"], buckets=LATENCY_BUCKETS, registry=r)
+        self.oldest_pending_age = Gauge(
+            f"{PREFIX}_oldest_pending_age_seconds",
+            "Age of the oldest item not yet done (outgoing: not yet accepted by the axis; "
+            "incoming: not yet delivered to the agency side); 0 when none.",
+            ["direction"], registry=r)
+        self.certificate_expiry = Gauge(
+            f"{PREFIX}_certificate_expiry_seconds",
+            "Seconds until the signing certificate expires (negative once expired).",
+            registry=r)
+        self.signing_blocked = Gauge(
+            f"{PREFIX}_signing_blocked",
+            "1 when signing is stopped because the certificate has expired (or is not yet valid).",
+            registry=r)
+        self.last_successful_poll = Gauge(
+            f"{PREFIX}_last_successful_poll_timestamp_seconds",
+            "Unix time of the last successful authenticated poll of the axis (0: never).",
+            registry=r)
+        self.journal_size = Gauge(
+            f"{PREFIX}_journal_size_bytes",
+            "Size of the journal database on disk (SQLite file with its WAL; PostgreSQL: "
+            "pg_database_size when known).", registry=r)
+        self.ready = Gauge(
+            f"{PREFIX}_ready", "1 when every readiness check passes (what /readyz says).",
+            registry=r)
+        self.readiness_check = Gauge(
+            f"{PREFIX}_readiness_check", "1 when this readiness check passes, 0 when it fails.",
+            ["check"], registry=r)
+        self.info = Gauge(
+            f"{PREFIX}_info", "Always 1; the label carries the connector's version.",
+            ["version"], registry=r)
+        self.info.labels(version=__version__).set(1)
+
+        # Counters start at 0 for every known label value, so that rate()/increase() work from the
+        # first scrape and an alert can tell "nothing happened" from "no data".
+        for outcome in SEND_OUTCOMES:
+            self.sends.labels(outcome=outcome)
+        for outcome in RECEIVE_OUTCOMES:
+            self.receives.labels(outcome=outcome)
+        for direction in DIRECTIONS:
+            self.retries.labels(direction=direction)
+            self.oldest_pending_age.labels(direction=direction).set(0)
+        self._item_label_sets: set[tuple[str, str]] = set()
+
+    # -- the pipelines call these ------------------------------------------------------------
+
+    def record_send(self, outcome: str) -> None:
+        self.sends.labels(outcome=_check(outcome, SEND_OUTCOMES, "send outcome")).inc()
+
+    def record_receive(self, outcome: str) -> None:
+        self.receives.labels(outcome=_check(outcome, RECEIVE_OUTCOMES, "receive outcome")).inc()
+
+    def record_retry(self, direction: str) -> None:
+        self.retries.labels(direction=_check(direction, DIRECTIONS, "direction")).inc()
+
+    def observe_axis_request(self, operation: str, seconds: float) -> None:
+        self.axis_request_duration.labels(
+            operation=_check(operation, AXIS_OPERATIONS, "axis operation")).observe(seconds)
+
+    @contextmanager
+    def time_axis_request(self, operation: str) -> Iterator[None]:
+        """``with metrics.time_axis_request("sendEdoc"): client.send(...)`` — failures count too:
+        a slow timeout is exactly what the histogram is for."""
+        _check(operation, AXIS_OPERATIONS, "axis operation")
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.observe_axis_request(operation, time.perf_counter() - started)
+
+    # -- the daemon's periodic refresh calls these --------------------------------------------
+
+    def set_item_counts(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Replace the item gauge with ``{(direction, state): count}`` from one journal query.
+
+        A state absent from ``counts`` that was present before is set to 0 (not left at its old
+        value), so that a queue that drained shows as drained.
+        """
+        for direction, _ in counts:
+            _check(direction, DIRECTIONS, "direction")
+        for key in self._item_label_sets - set(counts):
+            self.items.labels(direction=key[0], state=key[1]).set(0)
+        for (direction, state), count in counts.items():
+            self.items.labels(direction=direction, state=state).set(count)
+        self._item_label_sets |= set(counts)
+
+    def set_oldest_pending_age(self, direction: str, seconds: float | None) -> None:
+        """None (nothing pending) is published as 0."""
+        self.oldest_pending_age.labels(direction=_check(direction, DIRECTIONS, "direction")).set(
+            max(0.0, seconds or 0.0))
+
+    def set_certificate_expiry(self, not_after: datetime | None,
+                               now: datetime | None = None) -> None:
+        """Publish seconds to expiry and whether signing is blocked. ``not_after`` None (no
+        certificate loaded) leaves the expiry gauge absent-valued (NaN) and signing blocked."""
+        if not_after is None:
+            self.certificate_expiry.set(float("nan"))
+            self.signing_blocked.set(1)
+            return
+        now = now or datetime.now(timezone.utc)
+        remaining = (not_after - now).total_seconds()
+        self.certificate_expiry.set(remaining)
+        self.signing_blocked.set(1 if remaining <= 0 else 0)
+
+    def set_signing_blocked(self, blocked: bool) -> None:
+        self.signing_blocked.set(1 if blocked else 0)
+
+    def set_last_successful_poll(self, unix_time: float) -> None:
+        self.last_successful_poll.set(unix_time)
+
+    def set_journal_size(self, size_bytes: int) -> None:
+        self.journal_size.set(size_bytes)
+
+    def set_readiness(self, ready: bool, checks: Mapping[str, bool]) -> None:
+        self.ready.set(1 if ready else 0)
+        for name, ok in checks.items():
+            self.readiness_check.labels(check=name).set(1 if ok else 0)
+
+    def exposition(self) -> bytes:
+        """The text format that ``/metrics`` serves."""
+        return generate_latest(self.registry)
+
+
+def sqlite_journal_size(database_path: str | os.PathLike) -> int:
+    """Bytes on disk of an SQLite journal: the file plus its ``-wal`` and ``-shm`` companions
+    (in WAL mode the WAL can hold most of the recent data). Missing files count as 0."""
+    total = 0
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            total += os.stat(f"{os.fspath(database_path)}{suffix}").st_size
+        except FileNotFoundError:
+            pass
+    return total

@@ -1,0 +1,67 @@
+"""The receipt sidecar: ``sent/NAME.receipt.json``, what the DMS reads about a sent item.
+
+It is written (atomically) when the axis accepts the item and rewritten each time a recipient's
+status changes, so a DMS can poll one small file per item instead of talking to the connector.
+``edxml-connector schema receipt`` prints its JSON Schema.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from connector.dms.base import Receipt
+from connector.edxml.model import StatusCode
+
+RECEIPT_FORMAT = 1
+
+
+class RecipientStatus(BaseModel):
+    """The latest status one recipient sent back about the item."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str | None = Field(default=None, description="status code, e.g. '03'; null: none yet")
+    label: str | None = Field(default=None, description="English label of the code, e.g. 'accepted'")
+    description: str | None = Field(default=None, description="the recipient's free text, if any")
+    at: dt.datetime | None = Field(default=None, description="when the recipient set it")
+
+
+class ReceiptFile(BaseModel):
+    """``sent/NAME.receipt.json``."""
+
+    model_config = ConfigDict(extra="forbid", title="Receipt")
+
+    format: int = Field(default=RECEIPT_FORMAT, description="version of this file's layout")
+    name: str = Field(description="the item's name in outbox/ (NAME.edxml, NAME, statuses/NAME.yaml)")
+    journal_id: str = Field(description="the connector's id: `edxml-connector status` shows it")
+    document_id: str | None = Field(description="DocumentId sent in the package")
+    state: str = Field(description="journal state: sent, or failed, ...")
+    axis_doc_id: str | None = Field(default=None, description="the axis's id for the package")
+    sent_at: dt.datetime | None = Field(default=None, description="when the axis accepted it")
+    recipients: dict[str, RecipientStatus] = Field(
+        default_factory=dict, description="recipient OrganId -> its latest status")
+    updated_at: dt.datetime = Field(description="when this file was last written")
+    source_ref: str = Field(description="the connector's claim reference (work/ name); "
+                                        "identifies the item across restarts")
+
+
+def receipt_file(receipt: Receipt, *, name: str, source_ref: str,
+                 now: dt.datetime | None = None) -> ReceiptFile:
+    """Turn the core's :class:`Receipt` into the file model, filling missing status labels."""
+    recipients: dict[str, RecipientStatus] = {}
+    for organ_id, raw in receipt.recipients.items():
+        entry: dict[str, Any] = dict(raw or {})
+        code = entry.get("status")
+        if code and not entry.get("label"):
+            try:
+                entry["label"] = StatusCode(str(code)).label_en
+            except ValueError:
+                pass
+        recipients[organ_id] = RecipientStatus.model_validate(entry)
+    return ReceiptFile(name=name, journal_id=receipt.journal_id, document_id=receipt.document_id,
+                       state=receipt.state, axis_doc_id=receipt.axis_doc_id,
+                       sent_at=receipt.sent_at, recipients=recipients,
+                       updated_at=now or dt.datetime.now(dt.timezone.utc), source_ref=source_ref)

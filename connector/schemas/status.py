@@ -1,0 +1,107 @@
+"""The status drop file: how a DMS asks the connector to send a status about a document.
+
+The DMS writes ``outbox/statuses/NAME.yaml`` (or ``.json``) — under a temporary name first, then
+renamed — for example when a clerk has accepted (03) or finished handling (06) a received
+document. ``edxml-connector schema status`` prints the JSON Schema of this model so that a DMS
+vendor can validate what it writes. A file that does not validate is not sent: it is moved to
+``failed/statuses/`` with an ``.error.txt`` that names the file and the field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from connector.dms.base import StatusRequest
+from connector.edxml.model import StatusCode
+from connector.errors import InputError
+from connector.schemas.document import OrganId, Staff, describe_validation_error
+
+_VALID_CODES = ", ".join(f"{code.value} ({code.label_en})" for code in StatusCode)
+
+
+class StatusDrop(BaseModel):
+    """``outbox/statuses/NAME.yaml``: one status to send about one document."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, title="StatusDrop")
+
+    code: str = Field(
+        description="Status code, two digits: " + _VALID_CODES + ". "
+                    "A bare number (3) is read as '03'.",
+        examples=["03"])
+    document_id: str = Field(
+        min_length=1, description="DocumentId of the document the status is about, exactly as "
+                                  "received (inbox metadata.json 'document_id').",
+        examples=["000.00.00.G22,2026/11/23,7816/VPCP-TTĐT"])
+    to: list[OrganId] = Field(
+        default_factory=list,
+        description="Agencies to tell (one package each). Empty: the sender of the received "
+                    "document with that DocumentId.")
+    description: str | None = Field(default=None, max_length=500,
+                                    description="Free text shown to the receiver, e.g. a reason for 02")
+    staff: Staff | None = Field(default=None, description="Who handled it (department, staff, email, mobile)")
+    document_code: str | None = Field(
+        default=None, description="CodeNumber/CodeNotation of the document the status is about, "
+                                  "e.g. '7816/VPCP-TTĐT' (filled from the journal when known)")
+    promulgation_date: dt.date | None = Field(
+        default=None, description="Promulgation date of that document (ISO date)")
+
+    @field_validator("code", mode="before")
+    @classmethod
+    def _two_digits(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            value = f"{value:02d}"
+        if isinstance(value, str):
+            value = value.strip()
+            if value.isdigit() and len(value) == 1:
+                value = "0" + value
+            if value not in {code.value for code in StatusCode}:
+                raise ValueError(f"unknown status code {value!r}; use one of {_VALID_CODES}")
+        return value
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    def to_request(self) -> StatusRequest:
+        staff = self.staff.model_dump() if self.staff else {}
+        return StatusRequest(code=self.code, document_id=self.document_id, to=list(self.to),
+                             description=self.description, staff=staff,
+                             code_text=self.document_code,
+                             promulgation_date=self.promulgation_date)
+
+
+def load_status_request(path: str | Path) -> StatusRequest:
+    """Read and validate a status drop file (YAML, or JSON by its ``.json`` suffix)."""
+    path = Path(path)
+    hint = "see `edxml-connector schema status` for the expected format"
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise InputError("not UTF-8 text", file=str(path), hint="save the file as UTF-8") from error
+    try:
+        if path.suffix.lower() == ".json":
+            raw: Any = json.loads(text)
+        else:
+            raw = yaml.safe_load(text)
+    except json.JSONDecodeError as error:
+        raise InputError(f"not valid JSON: {error.msg}", file=str(path), line=error.lineno,
+                         hint=hint) from error
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        raise InputError(f"not valid YAML: {getattr(error, 'problem', error)}", file=str(path),
+                         line=(mark.line + 1) if mark else None, hint=hint) from error
+    if not isinstance(raw, dict):
+        raise InputError("expected a mapping of fields at the top level", file=str(path), hint=hint)
+    try:
+        return StatusDrop.model_validate(raw).to_request()
+    except ValidationError as error:
+        raise InputError(describe_validation_error(error), file=str(path), hint=hint) from error

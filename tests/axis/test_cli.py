@@ -1,0 +1,85 @@
+"""``edxml-connector axis-sim`` as an operator runs it: a real process, stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from connector.axis.client import AxisClient, AxisSettings
+from connector.axis.sim_agencies import load_agencies
+from connector.axis.sim_samples import make_document
+from connector.axis.simulator import _is_loopback
+from connector.errors import InputError
+
+from axis_helpers import AGENCIES, FAST_RETRY, G22, H41, SECRETS
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_axis_sim_serves_until_sigterm_and_keeps_state(tmp_path):
+    agencies = tmp_path / "agencies.yaml"
+    agencies.write_text(yaml.safe_dump(AGENCIES, allow_unicode=True), encoding="utf-8")
+    port = free_port()
+    command = [sys.executable, "-m", "connector", "axis-sim", "--listen", f"127.0.0.1:{port}",
+               "--data", str(tmp_path / "state"), "--agencies", str(agencies), "--seed", "1"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = process.stderr.readline()
+        assert f"http://127.0.0.1:{port}" in banner, banner
+        settings = AxisSettings(endpoint=f"http://127.0.0.1:{port}", systemid=G22,
+                                secret=SECRETS[G22], retry=FAST_RETRY)
+        with AxisClient(settings) as client:
+            sent = client.send_edoc(make_document(G22, [H41]))
+        log_line = process.stderr.readline()
+        assert '"op": "sendEdoc"' in log_line and '"result": "OK"' in log_line
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert "stopped" in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert (tmp_path / "state" / "packages" / f"{sent.doc_id}.edxml").is_file()
+
+
+def test_axis_sim_refuses_a_bad_agencies_file_with_a_clear_message(tmp_path):
+    agencies = tmp_path / "agencies.yaml"
+    agencies.write_text("agencies:\n  - organ_id: '000.00.00.G22'\n    systemid: x\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "connector", "axis-sim", "--listen", "127.0.0.1:0",
+         "--data", str(tmp_path / "state"), "--agencies", str(agencies)],
+        capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "agencies.yaml" in result.stderr and "agencies[0].secret" in result.stderr
+
+
+@pytest.mark.parametrize("text,field", [
+    ("agencies: []\n", "empty"),
+    ("nothing: 1\n", "agencies:"),
+    ("agencies:\n  - {organ_id: a, systemid: s, secret: k}\n"
+     "  - {organ_id: b, systemid: s, secret: k}\n", "agencies[1].systemid"),
+    ("agencies:\n  - {organ_id: a, systemid: s, secret: k, colour: red}\n", "colour"),
+    ("agencies: [\n", "YAML"),
+])
+def test_agencies_file_errors_name_the_field(tmp_path, text, field):
+    path = tmp_path / "agencies.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError) as caught:
+        load_agencies(path)
+    assert field in caught.value.one_line() and "agencies.yaml" in caught.value.one_line()
+
+
+def test_admin_answers_loopback_callers_only():
+    assert _is_loopback("127.0.0.1") and _is_loopback("::1") and _is_loopback("127.5.6.7")
+    assert not _is_loopback("10.0.0.5") and not _is_loopback("192.168.1.9")
+    assert not _is_loopback("not-an-address")

@@ -1,0 +1,172 @@
+"""sent/ with receipts, failed/ with error files, retry, and idempotency after crashes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import stat
+
+import pytest
+import yaml
+
+from connector.dms import folder_results
+from connector.dms.base import Failure, Receipt
+from connector.errors import ConnectorError
+
+from .conftest import RECEIVER, drop_bundle, drop_file, minimal_metadata
+
+SENT_AT = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.timezone.utc)
+
+
+def receipt(journal_id: str = "out-1", **recipients) -> Receipt:
+    return Receipt(journal_id=journal_id, document_id="000.00.00.G22,2026/11/23,7816/VPCP-TTĐT",
+                   state="sent", axis_doc_id="axis-42", sent_at=SENT_AT,
+                   recipients=recipients or {RECEIVER: {"status": None}})
+
+
+def failure(reason: str = "axis refused: unknown recipient 000.00.00.Z99") -> Failure:
+    return Failure(journal_id="out-7", reason=reason, attempts=3,
+                   failed_at=dt.datetime(2026, 11, 23, 10, 5, tzinfo=dt.timezone.utc))
+
+
+def snapshot(root):
+    return {str(path.relative_to(root)): (path.read_bytes() if path.is_file() else None)
+            for path in sorted(root.rglob("*")) if not path.name.startswith(".instance-")}
+
+
+def test_mark_sent_moves_the_item_and_writes_the_receipt(side, exchange):
+    drop_file(exchange / "outbox" / "cv-1.edxml", b"pkg")
+    (item,) = side.claim_ready()
+    side.mark_sent(item, receipt())
+
+    assert (exchange / "sent" / "cv-1.edxml").read_bytes() == b"pkg"
+    assert not any((exchange / "work").glob("*cv-1*"))
+    data = json.loads((exchange / "sent" / "cv-1.receipt.json").read_text())
+    assert data["journal_id"] == "out-1" and data["axis_doc_id"] == "axis-42"
+    assert data["name"] == "cv-1.edxml" and data["source_ref"] == item.source_ref
+    assert data["recipients"] == {RECEIVER: {"status": None, "label": None, "description": None,
+                                             "at": None}}
+    mode = stat.S_IMODE(os.stat(exchange / "sent" / "cv-1.receipt.json").st_mode)
+    assert mode == 0o640
+
+
+def test_mark_sent_twice_changes_nothing(side, exchange):
+    drop_bundle(exchange / "outbox", "cv-2", {"a.pdf": b"%PDF"}, minimal_metadata())
+    (item,) = side.claim_ready()
+    side.mark_sent(item, receipt())
+    before = snapshot(exchange)
+    side.mark_sent(item, receipt())
+    assert snapshot(exchange) == before
+    assert (exchange / "sent" / "cv-2" / "a.pdf").read_bytes() == b"%PDF"
+
+
+def test_mark_sent_finishes_a_move_interrupted_after_the_receipt(side, exchange):
+    drop_file(exchange / "outbox" / "cv-3.edxml", b"pkg")
+    (item,) = side.claim_ready()
+    claim = folder_results.claim_of(item)
+    place = folder_results.placements(exchange / "sent", claim, ".receipt.json")[0]
+    folder_results._write_receipt(place.sidecar, receipt(), claim)  # crash right after this
+    assert (exchange / "work" / item.source_ref).exists()
+
+    side.mark_sent(item, receipt())
+    assert (exchange / "sent" / "cv-3.edxml").read_bytes() == b"pkg"
+    assert not (exchange / "work" / item.source_ref).exists()
+
+
+def test_a_reused_name_gets_a_stamped_name_in_sent(side, exchange):
+    drop_file(exchange / "outbox" / "weekly.edxml", b"first")
+    (first,) = side.claim_ready()
+    side.mark_sent(first, receipt("out-1"))
+    drop_file(exchange / "outbox" / "weekly.edxml", b"second")
+    (second,) = side.claim_ready()
+    side.mark_sent(second, receipt("out-2"))
+    side.mark_sent(second, receipt("out-2"))  # idempotent on the stamped name too
+
+    stamp = folder_results.claim_of(second).stamp
+    assert (exchange / "sent" / "weekly.edxml").read_bytes() == b"first"
+    assert (exchange / "sent" / f"weekly--{stamp}.edxml").read_bytes() == b"second"
+    receipt_two = json.loads((exchange / "sent" / f"weekly--{stamp}.receipt.json").read_text())
+    assert receipt_two["journal_id"] == "out-2"
+    assert len(list((exchange / "sent").iterdir())) == 5  # 2 items, 2 receipts, statuses/
+
+
+def test_update_receipt_rewrites_only_when_something_changed(side, exchange):
+    drop_file(exchange / "outbox" / "cv-4.edxml")
+    (item,) = side.claim_ready()
+    side.mark_sent(item, receipt())
+    path = exchange / "sent" / "cv-4.receipt.json"
+    at = "2026-11-23T10:00:00+07:00"
+    side.update_receipt(item, receipt(**{RECEIVER: {"status": "03", "at": at}}))
+    data = json.loads(path.read_text())
+    assert data["recipients"][RECEIVER]["status"] == "03"
+    assert data["recipients"][RECEIVER]["label"] == "accepted"
+    inode = os.stat(path).st_ino
+    side.update_receipt(item, receipt(**{RECEIVER: {"status": "03", "at": at}}))
+    assert os.stat(path).st_ino == inode  # not rewritten
+
+
+def test_mark_failed_writes_the_error_file_with_the_retry_command(side, exchange):
+    drop_bundle(exchange / "outbox", "cv-5", {"a.pdf": b"%PDF"}, minimal_metadata())
+    (item,) = side.claim_ready()
+    side.mark_failed(item, failure())
+    assert (exchange / "failed" / "cv-5" / "a.pdf").exists()
+    text = (exchange / "failed" / "cv-5.error.txt").read_text()
+    assert "Could not send: cv-5" in text
+    assert "axis refused: unknown recipient 000.00.00.Z99" in text
+    assert "2026-11-23T10:05:00+00:00" in text and "Attempts:    3" in text
+    assert "edxml-connector retry out-7" in text
+    before = snapshot(exchange)
+    side.mark_failed(item, failure())
+    assert snapshot(exchange) == before
+
+
+def test_unclaim_of_a_failed_item_requeues_it_and_reads_it_again(side, exchange):
+    drop_bundle(exchange / "outbox", "fixme", {"a.pdf": b"%PDF"}, minimal_metadata(subject=None))
+    (item,) = side.claim_ready()
+    assert item.problem is not None
+    side.mark_failed(item, failure(item.problem.one_line()))
+    assert (exchange / "failed" / "fixme.error.txt").exists()
+
+    # the DMS fixes the metadata in failed/, the operator runs `retry`
+    (exchange / "failed" / "fixme" / "document.yaml").write_text(
+        yaml.safe_dump(minimal_metadata(), allow_unicode=True), encoding="utf-8")
+    side.unclaim(item)
+    side.unclaim(item)  # idempotent
+    assert not (exchange / "failed" / "fixme").exists()
+    assert not (exchange / "failed" / "fixme.error.txt").exists()
+
+    (again,) = side.claim_ready()
+    assert again.source_ref == item.source_ref and again.problem is None
+    assert again.metadata.subject == "Về việc góp ý dự thảo"
+    side.mark_sent(again, receipt())
+    assert (exchange / "sent" / "fixme" / "document.yaml").exists()
+
+
+def test_unclaim_of_an_item_in_work_hands_it_out_again(side, exchange):
+    drop_file(exchange / "outbox" / "later.edxml")
+    (item,) = side.claim_ready()
+    assert side.claim_ready() == []
+    side.unclaim(item)
+    (again,) = side.claim_ready()
+    assert again.source_ref == item.source_ref
+
+
+def test_status_items_are_archived_under_statuses(side, exchange):
+    drop_file(exchange / "outbox" / "statuses" / "ack.yaml",
+              b"code: '03'\ndocument_id: 'X,2026/11/23,1/A'\n")
+    (item,) = side.claim_ready()
+    side.mark_sent(item, receipt("st-1"))
+    assert (exchange / "sent" / "statuses" / "ack.yaml").exists()
+    assert (exchange / "sent" / "statuses" / "ack.receipt.json").exists()
+
+
+def test_sent_item_cannot_be_marked_failed_or_retried(side, exchange):
+    drop_file(exchange / "outbox" / "done.edxml")
+    (item,) = side.claim_ready()
+    side.mark_sent(item, receipt())
+    with pytest.raises(ConnectorError, match="already in sent/"):
+        side.mark_failed(item, failure())
+    with pytest.raises(ConnectorError, match="already sent"):
+        side.unclaim(item)
+    assert side.location_of(item) == exchange / "sent" / "done.edxml"
