@@ -1,0 +1,691 @@
+"""The connector's configuration: one YAML file → validated, typed settings.
+
+``load_config(path)`` reads the YAML (duplicate keys refused), substitutes ``${VAR}`` and
+``${VAR:-default}`` in string values (``$${`` writes a literal ``${``), validates everything with
+pydantic, reads the secrets from where the file says they are, and returns :class:`Settings`.
+Every problem becomes one :class:`~connector.errors.ConfigError` whose line names the file, the
+key path (``axis.retry.max_attempts``) and the fix — an unknown key gets a "did you mean" — so an
+operator never sees a traceback. Secrets are ``SecretStr``: they print as ``**********``.
+
+``config/connector.example.yaml`` documents every key; a test keeps it loadable.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import ipaddress
+import os
+import re
+import typing
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from connector.errors import ConfigError
+from connector.schemas.document import ORGAN_ID_PATTERN
+from connector.secrets import SecretSourceError, read_secret
+
+DEFAULT_STATE_DIR = Path("/var/lib/edxml-connector")
+DEFAULT_JOURNAL_URL = "sqlite:////var/lib/edxml-connector/journal.db"
+DEFAULT_EXCHANGE_ROOT = DEFAULT_STATE_DIR / "exchange"
+EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "config" / "connector.example.yaml"
+_HINT = "see config/connector.example.yaml, which documents every key"
+
+try:  # the DMS database mapping is its own module; see connector/dms/db_mapping.py
+    from connector.dms.db_mapping import DmsDatabaseSettings
+except ModuleNotFoundError as _missing:  # pragma: no cover - only while that module is absent
+    if _missing.name != "connector.dms.db_mapping":
+        raise
+    DmsDatabaseSettings = dict  # type: ignore[misc,assignment]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _secret(model: BaseModel, base: str, info: ValidationInfo, *, required: bool) -> SecretStr | None:
+    """Resolve ``<base>_file|_env|_credential`` on ``model`` (validation context collects warnings)."""
+    warnings = (info.context or {}).get("warnings") if info is not None else None
+    return read_secret(base, file=getattr(model, f"{base}_file"), env=getattr(model, f"{base}_env"),
+                       credential=getattr(model, f"{base}_credential"), required=required,
+                       warnings=warnings)
+
+
+def _refuse_inline(data: Any, names: tuple[str, ...]) -> Any:
+    if isinstance(data, dict):
+        for name in names:
+            if name in data:
+                raise SecretSourceError(name, "secrets are not written in the config — use "
+                                              f"{name}_file, {name}_env or {name}_credential")
+    return data
+
+
+# --- agency identity --------------------------------------------------------------------------
+
+OrganId = Annotated[str, Field(pattern=ORGAN_ID_PATTERN)]
+
+
+class AgencyConfig(_Section):
+    """``agency:`` — who we are on the axis (goes into every package's ``From``)."""
+
+    organ_id: OrganId
+    name: str = Field(min_length=1, description="OrganName")
+    organization_in_charge: str | None = None
+    address: str | None = None
+    email: str | None = None
+    telephone: str | None = None
+    fax: str | None = None
+    website: str | None = None
+
+
+# --- certificate and trust --------------------------------------------------------------------
+
+class SignatureAlgorithm(str, enum.Enum):
+    RSA_SHA256 = "rsa-sha256"
+    RSA_SHA1 = "rsa-sha1"
+
+
+class CertificateConfig(_Section):
+    """``certificate:`` — the agency's signing key: a PKCS#12 file, or a PEM key and certificate."""
+
+    p12_file: Path | None = None
+    key_file: Path | None = None
+    cert_file: Path | None = None
+    password_file: Path | None = None
+    password_env: str | None = None
+    password_credential: str | None = None
+    algorithm: SignatureAlgorithm = SignatureAlgorithm.RSA_SHA256
+    expiry_warning_days: int = Field(default=30, ge=0, le=365)
+    password: SecretStr | None = Field(default=None, exclude=True, repr=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_password(cls, data: Any) -> Any:
+        return _refuse_inline(data, ("password",))
+
+    @model_validator(mode="after")
+    def _one_form(self, info: ValidationInfo) -> CertificateConfig:
+        if self.p12_file is not None and (self.key_file or self.cert_file):
+            raise SecretSourceError("p12_file", "give either p12_file or key_file + cert_file, not both")
+        if self.p12_file is None:
+            if self.key_file is None:
+                raise SecretSourceError("key_file", "missing: give p12_file, or key_file and cert_file")
+            if self.cert_file is None:
+                raise SecretSourceError("cert_file", "missing: give the PEM certificate next to key_file")
+        self.password = _secret(self, "password", info, required=False)
+        return self
+
+
+class TrustConfig(_Section):
+    """``trust:`` — CA certificates that make a received package's signature ``valid``.
+    Without a bundle every signature is at best ``untrusted`` (see ``inbox.signature_policy``)."""
+
+    bundle_file: Path | None = None
+
+
+# --- the axis ---------------------------------------------------------------------------------
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _http_url(value: str, *, what: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL — e.g. https://{what}.example.gov.vn/path")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ValueError(f"{value!r} has an invalid port") from None
+    return value
+
+
+class RetryConfig(_Section):
+    """``axis.retry:`` — how long ONE call to the axis is retried on network trouble and 5xx
+    (full-jitter backoff) before the item's attempt counts as failed."""
+
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    max_total_seconds: float = Field(default=120.0, ge=0)
+    initial_backoff: float = Field(default=1.0, ge=0, description="seconds")
+    max_backoff: float = Field(default=30.0, ge=0, description="seconds")
+
+
+class AxisConfig(_Section):
+    """``axis:`` — the national axis endpoint and our credentials on it."""
+
+    endpoint: str
+    systemid: str | None = Field(default=None, description="default: agency.organ_id")
+    secret_file: Path | None = None
+    secret_env: str | None = None
+    secret_credential: str | None = None
+    connect_timeout: float = Field(default=10.0, gt=0, le=600, description="seconds")
+    read_timeout: float = Field(default=60.0, gt=0, le=3600, description="seconds")
+    ca_bundle: Path | None = None
+    proxy: str | None = None
+    allow_plain_http: bool = Field(default=False, description="http:// to a non-loopback host")
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    permanent_codes: list[str] | None = Field(default=None, description="default: the client's list")
+    auth_codes: list[str] | None = None
+    secret: SecretStr | None = Field(default=None, exclude=True, repr=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_secret(cls, data: Any) -> Any:
+        return _refuse_inline(data, ("secret",))
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        return _http_url(value, what="axis")
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, value: str | None) -> str | None:
+        return None if not value else _http_url(value, what="proxy")
+
+    @field_validator("permanent_codes", "auth_codes", mode="before")
+    @classmethod
+    def _codes_as_text(cls, value: Any) -> Any:
+        return [str(code) for code in value] if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _resolve(self, info: ValidationInfo) -> AxisConfig:
+        parts = urlsplit(self.endpoint)
+        if parts.scheme == "http" and not _is_loopback(parts.hostname) and not self.allow_plain_http:
+            raise SecretSourceError("endpoint", f"{self.endpoint!r} is plain HTTP to another host: "
+                                    "the documents would travel unencrypted — use https://, or set "
+                                    "axis.allow_plain_http: true for a test axis")
+        self.secret = _secret(self, "secret", info, required=True)
+        return self
+
+    def client_settings(self, organ_id: str):
+        """The axis client's settings object (``connector.axis.client.AxisSettings``)."""
+        from connector.axis.client import AxisSettings, RetryPolicy
+
+        extra: dict[str, Any] = {}
+        if self.permanent_codes is not None:
+            extra["permanent_codes"] = frozenset(self.permanent_codes)
+        if self.auth_codes is not None:
+            extra["auth_codes"] = frozenset(self.auth_codes)
+        assert self.secret is not None
+        return AxisSettings(
+            endpoint=self.endpoint, systemid=self.systemid or organ_id,
+            secret=self.secret.get_secret_value(), organ_id=organ_id,
+            connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
+            ca_bundle=str(self.ca_bundle) if self.ca_bundle else None, proxy=self.proxy,
+            retry=RetryPolicy(max_attempts=self.retry.max_attempts,
+                              max_total_seconds=self.retry.max_total_seconds,
+                              initial_backoff=self.retry.initial_backoff,
+                              max_backoff=self.retry.max_backoff), **extra)
+
+
+# --- journal, folders, schedules ---------------------------------------------------------------
+
+class JournalConfig(_Section):
+    """``journal:`` — where the connector's durable state lives."""
+
+    url: str = DEFAULT_JOURNAL_URL
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        from connector.journal.engine import parse_journal_url
+
+        try:
+            parse_journal_url(value)
+        except ConfigError as error:
+            raise ValueError(f"{error.message.removeprefix('journal.url ')} — {error.hint}") from None
+        return value
+
+
+class FoldersConfig(_Section):
+    """``exchange:`` — the folder contract (docs/folder-contract.md)."""
+
+    enabled: bool = True
+    root: Path = DEFAULT_EXCHANGE_ROOT
+    settle_seconds: float | None = Field(default=None, ge=0,
+                                         description="off: readiness by rename/document.yaml only")
+    rescan_seconds: float = Field(default=30.0, gt=0, le=3600)
+    watch: bool = Field(default=True, description="inotify (watchdog) for low latency")
+
+
+class SchedulesConfig(_Section):
+    """``schedules:`` — how often each loop runs (seconds)."""
+
+    axis_poll_seconds: float = Field(default=60.0, ge=1, le=86_400)
+    dms_poll_seconds: float = Field(default=30.0, ge=1, le=86_400)
+    retry_sweep_seconds: float = Field(default=30.0, ge=1, le=86_400)
+    retention_seconds: float = Field(default=86_400.0, ge=60)
+
+
+class SignatureAction(str, enum.Enum):
+    QUARANTINE = "quarantine"
+    DELIVER = "deliver"  # accept, with the outcome in metadata.json and a warning in the log
+
+
+class SignaturePolicy(_Section):
+    invalid: SignatureAction = SignatureAction.QUARANTINE
+    absent: SignatureAction = SignatureAction.DELIVER
+    unverifiable: SignatureAction = SignatureAction.DELIVER
+    untrusted: SignatureAction = SignatureAction.DELIVER
+
+
+class InboxConfig(_Section):
+    """``inbox:`` — what happens to received documents."""
+
+    send_arrived_status: bool = Field(default=True, description="send 01 once a document is stored")
+    signature_policy: SignaturePolicy = Field(default_factory=SignaturePolicy)
+    dedupe_window_days: int = Field(default=30, ge=1, le=3650)
+
+
+DEFAULT_PLAIN_EXTENSIONS = ["pdf", "doc", "docx", "xls", "xlsx", "zip"]
+
+
+class OutboundConfig(_Section):
+    """``outbound:`` — sending documents and statuses."""
+
+    concurrency: int = Field(default=4, ge=1, le=64)
+    max_attempts: int = Field(default=10, ge=1, le=1000, description="per item, across restarts")
+    retry_initial_seconds: float = Field(default=30.0, ge=0)
+    retry_max_seconds: float = Field(default=3600.0, ge=0)
+    zip_other_files: bool = Field(default=True, description="send other files as a one-entry ZIP")
+    plain_extensions: list[str] = Field(default_factory=lambda: list(DEFAULT_PLAIN_EXTENSIONS))
+    check_recipients: bool = Field(default=True, description="against the axis's agency list")
+    agency_list_refresh_seconds: float = Field(default=86_400.0, ge=60)
+
+    @field_validator("plain_extensions")
+    @classmethod
+    def _extensions(cls, value: list[str]) -> list[str]:
+        return [extension.lower().lstrip(".") for extension in value]
+
+
+class EdxmlLimitsConfig(_Section):
+    """``edxml:`` — size limits for packages we build and accept."""
+
+    max_package_size_mb: int = Field(default=250, ge=1, le=4096)
+    max_zip_entries: int = Field(default=1000, ge=1)
+    max_zip_uncompressed_mb: int = Field(default=1024, ge=1)
+    max_zip_ratio: int = Field(default=100, ge=1, description="uncompressed/compressed, zip bombs")
+
+    @property
+    def max_package_size(self) -> int:
+        return self.max_package_size_mb * 1024 * 1024
+
+
+class RetentionConfig(_Section):
+    """``retention:`` — history purged after N days. Received documents are never deleted."""
+
+    history_days: int = Field(default=180, ge=1)
+    sent_archive_days: int = Field(default=90, ge=1)
+    failed_archive_days: int = Field(default=180, ge=1)
+
+
+class ReadinessConfig(_Section):
+    certificate_min_days: float = Field(default=0, ge=0, description="not ready below this")
+    axis_poll_intervals: float = Field(default=3, gt=0, description="K: last axis contact within K polls")
+    min_free_disk_mb: int = Field(default=512, ge=0)
+    max_clock_skew_seconds: float = Field(default=120, gt=0)
+    liveness_timeout_seconds: float = Field(default=120, gt=0)
+
+
+class HealthConfig(_Section):
+    """``health:`` — /healthz, /readyz and /metrics on one small HTTP listener."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:9640"
+    readiness: ReadinessConfig = Field(default_factory=ReadinessConfig)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+    @property
+    def host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+    def runtime(self, certificate_warning_days: float = 30.0):
+        """The health module's settings object (``connector.health.HealthSettings``)."""
+        from connector.health import HealthSettings
+
+        r = self.readiness
+        return HealthSettings(
+            enabled=self.enabled, host=self.host, port=self.port,
+            liveness_timeout_seconds=r.liveness_timeout_seconds,
+            certificate_warning_days=certificate_warning_days,
+            certificate_min_days=r.certificate_min_days, axis_poll_intervals=r.axis_poll_intervals,
+            min_free_disk_bytes=r.min_free_disk_mb * 1024 * 1024,
+            max_clock_skew_seconds=r.max_clock_skew_seconds)
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT`` → (host, port)."""
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", value.strip())
+    if not match:
+        raise ValueError(f"{value!r} is not HOST:PORT — e.g. 127.0.0.1:9640 or [::1]:9640")
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} is out of range 1-65535")
+    return host, port
+
+
+class LogLevel(str, enum.Enum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class LoggingConfig(_Section):
+    """``logging:`` — JSON lines on stdout (journald) and optionally a rotating file."""
+
+    level: LogLevel = LogLevel.INFO
+    json_lines: bool = Field(default=True, alias="json")
+    file: Path | None = None
+    file_max_mb: int = Field(default=10, ge=1)
+    file_backups: int = Field(default=5, ge=0)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _level_case(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+# --- the whole file -----------------------------------------------------------------------------
+
+class Settings(_Section):
+    """Everything in ``connector.yaml``. Load it with :func:`load_config`."""
+
+    agency: AgencyConfig
+    certificate: CertificateConfig
+    trust: TrustConfig = Field(default_factory=TrustConfig)
+    axis: AxisConfig
+    journal: JournalConfig = Field(default_factory=JournalConfig)
+    state_dir: Path = DEFAULT_STATE_DIR
+    timezone: str = Field(default="Asia/Ho_Chi_Minh", description="for timestamps we write")
+    exchange: FoldersConfig | None = Field(default_factory=FoldersConfig)
+    database: DmsDatabaseSettings | None = None  # type: ignore[valid-type]
+    schedules: SchedulesConfig = Field(default_factory=SchedulesConfig)
+    inbox: InboxConfig = Field(default_factory=InboxConfig)
+    outbound: OutboundConfig = Field(default_factory=OutboundConfig)
+    edxml: EdxmlLimitsConfig = Field(default_factory=EdxmlLimitsConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    _source: Path | None = PrivateAttr(default=None)
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} — e.g. Asia/Ho_Chi_Minh or UTC") from None
+        return value
+
+    @model_validator(mode="after")
+    def _agency_side(self) -> Settings:
+        folders = self.exchange is not None and self.exchange.enabled
+        if not folders and self.database is None:
+            raise ValueError("no agency side: enable exchange (folders) or configure database")
+        return self
+
+    @property
+    def source(self) -> Path | None:
+        """The file these settings came from."""
+        return self._source
+
+    @property
+    def warnings(self) -> list[str]:
+        """Things that work but should be fixed (e.g. a world-readable secret file)."""
+        return list(self._warnings)
+
+    @property
+    def systemid(self) -> str:
+        return self.axis.systemid or self.agency.organ_id
+
+    def secret_values(self) -> list[str]:
+        """Every secret value, for the log redactor (never log these)."""
+        values = [secret.get_secret_value() for secret in (self.axis.secret, self.certificate.password)
+                  if secret is not None]
+        database = self.database
+        if database is not None and hasattr(database, "url") and isinstance(database.url, SecretStr):
+            values.append(database.url.get_secret_value())
+        return values
+
+    @classmethod
+    def example(cls) -> Settings:
+        """The documented example (``config/connector.example.yaml``), for tests and `check`.
+        Its secrets must be reachable (e.g. CREDENTIALS_DIRECTORY with ``axis-secret``)."""
+        return load_config(EXAMPLE_CONFIG)
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key written twice (YAML keeps the last one silently)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice (first on line {seen[key] + 1})",
+                key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+_ENV_REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{[^}]*\}?")
+
+
+def substitute_env(value: Any, *, environ: typing.Mapping[str, str] | None = None,
+                   path: str = "") -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of a parsed YAML tree.
+
+    Done after parsing, so a variable's content can never change the YAML structure. ``$${``
+    writes a literal ``${``. An unset variable without a default is an error naming the key.
+    """
+    env = os.environ if environ is None else environ
+    if isinstance(value, dict):
+        return {key: substitute_env(item, environ=env, path=f"{path}.{key}" if path else str(key))
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [substitute_env(item, environ=env, path=f"{path}[{index}]")
+                for index, item in enumerate(value)]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        text = match.group(0)
+        if text == "$${":
+            return "${"
+        name, default = match.group(1), match.group(2)
+        if name is None:
+            raise ConfigError(f"{path or '(top level)'}: {text!r} is not a valid reference",
+                              hint="write ${NAME} or ${NAME:-default} (NAME: letters, digits, _), "
+                                   "or $${ for a literal ${")
+        current = env.get(name)
+        if current is None or (current == "" and default is not None):
+            if default is not None:
+                return default
+            raise ConfigError(f"{path or '(top level)'}: environment variable {name} is not set",
+                              hint=f"export {name}, or write ${{{name}:-default}} in the config")
+        return current
+
+    return _ENV_REFERENCE.sub(replace, value)
+
+
+def load_config(path: str | os.PathLike[str], *, environ: typing.Mapping[str, str] | None = None) -> Settings:
+    """Read, substitute, validate and resolve secrets; raise ConfigError (one line) on any problem."""
+    path = Path(path)
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError("no such file", file=file,
+                          hint="give --config FILE; start from config/connector.example.yaml") from None
+    except UnicodeDecodeError:
+        raise ConfigError("not UTF-8 text", file=file, hint="save the file as UTF-8") from None
+    except OSError as error:
+        raise ConfigError(error.strerror or str(error), file=file) from None
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"not valid YAML: {problem}", file=file,
+                          line=(mark.line + 1) if mark else None,
+                          hint="fix the syntax (indent with spaces, quote values with ':' or '#')") from None
+    if raw is None:
+        raise ConfigError("the file is empty", file=file, hint=_HINT)
+    if not isinstance(raw, dict):
+        raise ConfigError("expected a mapping of sections (agency:, axis:, ...) at the top level",
+                          file=file, hint=_HINT)
+    try:
+        data = substitute_env(raw, environ=environ)
+    except ConfigError as error:
+        error.file = file
+        raise
+    return settings_from_mapping(data, file=file)
+
+
+def settings_from_mapping(data: dict[str, Any], *, file: str | None = None) -> Settings:
+    """Validate an already-parsed (and substituted) mapping. ``file`` only labels errors."""
+    warnings: list[str] = []
+    try:
+        settings = Settings.model_validate(data, context={"warnings": warnings})
+    except ValidationError as error:
+        raise ConfigError(describe_config_error(error), file=file, hint=_HINT) from None
+    except SecretSourceError as error:  # pragma: no cover - pydantic wraps these; kept for safety
+        raise ConfigError(f"{error.key}: {error}", file=file, hint=_HINT) from None
+    settings._source = Path(file) if file else None
+    settings._warnings = warnings
+    return settings
+
+
+# --- error messages -----------------------------------------------------------------------------
+
+def describe_config_error(error: ValidationError) -> str:
+    """One clause per problem, ``key.path: what is wrong — what to do``, joined with ``; ``."""
+    parts = []
+    for problem in error.errors(include_url=False):
+        loc = [str(part) for part in problem["loc"]]
+        kind = problem["type"]
+        cause = (problem.get("ctx") or {}).get("error")
+        message = problem["msg"].removeprefix("Value error, ")
+        if isinstance(cause, SecretSourceError):
+            loc = [*loc, cause.key]
+            message = str(cause)
+        key = _key_path(loc)
+        if kind == "missing":
+            parts.append(f"{key}: missing — add it")
+        elif kind == "extra_forbidden":
+            parts.append(f"{key}: unknown key{_did_you_mean(loc)}")
+        elif kind == "string_pattern_mismatch" and loc and loc[-1] == "organ_id":
+            parts.append(f"{key}: {_shown(problem.get('input'), key)} is not an OrganId — "
+                         "expected like 000.00.00.G22 (digits.digits.digits.letter+2 digits)")
+        elif kind == "enum":
+            parts.append(f"{key}: {_shown(problem.get('input'), key)} is not allowed — "
+                         f"{problem.get('ctx', {}).get('expected', message)}")
+        elif kind in ("model_type", "dict_type") and loc:
+            parts.append(f"{key}: expected a section of keys (key: value lines indented below it)")
+        else:
+            shown = problem.get("input")
+            suffix = "" if isinstance(shown, dict | list) or shown is None else \
+                f" (got {_shown(shown, key)})"
+            parts.append(f"{key}: {message}{suffix}")
+    return "; ".join(parts)
+
+
+def _key_path(loc: list[str]) -> str:
+    path = ""
+    for part in loc:
+        if part.isdigit():
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else part
+    return path or "(top level)"
+
+
+def _shown(value: Any, key: str) -> str:
+    if any(word in key for word in ("secret", "password")):
+        return "(hidden)"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "...'"
+
+
+def _did_you_mean(loc: list[str]) -> str:
+    """Suggest the closest known key of the section the unknown key was found in."""
+    known = _known_keys(Settings, loc[:-1])
+    if not known:
+        return ""
+    close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
+    return f" — did you mean {close[0]!r}?" if close else f" — known keys here: {', '.join(sorted(known))}"
+
+
+def _known_keys(model: Any, loc: list[str]) -> list[str]:
+    for part in loc:
+        if part.isdigit():
+            continue
+        model = _model_in(model)
+        if model is None or part not in model.model_fields:
+            return []
+        model = model.model_fields[part].annotation
+    model = _model_in(model)
+    if model is None:
+        return []
+    keys = []
+    for name, field in model.model_fields.items():
+        if field.exclude:
+            continue
+        keys.append(field.alias or name)
+    return keys
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None
+
