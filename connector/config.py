@@ -481,9 +481,8 @@ class Settings(_Section):
         """Every secret value, for the log redactor (never log these)."""
         values = [secret.get_secret_value() for secret in (self.axis.secret, self.certificate.password)
                   if secret is not None]
-        database = self.database
-        if database is not None and hasattr(database, "url") and isinstance(database.url, SecretStr):
-            values.append(database.url.get_secret_value())
+        if self.database is not None and hasattr(self.database, "resolved_url"):
+            values.append(self.database.resolved_url())
         return values
 
     @classmethod
@@ -598,6 +597,12 @@ def settings_from_mapping(data: dict[str, Any], *, file: str | None = None) -> S
         raise ConfigError(f"{error.key}: {error}", file=file, hint=_HINT) from None
     settings._source = Path(file) if file else None
     settings._warnings = warnings
+    if settings.database is not None and hasattr(settings.database, "resolved_url"):
+        try:  # read the DMS database URL now, so a missing url_file fails at load like any secret
+            settings.database.resolved_url()
+        except ConfigError as error:
+            error.file = error.file or file
+            raise
     return settings
 
 

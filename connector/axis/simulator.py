@@ -440,6 +440,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Small replies on a kept-alive connection would otherwise wait for delayed ACKs.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.track(self.connection, True)  # type: ignore[attr-defined]
 
     def finish(self) -> None:
@@ -586,8 +588,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        # Headers and body leave in one write (one segment for small replies).
+        self._headers_buffer.append(b"\r\n" + payload)  # type: ignore[attr-defined]
+        self.flush_headers()
 
     def _file(self, path: Path, record: dict[str, Any]) -> None:
         record["http"] = 200

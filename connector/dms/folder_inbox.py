@@ -32,7 +32,7 @@ import structlog
 from connector import fsutil
 from connector.dms.base import IncomingDocument, IncomingStatus, LifecycleEvent
 from connector.dms.folder_jsonl import AppendOnceLog
-from connector.dms.folder_layout import SHARED_DIR_MODE, ExchangeLayout, READ_DIR_MODE
+from connector.dms.folder_layout import READ_DIR_MODE, SHARED_DIR_MODE, ExchangeLayout
 from connector.edxml.identifiers import VIETNAM_TZ
 from connector.edxml.model import DocumentPackage, StatusCode
 from connector.errors import ConnectorError

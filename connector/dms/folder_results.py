@@ -129,8 +129,10 @@ def mark_sent(layout: ExchangeLayout, item: OutgoingItem, receipt: Receipt) -> P
     candidates = placements(layout.sent, claim, RECEIPT_SUFFIX)
     with fsutil.locked(candidates[0].item.parent):
         placement, ours = _choose(candidates, claim, _receipt_owner)
-        failed = None if source.exists() else find_failed(layout, claim)
-        if failed is not None and failed.item.exists():
+        # A stale error file (a crash between writing it and the move to failed/) or a whole
+        # failed item (marked failed, then found accepted after all) is cleaned up here too.
+        failed = find_failed(layout, claim)
+        if not source.exists() and failed is not None and failed.item.exists():
             source = failed.item
         if not ours and not source.exists():
             raise ConnectorError(f"{claim.display_name} is neither in work/ nor in failed/ nor in "

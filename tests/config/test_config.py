@@ -238,7 +238,8 @@ def test_certificate_forms(credentials, tmp_path):
 
 
 def test_yaml_problems_name_file_and_line(credentials, tmp_path):
-    assert "line" in error_of(tmp_path, "agency:\n  organ_id: [unclosed\n") or True
+    syntax = error_of(tmp_path, "agency:\n  organ_id: [unclosed\n")
+    assert "connector.yaml:3: not valid YAML" in syntax
     line = error_of(tmp_path, "agency:\n  organ_id: '000.00.00.G22'\n  organ_id: '000.00.00.G23'\n")
     assert "connector.yaml:3:" in line and "appears twice" in line
     assert "the file is empty" in error_of(tmp_path, "")
@@ -260,3 +261,9 @@ def test_database_section_uses_the_dms_mapping_model(credentials, tmp_path):
     assert "sqlite:////tmp/dms.db" in settings.secret_values()
     typo = variant(database={"url": "sqlite:////tmp/dms.db", "bach_size": 5})
     assert "database.bach_size: unknown key — did you mean 'batch_size'?" in error_of(tmp_path, typo)
+
+
+def test_database_url_file_missing_fails_at_load(credentials, tmp_path):
+    data = variant(database={"url_file": str(tmp_path / "no-url")}, exchange={"enabled": False})
+    line = error_of(tmp_path, data)
+    assert "database.url_file" in line

@@ -170,3 +170,25 @@ def test_sent_item_cannot_be_marked_failed_or_retried(side, exchange):
     with pytest.raises(ConnectorError, match="already sent"):
         side.unclaim(item)
     assert side.location_of(item) == exchange / "sent" / "done.edxml"
+
+
+def test_mark_sent_cleans_a_stale_error_file_left_by_an_interrupted_mark_failed(side, exchange):
+    drop_file(exchange / "outbox" / "flaky.edxml", b"pkg")
+    (item,) = side.claim_ready()
+    claim = folder_results.claim_of(item)
+    place = folder_results.placements(exchange / "failed", claim, ".error.txt")[0]
+    from connector import fsutil
+    fsutil.atomic_write(place.sidecar, folder_results.error_text(claim, failure()))  # then crash
+
+    side.mark_sent(item, receipt())  # the journal had not recorded the failure: it was resent
+    assert (exchange / "sent" / "flaky.edxml").exists()
+    assert not place.sidecar.exists()
+
+
+def test_an_item_marked_failed_then_found_accepted_moves_to_sent(side, exchange):
+    drop_file(exchange / "outbox" / "late.edxml", b"pkg")
+    (item,) = side.claim_ready()
+    side.mark_failed(item, failure("timeout"))
+    side.mark_sent(item, receipt())
+    assert (exchange / "sent" / "late.edxml").read_bytes() == b"pkg"
+    assert list((exchange / "failed").iterdir()) == [exchange / "failed" / "statuses"]
