@@ -84,6 +84,37 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, mode: int =
     fsync_dir(path.parent)
 
 
+def create_exclusive(path: Path, data: bytes | str, *, mode: int = FILE_MODE) -> bool:
+    """Create ``path`` with ``data`` only if the name is free, atomically and durably.
+
+    The content is written and fsync'd under a temporary name, then hard-linked to ``path`` —
+    ``link`` fails when the name exists, so of several writers exactly one wins, and a reader
+    never sees a partial file. Returns False when the name was taken.
+    """
+    path = Path(path)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    temporary = temporary_name(path)
+    write_file_durably(temporary, data, mode=mode)
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(temporary)
+    fsync_dir(path.parent)
+    return True
+
+
+def remove_durably(path: Path) -> None:
+    """Remove a file (if present) and make the removal durable."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+    fsync_dir(path.parent)
+
+
 def durable_rename(source: Path, target: Path) -> None:
     """Rename within one filesystem and make it durable in both directories.
 

@@ -404,6 +404,8 @@ class _Server(ThreadingHTTPServer):
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         self._idle = threading.Condition(self._connections_lock)
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, handler)
 
     def track(self, connection: socket.socket, active: bool) -> None:
@@ -469,11 +471,21 @@ class _Handler(BaseHTTPRequestHandler):
         record: dict[str, Any] = {"method": method, "op": operation, "systemid": None,
                                   "http": None, "result": None, "code": None, "doc_id": None,
                                   "fault": None}
+        self._record, self._started = record, started
         try:
             self._serve(method, operation, record)
         finally:
-            record["ms"] = round((time.monotonic() - started) * 1000, 1)
-            log.info(json.dumps({"event": "axis_request", **record}, ensure_ascii=False))
+            self._emit_log()
+
+    def _emit_log(self) -> None:
+        """Log the request's line once, *before* its reply leaves (so that whoever reads the
+        reply can rely on the line being there)."""
+        record = getattr(self, "_record", None)
+        if record is None:
+            return
+        self._record = None
+        record["ms"] = round((time.monotonic() - self._started) * 1000, 1)
+        log.info(json.dumps({"event": "axis_request", **record}, ensure_ascii=False))
 
     def _serve(self, method: str, operation: str, record: dict[str, Any]) -> None:
         sim = self.sim
@@ -585,6 +597,7 @@ class _Handler(BaseHTTPRequestHandler):
              record: dict[str, Any] | None) -> None:
         if record is not None:
             record["http"] = status
+            self._emit_log()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
@@ -595,6 +608,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _file(self, path: Path, record: dict[str, Any]) -> None:
         record["http"] = 200
         record["result"] = p.STATUS_OK
+        self._emit_log()
         with open(path, "rb") as source:
             size = path.stat().st_size
             self.send_response(200)
@@ -607,6 +621,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Close without answering; with ``reset``, send a TCP RST instead of a FIN."""
         record["http"] = None
         record["result"] = "reset" if reset else "dropped"
+        self._emit_log()
         self.close_connection = True
         if reset:
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,

@@ -8,15 +8,14 @@ item's, and whichever half was not done yet is finished. Destination names are `
 is free, otherwise ``NAME--<claim stamp>`` — only two candidates, both computed from the claim,
 so a repeat finds the same place without scanning the archive.
 
-Two connectors (or two threads) may archive items with the same NAME at the same moment; the
-choice of name and the rename are done under an ``flock`` on the destination folder.
+Two connectors (or two threads) may archive items with the same NAME at the same moment: the
+sidecar is created exclusively (``link``, which never replaces), so exactly one gets ``NAME`` and
+the other takes its stamped name — without a lock held across the fsyncs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,16 +92,26 @@ def _error_owner(path: Path) -> str | None:
     return None
 
 
-def _choose(candidates: list[Placement], claim: ClaimName, owner_of) -> tuple[Placement, bool]:
-    """(placement, already ours). The first candidate whose sidecar names us, else the first
-    free one. The stamped candidate is unique to the claim, so one is always available."""
+def _find_own(candidates: list[Placement], claim: ClaimName, owner_of) -> Placement | None:
     for placement in candidates:
         if placement.sidecar.exists() and owner_of(placement.sidecar) == claim.source_ref:
-            return placement, True
+            return placement
+    return None
+
+
+def _take_name(candidates: list[Placement], claim: ClaimName, content: bytes) -> Placement:
+    """Create the sidecar under the first free candidate name. Creation is exclusive (a hard
+    link, which fails if the name exists), so two writers racing for ``NAME`` cannot both win
+    and nobody needs to hold a lock while the slow fsyncs run."""
     for placement in candidates:
-        if not (placement.sidecar.exists() or placement.item.exists()
-                or placement.item.is_symlink()):
-            return placement, False
+        if placement.item.exists() or placement.item.is_symlink():
+            continue
+        if not fsutil.create_exclusive(placement.sidecar, content):
+            continue
+        if placement.item.exists() or placement.item.is_symlink():  # appeared meanwhile
+            fsutil.remove_durably(placement.sidecar)
+            continue
+        return placement
     raise ConnectorError(f"no free name for {claim.display_name} in {candidates[0].item.parent}",
                          hint="an operator created the stamped name by hand; move it away")
 
@@ -127,41 +136,46 @@ def mark_sent(layout: ExchangeLayout, item: OutgoingItem, receipt: Receipt) -> P
     claim = claim_of(item)
     source = work_path(layout, claim)
     candidates = placements(layout.sent, claim, RECEIPT_SUFFIX)
-    with fsutil.locked(candidates[0].item.parent):
-        placement, ours = _choose(candidates, claim, _receipt_owner)
-        # A stale error file (a crash between writing it and the move to failed/) or a whole
-        # failed item (marked failed, then found accepted after all) is cleaned up here too.
-        failed = find_failed(layout, claim)
-        if not source.exists() and failed is not None and failed.item.exists():
-            source = failed.item
-        if not ours and not source.exists():
+    placement = _find_own(candidates, claim, _receipt_owner)
+    # A stale error file (a crash between writing it and the move to failed/) or a whole
+    # failed item (marked failed, then found accepted after all) is cleaned up here too.
+    failed = find_failed(layout, claim)
+    if not source.exists() and failed is not None and failed.item.exists():
+        source = failed.item
+    if placement is None:
+        if not source.exists():
             raise ConnectorError(f"{claim.display_name} is neither in work/ nor in failed/ nor in "
                                  "sent/", file=str(source),
                                  hint="someone moved it by hand; the journal still knows it was sent")
-        _write_receipt(placement.sidecar, receipt, claim)
-        if source.exists() and not placement.item.exists():
-            fsutil.durable_rename(source, placement.item)
-            log.info("folder_item_sent", item=claim.display_name, to=str(placement.item))
-        if failed is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(failed.sidecar)
-                fsutil.fsync_dir(failed.sidecar.parent)
+        placement = _take_name(candidates, claim, _receipt_bytes(receipt, claim))
+    else:
+        _rewrite_receipt(placement.sidecar, receipt, claim)
+    if source.exists() and not placement.item.exists():
+        fsutil.durable_rename(source, placement.item)
+        log.info("folder_item_sent", item=claim.display_name, to=str(placement.item))
+    if failed is not None and failed.sidecar.exists():
+        fsutil.remove_durably(failed.sidecar)
     return placement.item
 
 
-def _write_receipt(path: Path, receipt: Receipt, claim: ClaimName) -> None:
+def _receipt_bytes(receipt: Receipt, claim: ClaimName) -> bytes:
     model = receipt_file(receipt, name=claim.display_name, source_ref=claim.source_ref)
-    if path.exists():
-        try:
-            current = json.loads(path.read_text(encoding="utf-8"))
-            current.pop("updated_at", None)
-            wanted = json.loads(model.model_dump_json())
-            wanted.pop("updated_at", None)
-            if current == wanted:
-                return
-        except (OSError, ValueError):
-            pass
-    fsutil.atomic_write(path, model.model_dump_json(indent=2) + "\n")
+    return (model.model_dump_json(indent=2) + "\n").encode("utf-8")
+
+
+def _rewrite_receipt(path: Path, receipt: Receipt, claim: ClaimName) -> None:
+    """Replace the receipt when its content (apart from ``updated_at``) changed."""
+    content = _receipt_bytes(receipt, claim)
+    try:
+        current = json.loads(path.read_text(encoding="utf-8"))
+        wanted = json.loads(content)
+        current.pop("updated_at", None)
+        wanted.pop("updated_at", None)
+        if current == wanted:
+            return
+    except (OSError, ValueError):
+        pass
+    fsutil.atomic_write(path, content)
 
 
 def error_text(claim: ClaimName, failure: Failure) -> str:
@@ -191,24 +205,26 @@ def mark_failed(layout: ExchangeLayout, item: OutgoingItem, failure: Failure) ->
     claim = claim_of(item)
     source = work_path(layout, claim)
     candidates = placements(layout.failed, claim, ERROR_SUFFIX)
-    with fsutil.locked(candidates[0].item.parent):
-        placement, ours = _choose(candidates, claim, _error_owner)
-        if not ours and not source.exists():
+    placement = _find_own(candidates, claim, _error_owner)
+    text = error_text(claim, failure).encode("utf-8")
+    if placement is None:
+        if not source.exists():
             if find_sent(layout, claim) is not None:
                 raise ConnectorError(f"{claim.display_name} is already in sent/; not marking it "
                                      "failed", hint="check the item with `edxml-connector status`")
             raise ConnectorError(f"{claim.display_name} is not in work/", file=str(source),
                                  hint="someone moved it by hand; the journal keeps the failure")
-        text = error_text(claim, failure)
+        placement = _take_name(candidates, claim, text)
+    else:
         try:
-            unchanged = placement.sidecar.read_text(encoding="utf-8") == text
+            unchanged = placement.sidecar.read_bytes() == text
         except OSError:
             unchanged = False
         if not unchanged:
             fsutil.atomic_write(placement.sidecar, text)
-        if source.exists() and not placement.item.exists():
-            fsutil.durable_rename(source, placement.item)
-            log.info("folder_item_failed", item=claim.display_name, to=str(placement.item))
+    if source.exists() and not placement.item.exists():
+        fsutil.durable_rename(source, placement.item)
+        log.info("folder_item_failed", item=claim.display_name, to=str(placement.item))
     return placement.item
 
 
@@ -219,12 +235,9 @@ def put_back(layout: ExchangeLayout, item: OutgoingItem) -> Path:
     target = work_path(layout, claim)
     failed = find_failed(layout, claim)
     if failed is not None:
-        with fsutil.locked(failed.item.parent):
-            if failed.item.exists() and not target.exists():
-                fsutil.durable_rename(failed.item, target)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(failed.sidecar)
-                fsutil.fsync_dir(failed.sidecar.parent)
+        if failed.item.exists() and not target.exists():
+            fsutil.durable_rename(failed.item, target)
+        fsutil.remove_durably(failed.sidecar)
     if not target.exists():
         if find_sent(layout, claim) is not None:
             raise ConnectorError(f"{claim.display_name} was already sent; nothing to retry",

@@ -189,8 +189,9 @@ class Journal:
             query = query.where(t.outgoing.c.state.in_(states))
         if kind:
             query = query.where(t.outgoing.c.kind == kind)
-        order = t.outgoing.c.id.desc() if newest_first else t.outgoing.c.id.asc()
-        query = query.order_by(order).limit(limit).offset(offset)
+        c = t.outgoing.c
+        order = (c.created_at.desc(), c.id.desc()) if newest_first else (c.created_at, c.id)
+        query = query.order_by(*order).limit(limit).offset(offset)
         with self._read() as conn:
             return [self._outgoing_record(conn, row) for row in conn.execute(query).mappings()]
 
@@ -308,7 +309,7 @@ class Journal:
         with self._write() as conn:
             candidates = conn.execute(
                 select(c.id, c.state, c.claimed_at, c.claimed_by, c.attempts).where(or_(due, stale))
-                .order_by(c.id).limit(limit).with_for_update(skip_locked=True)).mappings().all()
+                .order_by(c.created_at, c.id).limit(limit).with_for_update(skip_locked=True)).mappings().all()
             for candidate in candidates:
                 guard = [c.id == candidate["id"], c.state == candidate["state"]]
                 guard.append(c.claimed_at.is_(None) if candidate["claimed_at"] is None
@@ -604,7 +605,8 @@ class Journal:
         if messagetype:
             query = query.where(i.messagetype == messagetype)
         with self._read() as conn:
-            rows = conn.execute(query.order_by(i.id.desc()).limit(limit).offset(offset)).mappings()
+            rows = conn.execute(query.order_by(i.created_at.desc(), i.id.desc())
+                                .limit(limit).offset(offset)).mappings()
             return [self._incoming_record(row) for row in rows]
 
     def record_listed(self, axis_doc_id: str, messagetype: MessageType | str, *,
@@ -802,7 +804,8 @@ class Journal:
             and_(i.delivered_at.is_(None), i.quarantined.is_(False), i.duplicate_of.is_(None),
                  i.state != IncomingState.REFUSED.value))
         query = select(t.incoming).where(
-            or_(i.stored_at.is_not(None), i.duplicate_of.is_not(None)), unfinished).order_by(i.id)
+            or_(i.stored_at.is_not(None), i.duplicate_of.is_not(None)), unfinished
+        ).order_by(i.created_at, i.id)
         with self._read() as conn:
             return [self._incoming_record(row) for row in conn.execute(query).mappings()]
 

@@ -252,3 +252,31 @@ def test_one_json_log_line_per_request(sim, make_client, caplog):
         ("getReceivedEdocList", "OK", None), ("sendEdoc", "FAIL", p.ERR_UNKNOWN_RECIPIENT)]
     assert all(line["systemid"] == G22 and "ms" in line for line in lines)
     assert not any(SECRETS[G22] in r.getMessage() for r in caplog.records)
+
+
+def test_a_chunked_body_is_accepted_too(sim):
+    package = make_document(G22, [H41])
+    signed = p.build_signed_headers(
+        systemid=G22, secret=SECRETS[G22], content_type=p.PACKAGE_CONTENT_TYPE,
+        params={"from": G22, "servicetype": "eDoc", "messagetype": "edoc",
+                "hash-file": p.hash_file_sdk(package)})
+    chunks = (package[i:i + 700] for i in range(0, len(package), 700))
+    response = requests.post(f"{sim.url}/sendEdoc", data=chunks, headers=signed.wire, timeout=5)
+    assert response.json()["status"] == "OK"
+    [transfer] = admin(sim, "transfers")["transfers"]
+    assert transfer["size"] == len(package)
+
+
+def test_ipv6_loopback_listen(tmp_path, agency_book, make_client):
+    import socket
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this host")
+    try:
+        simulator = AxisSimulator(tmp_path / "v6", agency_book, host="::1").start()
+    except OSError as error:
+        pytest.skip(f"cannot bind ::1: {error}")
+    try:
+        assert simulator.url.startswith("http://[::1]:")
+        assert make_client(simulator, G22).list_received() == []
+    finally:
+        simulator.stop()

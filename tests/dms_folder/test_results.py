@@ -6,10 +6,12 @@ import datetime as dt
 import json
 import os
 import stat
+import threading
 
 import pytest
 import yaml
 
+from connector import fsutil
 from connector.dms import folder_results
 from connector.dms.base import Failure, Receipt
 from connector.errors import ConnectorError
@@ -66,7 +68,8 @@ def test_mark_sent_finishes_a_move_interrupted_after_the_receipt(side, exchange)
     (item,) = side.claim_ready()
     claim = folder_results.claim_of(item)
     place = folder_results.placements(exchange / "sent", claim, ".receipt.json")[0]
-    folder_results._write_receipt(place.sidecar, receipt(), claim)  # crash right after this
+    fsutil.create_exclusive(place.sidecar, folder_results._receipt_bytes(receipt(), claim))
+    # ... and the process died before moving the item
     assert (exchange / "work" / item.source_ref).exists()
 
     side.mark_sent(item, receipt())
@@ -177,7 +180,6 @@ def test_mark_sent_cleans_a_stale_error_file_left_by_an_interrupted_mark_failed(
     (item,) = side.claim_ready()
     claim = folder_results.claim_of(item)
     place = folder_results.placements(exchange / "failed", claim, ".error.txt")[0]
-    from connector import fsutil
     fsutil.atomic_write(place.sidecar, folder_results.error_text(claim, failure()))  # then crash
 
     side.mark_sent(item, receipt())  # the journal had not recorded the failure: it was resent
@@ -192,3 +194,29 @@ def test_an_item_marked_failed_then_found_accepted_moves_to_sent(side, exchange)
     side.mark_sent(item, receipt())
     assert (exchange / "sent" / "late.edxml").read_bytes() == b"pkg"
     assert list((exchange / "failed").iterdir()) == [exchange / "failed" / "statuses"]
+
+
+def test_two_items_with_the_same_name_archived_at_once_get_distinct_places(exchange):
+    from connector.dms.folder import FolderSide
+
+    with FolderSide(exchange, instance="a") as first, FolderSide(exchange, instance="b") as second:
+        items = []
+        for side in (first, second):
+            drop_file(exchange / "outbox" / "same.edxml", side.instance.encode())
+            items.extend((side, item) for item in side.claim_ready())
+        barrier = threading.Barrier(2)
+
+        def send(side, item):
+            barrier.wait()
+            side.mark_sent(item, receipt(side.instance))
+
+        threads = [threading.Thread(target=send, args=pair) for pair in items]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+    packages = sorted((exchange / "sent").glob("same*.edxml"))
+    assert len(packages) == 2 and {path.read_bytes() for path in packages} == {b"a", b"b"}
+    for path in packages:
+        sidecar = path.with_name(path.name[: -len(".edxml")] + ".receipt.json")
+        assert json.loads(sidecar.read_text())["journal_id"] == path.read_text()

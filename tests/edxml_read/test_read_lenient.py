@@ -11,7 +11,6 @@ from edxml_read_helpers import (
     HEADER,
     PDF_BYTES,
     TO,
-    TRACE,
     attachment_entry,
     document_xml,
     manifest_entry,

@@ -118,7 +118,7 @@ def test_unknown_business_type():
 
 def test_not_an_edxml_package():
     assert "not edXML" in refuse("<html><body/></html>").message
-    assert refuse(f'<edXML xmlns="urn:x"/>').element == "edXML/edXMLEnvelope"
+    assert refuse('<edXML xmlns="urn:x"/>').element == "edXML/edXMLEnvelope"
 
 
 def test_truncated_package_gives_a_line():
@@ -220,7 +220,7 @@ def test_undeclared_prefix_plus_broken_xml_is_refused_with_the_structural_line()
     text = document_xml(header=HEADER + "<foo:X>1</foo:X><Open>")
     error = refuse(text)
     assert "not well-formed" in error.message
-    assert "foo" not in error.message or "mismatch" in error.message
+    assert "mismatch" in error.message and "Open" in error.message
 
 
 def test_from_must_exist_even_with_recovery():

@@ -189,7 +189,7 @@ statuses = st.builds(
     st.none() | st.builds(StaffInfo, OPTIONAL_TEXT, OPTIONAL_TEXT, OPTIONAL_TEXT, OPTIONAL_TEXT),
     OPTIONAL_TEXT, st.none() | TIMESTAMPS)
 
-ROUND_TRIP = settings(max_examples=1500, deadline=None,
+ROUND_TRIP = settings(max_examples=60, deadline=None,
                       suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 

@@ -121,10 +121,11 @@ def test_quarantine_release_and_refuse(journal):
 
 
 def test_pending_incoming_lists_what_a_crash_left_half_done(journal):
-    not_acked = _stored(journal, "axis-1")
-    acked_not_delivered = _stored(journal, "axis-2")
+    minute = dt.timedelta(minutes=1)
+    not_acked = _stored(journal, "axis-1", now=T0)
+    acked_not_delivered = _stored(journal, "axis-2", now=T0 + minute)
     journal.record_acknowledged(acked_not_delivered.id)
-    done = _stored(journal, "axis-3")
+    done = _stored(journal, "axis-3", now=T0 + 2 * minute)
     journal.record_acknowledged(done.id)
     journal.record_delivered(done.id, "/x")
     journal.record_listed("axis-4", "edoc")  # never stored: the axis lists it again, not our job

@@ -7,7 +7,6 @@ injected clock, never waited for.
 
 from __future__ import annotations
 
-import json
 import threading
 from datetime import datetime, timedelta, timezone
 from email.utils import formatdate

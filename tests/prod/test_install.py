@@ -3,7 +3,8 @@ everything): layout, modes, never-overwrite, idempotency, --uninstall keeps data
 
 One module-scoped installation serves every test: scripts/build-wheelhouse.sh collects the
 wheels (needs PyPI), then install.sh installs offline from them — which is also the secure-server
-path. Measured on the 2-core test machine: wheelhouse ~25 s, offline install ~50 s.
+path. Measured on the 2-core test machine: wheelhouse ~25 s, offline install ~40-50 s, whole
+module ~75 s (marked slow).
 """
 
 from __future__ import annotations
@@ -101,7 +102,6 @@ def test_layout_and_modes(installed):
 
 def test_venv_built_at_its_final_path_runs(installed):
     venv = installed / "opt/edxml-connector/venv"
-    assert str(venv) in (venv / "pyvenv.cfg").read_text() or True  # pyvenv.cfg names the base
     script = venv / "bin" / "edxml-connector"
     assert script.read_text().splitlines()[0] == f"#!{venv}/bin/python"  # not relocated
     result = subprocess.run([str(script), "--version"], capture_output=True, text=True)
@@ -145,7 +145,7 @@ def test_second_run_is_idempotent_and_never_overwrites(installed, wheelhouse, ex
     assert mode(installed / "var/lib/edxml-connector/exchange/outbox") == 0o2770
 
 
-def test_uninstall_keeps_data_and_config(installed, wheelhouse, example_config):
+def test_uninstall_keeps_data_and_config(installed):
     data = installed / "var/lib/edxml-connector/exchange/sent/kept.edxml"
     data.write_text("<edXML/>")
     result = run(INSTALL, "--prefix", installed, "--no-create-user", "--uninstall")
@@ -155,11 +155,7 @@ def test_uninstall_keeps_data_and_config(installed, wheelhouse, example_config):
     assert (installed / "etc/edxml-connector/connector.yaml").is_file()
     assert (installed / "etc/edxml-connector/credentials/axis-secret").is_file()
     assert data.read_text() == "<edXML/>"
-    # And a reinstall over the kept data works.
-    again = run(INSTALL, "--prefix", installed, "--no-create-user", "--wheelhouse", wheelhouse,
-                "--example-config", example_config)
-    assert again.returncode == 0, again.stderr
-    assert data.read_text() == "<edXML/>"
+    assert (installed / "var/lib/edxml-connector/exchange/outbox").is_dir()
 
 
 def test_bad_arguments_are_clear(tmp_path):

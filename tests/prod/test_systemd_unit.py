@@ -6,7 +6,6 @@ checks. systemd-analyze comes with Debian's `systemd` package.
 
 from __future__ import annotations
 
-import configparser
 import re
 import shutil
 import subprocess

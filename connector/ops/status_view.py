@@ -1,0 +1,189 @@
+"""``edxml-connector status``: one snapshot of the journal, as JSON or as a table.
+
+The snapshot is a plain dict (the ``--json`` output, documented in README) so that a monitoring
+script and the table show exactly the same facts: counts by state in both directions, the age of
+the oldest item still on its way, the last successful contact with the axis, and the items
+themselves with each recipient's latest status. ``--watch`` redraws the table every two seconds
+with ``rich.live`` until Ctrl-C; it only reads, so it is safe beside the running daemon.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from typing import Any
+
+from connector.edxml.model import StatusCode
+from connector.errors import InputError
+from connector.journal import (KV_LAST_AXIS_CONTACT, KV_LAST_POLL, IncomingRecord, IncomingState,
+                               Journal, OutgoingRecord, OutgoingState)
+from connector.ops.context import display_name
+
+DIRECTIONS = ("out", "in")
+ALL_STATES = sorted({s.value for s in OutgoingState} | {s.value for s in IncomingState})
+WATCH_INTERVAL_SECONDS = 2.0
+
+
+def check_state_filter(state: str | None, direction: str | None) -> None:
+    """Refuse a state that no item of the chosen direction can have (a typo shows nothing)."""
+    if state is None:
+        return
+    valid = {"out": {s.value for s in OutgoingState}, "in": {s.value for s in IncomingState},
+             None: set(ALL_STATES)}[direction]
+    if state not in valid:
+        raise InputError(f"--state {state!r} is not a state of "
+                         f"{'outgoing' if direction == 'out' else 'incoming' if direction == 'in' else 'any'} items",
+                         hint="use one of " + ", ".join(sorted(valid)))
+
+
+def status_label(code: str | None) -> str | None:
+    if not code:
+        return None
+    try:
+        return StatusCode(code).label_en
+    except ValueError:
+        return None
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def outgoing_row(record: OutgoingRecord) -> dict[str, Any]:
+    return {
+        "id": record.id, "direction": "out", "kind": record.kind, "source": record.source,
+        "name": display_name(record), "document_id": record.document_id,
+        "state": record.state.value, "attempts": record.attempts,
+        "recipients": [{"organ_id": d.organ_id, "status": d.status_code,
+                        "label": status_label(d.status_code), "description": d.description,
+                        "at": _iso(d.status_at)} for d in record.deliveries],
+        "axis_doc_id": record.axis_doc_id, "last_error": record.last_error,
+        "created_at": _iso(record.created_at), "updated_at": _iso(record.updated_at)}
+
+
+def incoming_row(record: IncomingRecord) -> dict[str, Any]:
+    return {
+        "id": record.id, "direction": "in", "kind": record.messagetype, "source": "axis",
+        "name": record.sender, "document_id": record.document_id,
+        "state": record.state.value, "attempts": None, "recipients": [],
+        "axis_doc_id": record.axis_doc_id, "last_error": record.last_error,
+        "signature": record.signature_state, "quarantined": record.quarantined,
+        "created_at": _iso(record.created_at), "updated_at": _iso(record.updated_at)}
+
+
+def collect_status(journal: Journal, *, state: str | None = None, direction: str | None = None,
+                   limit: int = 50, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The ``status --json`` object. Items are newest first, at most ``limit`` of them."""
+    check_state_filter(state, direction)
+    if limit < 1:
+        raise InputError(f"--limit {limit} must be at least 1", hint="e.g. --limit 50")
+    now = now or dt.datetime.now(dt.timezone.utc)
+    rows: list[dict[str, Any]] = []
+    if direction in (None, "out") and (state is None or state in OutgoingState._value2member_map_):
+        rows += [outgoing_row(r) for r in journal.list_outgoing(state, limit=limit)]
+    if direction in (None, "in") and (state is None or state in IncomingState._value2member_map_):
+        rows += [incoming_row(r) for r in journal.list_incoming(state, limit=limit)]
+    rows.sort(key=lambda row: row["id"], reverse=True)  # ULIDs: newest first across directions
+    age = journal.oldest_pending_age(now)
+    contact = journal.get_time(KV_LAST_AXIS_CONTACT)
+    poll = journal.get_time(KV_LAST_POLL)
+    return {
+        "generated_at": _iso(now),
+        "counts": journal.counts_by_state(),
+        "oldest_pending_age_seconds": None if age is None else round(age.total_seconds(), 1),
+        "last_axis_contact": _iso(contact),
+        "last_axis_contact_age_seconds": None if contact is None else round((now - contact).total_seconds(), 1),
+        "last_poll": _iso(poll),
+        "filter": {"state": state, "direction": direction, "limit": limit},
+        "items": rows[:limit],
+    }
+
+
+# --------------------------------------------------------------------------- rendering
+
+def human_age(seconds: float | None) -> str:
+    """``3d04h``, ``2h05m``, ``4m07s``, ``12s``: two units are enough to judge a queue."""
+    if seconds is None:
+        return "-"
+    seconds = int(max(seconds, 0))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def _recipients_text(row: dict[str, Any]) -> str:
+    if row["direction"] == "in":
+        return ""
+    parts = []
+    for recipient in row["recipients"]:
+        if recipient["status"]:
+            label = f" {recipient['label']}" if recipient["label"] else ""
+            parts.append(f"{recipient['organ_id']} {recipient['status']}{label}")
+        else:
+            parts.append(f"{recipient['organ_id']} -")
+    return "\n".join(parts)
+
+
+def render_status(snapshot: dict[str, Any]):
+    """A rich renderable: a summary line per direction, then the item table."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    counts = snapshot["counts"]
+    lines = []
+    for direction, label in (("outgoing", "Outgoing"), ("incoming", "Incoming")):
+        shown = ", ".join(f"{state} {count}" for state, count in counts[direction].items() if count)
+        lines.append(f"{label}: {shown or 'none'}")
+    lines.append(f"Oldest pending: {human_age(snapshot['oldest_pending_age_seconds'])}   "
+                 f"Last axis contact: {snapshot['last_axis_contact'] or 'never'}"
+                 + (f" ({human_age(snapshot['last_axis_contact_age_seconds'])} ago)"
+                    if snapshot["last_axis_contact"] else ""))
+    header = Text("\n".join(lines))
+    table = Table(show_lines=False, expand=False, title_justify="left")
+    for column in ("ID", "Dir", "Kind", "Name / DocumentId", "State", "Att.", "Recipients",
+                   "Axis DocId", "Updated"):
+        table.add_column(column, overflow="fold")
+    for row in snapshot["items"]:
+        name = row["name"] or ""
+        if row["document_id"]:
+            name = f"{name}\n{row['document_id']}" if name else row["document_id"]
+        state = row["state"]
+        style = {"failed": "red", "cancelled": "yellow", "quarantined": "red",
+                 "refused": "yellow", "sent": "green", "delivered": "green"}.get(state)
+        table.add_row(row["id"], row["direction"], row["kind"], name,
+                      Text(state, style=style or ""),
+                      "" if row["attempts"] is None else str(row["attempts"]),
+                      _recipients_text(row), row["axis_doc_id"] or "", row["updated_at"] or "")
+    if not snapshot["items"]:
+        return Group(header, Text("(no items match)"))
+    return Group(header, table)
+
+
+def watch_status(collect: Callable[[], dict[str, Any]], console, *,
+                 interval: float = WATCH_INTERVAL_SECONDS, max_refreshes: int | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> int:
+    """Redraw ``render_status(collect())`` every ``interval`` seconds until Ctrl-C (or
+    ``max_refreshes``, for tests). Returns the number of refreshes drawn."""
+    from rich.live import Live
+
+    drawn = 0
+    try:
+        with Live(render_status(collect()), console=console, auto_refresh=False,
+                  transient=False) as live:
+            drawn = 1
+            while max_refreshes is None or drawn < max_refreshes:
+                sleep(interval)
+                live.update(render_status(collect()), refresh=True)
+                drawn += 1
+    except KeyboardInterrupt:
+        pass
+    return drawn

@@ -1,0 +1,519 @@
+"""One direction: take from the agency side → journal → package + sign once → push to the axis.
+
+The steps and why they are in this order:
+
+1. **Intake** (:meth:`Outbound.intake`): each side's ``claim_ready()`` hands over the items it
+   claimed; each is recorded with ``journal.enqueue`` (idempotent on ``(source, source_ref)``, so
+   the items a side hands over again after a restart are recognised). An item the side could not
+   read (``problem``) or addressed to an OrganId the axis does not list fails at once, with the
+   reason, instead of after a round trip. A side item whose journal row is already finished
+   (the process died between the journal and the side) is finished on the side now.
+2. **Claim** (:meth:`Outbound.dispatch`): ``journal.claim_for_sending`` gives up to
+   ``outbound.concurrency`` minus the sends in flight; each claim counts an attempt.
+3. **Package** (in the send worker, only while the item is claimed, so two workers never
+   package one item): documents are built from their metadata with the agency's identity,
+   written and signed in one streaming pass into the package store, then ``mark_packaged``
+   records the SHA-256. Ready packages are read, and signed when unsigned. Statuses (and the
+   take-back request, status 13) become one package per receiver, stored as one set — one
+   journal item with several packages; a retry resends the whole set and receivers
+   de-duplicate.
+4. **Send**: every attempt sends the stored bytes (checked against the journal's SHA-256).
+   Accepted → ``record_sent`` (axis DocId) → ``side.mark_sent``. Refused for good → ``failed``
+   with the axis's reason → ``side.mark_failed`` with the retry command. Transient → retried with
+   exponential backoff and jitter, capped, until ``outbound.max_attempts``. Authentication
+   refused → the claim is released without spending the attempt, sending pauses and readiness
+   turns red: no document is at fault.
+
+After a crash an item found in ``sending`` is sent again (at-least-once): receivers
+de-duplicate on the axis DocId and on (sender, DocumentId, business type, SHA-256).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from connector.axis.errors import AxisAuthError, PermanentAxisError
+from connector.dms.base import (Failure, OutgoingItem, OutgoingKind, Receipt, StatusRequest)
+from connector.errors import CertificateError, ConnectorError, InputError
+from connector.journal import OutgoingRecord, OutgoingState
+from connector.logs import get_logger
+from connector.runtime import CONNECTOR_SOURCE, Runtime
+
+log = get_logger(__name__)
+
+RELEASE_WAIT = dt.timedelta(seconds=5)
+"""How soon an item is tried again when it was released for a reason that is nobody's fault."""
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def retry_delay(attempts: int, initial: float, maximum: float,
+                rng: Callable[[], float] = random.random) -> float:
+    """Seconds to wait after the ``attempts``-th failed attempt: ``initial * 2**(attempts-1)``
+    capped at ``maximum``, then "equal jitter" (between half and all of it), so that items that
+    failed together in one outage do not all come back in the same second."""
+    base = min(maximum, initial * (2 ** max(attempts - 1, 0)))
+    return base / 2 + rng() * base / 2
+
+
+def retry_command(item_id: str) -> str:
+    return f"edxml-connector retry {item_id}"
+
+
+def receipt_for(record: OutgoingRecord) -> Receipt:
+    """What the DMS sees about an outgoing item (receipt file or write-back columns)."""
+    recipients: dict[str, dict[str, Any]] = {}
+    for delivery in record.deliveries:
+        recipients[delivery.organ_id] = {
+            "status": delivery.status_code, "description": delivery.description,
+            "at": delivery.status_at.isoformat() if delivery.status_at else None}
+    sent_at = record.updated_at if record.state is OutgoingState.SENT else None
+    return Receipt(journal_id=record.id, document_id=record.document_id, state=record.state.value,
+                   axis_doc_id=record.axis_doc_id, sent_at=sent_at, recipients=recipients)
+
+
+def item_from_record(record: OutgoingRecord) -> OutgoingItem:
+    """Enough of the side's item to tell the side about a result after a restart: both sides
+    find their item again from ``source_ref`` alone."""
+    return OutgoingItem(source=record.source, source_ref=record.source_ref,
+                        kind=OutgoingKind(record.kind),
+                        display_name=record.meta.get("display_name"))
+
+
+class _Released(Exception):
+    """The claimed item was given back (nobody's fault); nothing else to record."""
+
+
+class Outbound:
+    """The outbound pipeline of one connector. Thread-safe; sends run in a bounded pool."""
+
+    def __init__(self, runtime: Runtime, *, metrics: Any = None, health: Any = None,
+                 rng: Callable[[], float] = random.random,
+                 auth_pause_seconds: float | None = None) -> None:
+        self.runtime = runtime
+        self.journal = runtime.journal
+        self.settings = runtime.settings.outbound
+        self.metrics = metrics
+        self.health = health
+        self._rng = rng
+        self.auth_pause = (auth_pause_seconds if auth_pause_seconds is not None
+                           else min(max(self.settings.retry_initial_seconds, 1.0), 300.0))
+        self._lock = threading.Lock()
+        self._items: dict[tuple[str, str], OutgoingItem] = {}
+        self._inflight: set[str] = set()
+        self._idle = threading.Condition(self._lock)
+        self._unfinished_side: dict[str, Callable[[], None]] = {}
+        self._paused_until = 0.0
+        self.paused_reason: str | None = None
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self._executor = ThreadPoolExecutor(max_workers=self.settings.concurrency,
+                                            thread_name_prefix="send")
+
+    # ============================================================================ intake
+    def intake(self, side: Any, limit: int | None = None) -> int:
+        """Take what ``side`` has ready; returns how many items it handed over."""
+        items = side.claim_ready(limit)
+        for item in items:
+            try:
+                self._take(side, item)
+            except Exception as error:  # one item must not stop the others
+                log.error("outgoing_intake_failed", source=side.name, source_ref=item.source_ref,
+                          item=item.display_name, error=_describe(error), exc_info=True)
+        return len(items)
+
+    def _take(self, side: Any, item: OutgoingItem) -> None:
+        kind, document_id, business_type, recipients, meta = self._describe(item)
+        meta["display_name"] = item.display_name
+        record = self.journal.enqueue(side.name, item.source_ref, kind, document_id=document_id,
+                                      business_type=business_type, recipients=recipients,
+                                      meta=meta)
+        with self._lock:
+            self._items[(side.name, item.source_ref)] = item
+        log.info("outgoing_enqueued", item_id=record.id, source=side.name,
+                 source_ref=item.source_ref, item=item.display_name, kind=kind,
+                 document_id=record.document_id, state=record.state.value)
+        if record.state is OutgoingState.SENT:
+            self._tell_side_sent(record)
+            return
+        if record.state in (OutgoingState.FAILED, OutgoingState.CANCELLED):
+            self._tell_side_failed(record)
+            return
+        if record.state is OutgoingState.SENDING or record.attempts:
+            return  # already under way (found again after a restart)
+        if item.problem is not None:
+            self._fail_now(record, item.problem.one_line())
+            return
+        unknown = self.runtime.directory.unknown(recipients) if self.settings.check_recipients else []
+        if unknown:
+            self._fail_now(record, _unknown_reason(unknown))
+            return
+        self.wake.set()
+
+    def _describe(self, item: OutgoingItem) -> tuple[str, str | None, int | None, list[str], dict]:
+        """(journal kind, DocumentId, business type, recipients, meta) of a side's item, as far
+        as it is known before packaging."""
+        meta: dict[str, Any] = {}
+        if item.problem is not None:
+            return item.kind.value, None, None, [], meta
+        if item.kind is OutgoingKind.DOCUMENT and item.metadata is not None:
+            metadata = item.metadata
+            if metadata.take_back is not None:
+                take_back = metadata.take_back
+                meta["take_back"] = True
+                return (OutgoingKind.STATUS.value, take_back.document_id, None,
+                        list(take_back.to), meta)
+            return (OutgoingKind.DOCUMENT.value, metadata.document_id,
+                    int(metadata.business.type.code), [o.organ_id for o in metadata.to], meta)
+        if item.kind is OutgoingKind.STATUS and item.status is not None:
+            request = item.status
+            if not request.to:
+                sender = self.sender_of_received(request.document_id)
+                if sender is None:
+                    item.problem = InputError(
+                        f"no recipient: the status names no 'to' and no received document has "
+                        f"DocumentId {request.document_id!r}", file=item.display_name,
+                        element="to", hint="add 'to: [ORGAN_ID]' to the status file")
+                    return item.kind.value, request.document_id, None, [], meta
+                request.to = [sender]
+            meta["status"] = _request_json(request)
+            return OutgoingKind.STATUS.value, request.document_id, None, list(request.to), meta
+        return item.kind.value, None, None, [], meta
+
+    def sender_of_received(self, document_id: str) -> str | None:
+        """The sender of the first received document with ``document_id`` (whom a status
+        without ``to`` answers)."""
+        from connector.inbound import find_received_document
+
+        record = find_received_document(self.journal, document_id)
+        return None if record is None else record.sender
+
+    def enqueue_status(self, key: str, request: StatusRequest, *,
+                       reason: str | None = None) -> OutgoingRecord:
+        """An outgoing status the connector itself decided on (01 on arrival, 02 on a refusal
+        from quarantine): source ``connector``, ``key`` makes it idempotent."""
+        record = self.journal.enqueue(
+            CONNECTOR_SOURCE, key, OutgoingKind.STATUS.value, document_id=request.document_id,
+            recipients=list(request.to), meta={"status": _request_json(request),
+                                               "display_name": key, "reason": reason})
+        log.info("outgoing_enqueued", item_id=record.id, source=CONNECTOR_SOURCE, source_ref=key,
+                 kind="status", code=request.code, document_id=request.document_id,
+                 to=list(request.to))
+        self.wake.set()
+        return record
+
+    def _fail_now(self, record: OutgoingRecord, reason: str) -> None:
+        failed = self.journal.record_attempt_failed(record.id, reason, permanent=True)
+        log.error("outgoing_failed", item_id=record.id, document_id=record.document_id,
+                  reason=reason, attempts=failed.attempts)
+        self._tell_side_failed(failed)
+
+    # ============================================================================ side results
+    def _side_item(self, record: OutgoingRecord) -> tuple[Any, OutgoingItem] | None:
+        side = self.runtime.sides.get(record.source)
+        if side is None:
+            return None
+        with self._lock:
+            item = self._items.get((record.source, record.source_ref))
+        return side, item or item_from_record(record)
+
+    def _tell_side_sent(self, record: OutgoingRecord) -> None:
+        found = self._side_item(record)
+        if found is None:
+            return
+        side, item = found
+        self._side_call(record.id, lambda: side.mark_sent(item, receipt_for(record)), "mark_sent")
+        self._forget(record)
+
+    def _tell_side_failed(self, record: OutgoingRecord) -> None:
+        found = self._side_item(record)
+        if found is None:
+            return
+        side, item = found
+        reason = record.last_error or ("cancelled by an operator"
+                                       if record.state is OutgoingState.CANCELLED else "failed")
+        failure = Failure(journal_id=record.id, reason=reason, attempts=record.attempts,
+                          failed_at=record.updated_at, retry_command=retry_command(record.id))
+        self._side_call(record.id, lambda: side.mark_failed(item, failure), "mark_failed")
+        self._forget(record)
+
+    def update_side_receipt(self, record: OutgoingRecord) -> None:
+        """A recipient's status changed: refresh the receipt the DMS reads."""
+        found = self._side_item(record)
+        if found is None or record.state is not OutgoingState.SENT:
+            return
+        side, item = found
+        self._side_call(record.id, lambda: side.update_receipt(item, receipt_for(record)),
+                        "update_receipt")
+
+    def _side_call(self, item_id: str, call: Callable[[], None], what: str) -> None:
+        """Tell the side; on failure keep the call and repeat it each cycle (side methods are
+        idempotent), so a full disk or a DMS database outage delays the result, never loses it."""
+        try:
+            call()
+        except Exception as error:
+            log.error("agency_side_update_failed", item_id=item_id, call=what,
+                      error=_describe(error), retry="next outbound cycle")
+            with self._lock:
+                self._unfinished_side[item_id] = call
+            return
+        with self._lock:
+            self._unfinished_side.pop(item_id, None)
+
+    def retry_side_updates(self) -> None:
+        with self._lock:
+            pending = list(self._unfinished_side.items())
+        for item_id, call in pending:
+            self._side_call(item_id, call, "retry")
+
+    def _forget(self, record: OutgoingRecord) -> None:
+        with self._lock:
+            self._items.pop((record.source, record.source_ref), None)
+
+    # ============================================================================ dispatch
+    @property
+    def paused(self) -> bool:
+        return time.monotonic() < self._paused_until
+
+    def inflight(self) -> int:
+        with self._lock:
+            return len(self._inflight)
+
+    def dispatch(self) -> int:
+        """Claim as many items as there are free send slots and start sending them."""
+        if self.stopping.is_set() or self.paused:
+            return 0
+        with self._lock:
+            free = self.settings.concurrency - len(self._inflight)
+        if free <= 0:
+            return 0
+        records = self.journal.claim_for_sending(free)
+        for record in records:
+            with self._lock:
+                self._inflight.add(record.id)
+            self._executor.submit(self._process, record)
+        return len(records)
+
+    def cycle(self, sides: Iterable[Any] | None = None, *, wait: bool = False,
+              timeout: float = 30.0) -> None:
+        """One turn: intake from ``sides`` (default: every side), repeat side updates that
+        failed, dispatch. ``wait=True`` (tests, ``send``) waits until no send is in flight."""
+        for side in (self.runtime.sides.values() if sides is None else sides):
+            if self.stopping.is_set():
+                return
+            try:
+                self.intake(side)
+            except Exception as error:
+                log.error("outgoing_intake_failed", source=getattr(side, "name", "?"),
+                          error=_describe(error))
+        self.retry_side_updates()
+        self.dispatch()
+        if wait:
+            self.wait_idle(timeout)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until nothing is in flight and nothing due is left to dispatch."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._idle:
+                while self._inflight:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._idle.wait(remaining)
+            if self.paused or self.dispatch() == 0:
+                return True
+
+    def shutdown(self, timeout: float) -> bool:
+        """Stop claiming and wait up to ``timeout`` for the sends in flight. Returns False when
+        some were abandoned: their items stay ``sending`` and are sent again at the next start."""
+        self.stopping.set()
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._inflight and time.monotonic() < deadline:
+                self._idle.wait(max(0.0, deadline - time.monotonic()))
+            abandoned = sorted(self._inflight)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        if abandoned:
+            log.warning("outgoing_abandoned", items=abandoned,
+                        note="left in sending; they are sent again at the next start")
+        return not abandoned
+
+    # ============================================================================ one item
+    def _process(self, record: OutgoingRecord) -> None:
+        started = time.monotonic()
+        try:
+            if self.stopping.is_set():
+                self._release(record, "shutting down")
+                return
+            if record.needs_packaging:
+                record = self._package(record)
+            doc_id = self._transmit(record)
+        except _Released:
+            pass
+        except PermanentAxisError as error:
+            self._count_send("permanent_error")
+            self._fail_now(record, f"the axis refused it: FAIL {error.error_code}: {error.error_desc}")
+        except AxisAuthError as error:
+            self._auth_refused(record, error)
+        except CertificateError as error:
+            self._release(record, f"cannot sign: {error.one_line()}", wait=self.auth_pause)
+            log.error("signing_stopped", item_id=record.id, error=error.one_line())
+        except InputError as error:  # the item itself is unusable: retrying cannot help
+            self._fail_now(record, error.one_line())
+        except Exception as error:  # transient: axis unreachable, 5xx, disk trouble...
+            self._attempt_failed(record, _describe(error))
+        else:
+            self._sent(record, doc_id, started)
+        finally:
+            with self._idle:
+                self._inflight.discard(record.id)
+                self._idle.notify_all()
+            self.wake.set()
+
+    def _sent(self, record: OutgoingRecord, doc_id: str, started: float) -> None:
+        self._count_send("accepted")
+        if self.health is not None:
+            self.health.record_axis_success()
+        sent = self.journal.record_sent(record.id, doc_id)
+        log.info("outgoing_sent", item_id=record.id, document_id=sent.document_id,
+                 axis_doc_id=doc_id, attempt=record.attempts, from_state="sending",
+                 to_state=sent.state.value,
+                 duration_ms=round((time.monotonic() - started) * 1000, 1))
+        self._tell_side_sent(sent)
+
+    def _attempt_failed(self, record: OutgoingRecord, error: str) -> None:
+        self._count_send("retryable_error")
+        if self.health is not None:
+            self.health.record_axis_failure(error)
+        delay = retry_delay(record.attempts, self.settings.retry_initial_seconds,
+                            self.settings.retry_max_seconds, self._rng)
+        after = self.journal.record_attempt_failed(record.id, error,
+                                                   retry_at=utcnow() + dt.timedelta(seconds=delay))
+        if after.state is OutgoingState.FAILED:
+            log.error("outgoing_failed", item_id=record.id, document_id=record.document_id,
+                      reason=error, attempts=after.attempts)
+            self._tell_side_failed(after)
+        else:
+            if self.metrics is not None:
+                self.metrics.record_retry("outgoing")
+            log.warning("outgoing_attempt_failed", item_id=record.id, attempt=record.attempts,
+                        error=error, retry_in_s=round(delay, 2))
+
+    def _auth_refused(self, record: OutgoingRecord, error: AxisAuthError) -> None:
+        """Nobody's document is at fault: give the claim back (attempt not spent), pause all
+        sending, and make readiness red until an authenticated call succeeds again."""
+        with self._lock:
+            self._paused_until = time.monotonic() + self.auth_pause
+            self.paused_reason = error.one_line()
+        if self.health is not None:
+            self.health.update(last_axis_success=None)
+            self.health.record_axis_failure(error.one_line())
+        self._release(record, f"axis authentication refused: {error.one_line()}",
+                      wait=self.auth_pause)
+        log.error("axis_auth_refused", item_id=record.id, error=error.one_line(),
+                  pause_s=self.auth_pause)
+
+    def _release(self, record: OutgoingRecord, reason: str, *, wait: float | None = None) -> None:
+        retry_at = utcnow() + (dt.timedelta(seconds=wait) if wait is not None else RELEASE_WAIT)
+        self.journal.release_claim(record.id, retry_at=retry_at, reason=reason)
+        log.info("outgoing_released", item_id=record.id, reason=reason)
+
+    def _count_send(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.record_send(outcome)
+
+    # ============================================================================ packaging
+    def _package(self, record: OutgoingRecord) -> OutgoingRecord:
+        """Build, sign and store the item's bytes once; record them in the journal."""
+        from connector.outbound_build import PackageBuilder
+
+        started = time.monotonic()
+        item = None
+        if record.source in self.runtime.sides:
+            with self._lock:
+                item = self._items.get((record.source, record.source_ref))
+            if item is None:
+                # The side has not handed the item over in this process yet (restart): wait.
+                self._release(record, "waiting for the agency side to hand the item over again")
+                raise _Released
+        built = PackageBuilder(self.runtime).build(record, item)
+        packaged = self.journal.mark_packaged(
+            record.id, package_path=str(built.stored.path), sha256=built.stored.sha256,
+            size=built.stored.size, document_id=built.document_id,
+            business_type=built.business_type, recipients=built.recipients)
+        log.info("outgoing_packaged", item_id=record.id, document_id=built.document_id,
+                 sha256=built.stored.sha256, size=built.stored.size, signed=built.signed,
+                 packages=built.count, duration_ms=round((time.monotonic() - started) * 1000, 1))
+        return packaged
+
+    def _transmit(self, record: OutgoingRecord) -> str:
+        """Send the stored bytes; returns the axis DocId (comma-joined for a set)."""
+        from connector.package_store import PackageStore, sha256_of
+
+        path = Path(record.package_path or "")
+        digest, _ = sha256_of(path)
+        if digest != record.package_sha256:
+            raise InputError("the stored package changed on disk since it was packaged",
+                             file=str(path), hint="restore it from a backup, or cancel the item "
+                                                  "and send the document again")
+        axis = self.runtime.axis
+        timer = self.metrics.time_axis_request("sendEdoc") if self.metrics else _null()
+        if PackageStore.is_set(path):
+            doc_ids = []
+            for member in self.runtime.store.members(path):
+                if sha256_of(member.path)[0] != member.sha256:
+                    raise InputError("a stored status package changed on disk",
+                                     file=str(member.path), hint="cancel the item and send again")
+                with self.metrics.time_axis_request("sendEdoc") if self.metrics else _null():
+                    doc_ids.append(axis.send_status(member.path).doc_id)
+            return ",".join(doc_ids)
+        with timer:
+            return axis.send_edoc(path).doc_id
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _request_json(request: StatusRequest) -> dict[str, Any]:
+    return {"code": request.code, "document_id": request.document_id, "to": list(request.to),
+            "description": request.description, "staff": dict(request.staff or {}),
+            "code_text": request.code_text,
+            "promulgation_date": request.promulgation_date.isoformat()
+            if request.promulgation_date else None}
+
+
+def request_from_json(data: dict[str, Any]) -> StatusRequest:
+    date = data.get("promulgation_date")
+    return StatusRequest(code=data["code"], document_id=data["document_id"],
+                         to=list(data.get("to") or []), description=data.get("description"),
+                         staff=dict(data.get("staff") or {}), code_text=data.get("code_text"),
+                         promulgation_date=dt.date.fromisoformat(date) if date else None)
+
+
+def _unknown_reason(unknown: list[str]) -> str:
+    return (f"unknown recipient OrganId(s) {', '.join(unknown)}: the axis's agency list does not "
+            "have them — correct 'to' and send again")
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, ConnectorError):
+        return error.one_line()
+    if isinstance(error, OSError):
+        where = f"{error.filename}: " if getattr(error, "filename", None) else ""
+        return f"{where}{error.strerror or error}"
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,223 @@
+"""Turning one claimed outgoing item into the bytes the connector will send, stored once.
+
+Kept apart from :mod:`connector.outbound` (which decides *when* and *what next*) because this is
+the part that knows the format: which package a document, a ready package, a status or a
+take-back request becomes, who signs it, and what is refused before anything leaves.
+
+Decisions:
+- Documents are built with the configured agency as ``From`` and signed in one streaming pass
+  (constant memory whatever the attachments' size).
+- A ready package is sent as the DMS made it when it carries a verifying (or merely untrusted)
+  signature; it is signed when unsigned or when it carries only an SDK-style placeholder; a
+  signature that does NOT verify is refused (the receivers would quarantine it). Its ``From``
+  must be this agency (the axis would refuse us, and pause everything, otherwise).
+- Status packages are not signed: no sample from the official SDKs signs them, and the format
+  puts no Signature in a status header.
+- A status (or a take-back, 13) to several receivers is one package per receiver, stored as a
+  set under one journal item.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from connector import fsutil
+from connector.dms.base import OutgoingItem, OutgoingKind, StatusRequest
+from connector.errors import InputError
+from connector.journal import OutgoingRecord
+from connector.package_store import StoredPackage
+from connector.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class Built:
+    stored: StoredPackage
+    document_id: str
+    business_type: int | None
+    recipients: list[str]
+    signed: bool
+    count: int = 1
+
+
+class PackageBuilder:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def build(self, record: OutgoingRecord, item: OutgoingItem | None) -> Built:
+        meta = record.meta
+        if item is None:
+            if "status" in meta:
+                return self.status_set(record, _request(meta["status"]))
+            if meta.get("package_file"):
+                return self.ready_package(record, Path(meta["package_file"]), meta.get("display_name"))
+            raise InputError(f"outgoing item {record.id} says neither which status nor which "
+                             "package to send", hint="cancel it and enqueue it again")
+        if item.kind is OutgoingKind.DOCUMENT and item.metadata is not None:
+            if item.metadata.take_back is not None:
+                return self.take_back(record, item)
+            return self.document(record, item)
+        if item.kind is OutgoingKind.PACKAGE and item.package_path is not None:
+            return self.ready_package(record, item.package_path, item.display_name)
+        if item.kind is OutgoingKind.STATUS:
+            request = _request(meta["status"]) if "status" in meta else item.status
+            if request is not None:
+                return self.status_set(record, request)
+        raise InputError(f"the item {item.display_name or record.source_ref} has nothing to send",
+                         hint="check the item on the agency side, then `edxml-connector retry`")
+
+    # -- documents ---------------------------------------------------------------------------------
+    def document(self, record: OutgoingRecord, item: OutgoingItem) -> Built:
+        from connector.edxml.writer import prepare_package, write_package_to
+        from connector.packaging import build_document
+
+        store = self.runtime.store
+        files: Any = list(item.attachment_files)
+        if item.attachment_blobs:
+            scratch = store.scratch_dir(record.id)
+            files = {path.name: path for path in item.attachment_files}
+            for index, (name, data) in enumerate(item.attachment_blobs):
+                path = scratch / f"{index:04d}"
+                fsutil.write_file_durably(path, data)
+                files[name] = path
+        try:
+            package = build_document(item.metadata, files, agency=self.runtime.agency,
+                                     convention=self.runtime.zip_convention,
+                                     source=item.display_name)
+            package = prepare_package(package)
+            recipients = [organization.organ_id for organization in package.to]
+            self.check_recipients(recipients, item.display_name)
+            key = self.runtime.signing_key
+            key.check_validity()
+            algorithm = self.runtime.settings.certificate.algorithm.value
+            existed = store.outgoing_path(record.id).exists()
+            stored = store.put_outgoing(record.id, lambda path: write_package_to(
+                package, path, signer=key, algorithm=algorithm))
+        finally:
+            if item.attachment_blobs:
+                store.drop_scratch(record.id)
+        document_id = package.document_id or ""
+        if existed:  # packaged before a crash: the stored bytes are the item, read their id
+            document_id = self._stored_document_id(stored.path) or document_id
+        return Built(stored, document_id, int(package.business_type), recipients, signed=True)
+
+    def _stored_document_id(self, path: Path) -> str | None:
+        from connector.edxml.reader import read_package
+
+        return read_package(path, limits=self.runtime.limits).package.document_id
+
+    # -- ready packages ----------------------------------------------------------------------------
+    def ready_package(self, record: OutgoingRecord, path: Path, display: str | None) -> Built:
+        from connector.edxml.model import DocumentPackage
+        from connector.edxml.reader import read_package
+        from connector.edxml.signing import SignatureState, sign_package_file, verify_package
+
+        label = display or path.name
+        data_limits = self.runtime.limits
+        result = read_package(path, limits=data_limits, file=label)
+        package = result.package
+        ours = self.runtime.settings.agency.organ_id
+        if package.from_.organ_id != ours:
+            raise InputError(f"the package's sender is {package.from_.organ_id!r}, not this "
+                             f"agency ({ours})", file=label, element="From/OrganId",
+                             hint="the axis only accepts packages from the agency we log in as")
+        store = self.runtime.store
+        if not isinstance(package, DocumentPackage):
+            to = package.response_for.organ_id if package.response_for else None
+            if not to:
+                raise InputError("the status package names no addressee", file=label,
+                                 element="ResponseFor/OrganId", hint="add ResponseFor/OrganId")
+            self.check_recipients([to], label)
+            stored = store.put_outgoing_set(record.id, [(to, path.read_bytes())])
+            return Built(stored, package.response_for.document_id or "", None, [to],
+                         signed=False)
+        recipients = [organization.organ_id for organization in package.to]
+        self.check_recipients(recipients, label)
+        verification = verify_package(path.read_bytes(), limits=data_limits, file=label)
+        state = verification.state
+        if state is SignatureState.INVALID:
+            raise InputError(f"the package carries a signature that does not verify "
+                             f"({verification.reason})", file=label, element="Signature",
+                             hint="sign it again, or remove the signature and let the connector sign")
+        signed = state in (SignatureState.ABSENT, SignatureState.UNVERIFIABLE)
+        if signed:
+            key = self.runtime.signing_key
+            key.check_validity()
+            algorithm = self.runtime.settings.certificate.algorithm.value
+            stored = store.put_outgoing(record.id, lambda target: sign_package_file(
+                path, target, key, algorithm=algorithm, limits=data_limits))
+        else:
+            stored = store.put_outgoing(record.id,
+                                        lambda target: fsutil.copy_file_durably(path, target))
+        return Built(stored, package.document_id or "", int(package.business_type), recipients,
+                     signed=signed)
+
+    # -- statuses ----------------------------------------------------------------------------------
+    def status_set(self, record: OutgoingRecord, request: StatusRequest) -> Built:
+        from connector.edxml import model
+        from connector.edxml.writer import write_package
+        from connector.packaging import build_status
+
+        if not request.to:
+            raise InputError(f"status {request.code} about {request.document_id!r} has no "
+                             "recipient", element="to", hint="name the organisation(s) in 'to'")
+        self.check_recipients(list(request.to), record.meta.get("display_name"))
+        code_text, promulgation_date = request.code_text, request.promulgation_date
+        if code_text is None or promulgation_date is None:
+            known_code, known_date = self._original_details(request.document_id)
+            code_text = code_text or known_code
+            promulgation_date = promulgation_date or known_date
+        staff = None
+        if request.staff and any(request.staff.values()):
+            staff = model.StaffInfo(**{key: value for key, value in request.staff.items()
+                                       if key in ("department", "staff", "email", "mobile")})
+        packages = []
+        for to in request.to:
+            status = build_status(from_=self.runtime.agency, document_id=request.document_id,
+                                  to_organ_id=to, code=request.code,
+                                  description=request.description, staff=staff,
+                                  code_text=code_text, promulgation_date=promulgation_date)
+            packages.append((to, write_package(status)))
+        stored = self.runtime.store.put_outgoing_set(record.id, packages)
+        return Built(stored, request.document_id, None, list(request.to), signed=False,
+                     count=len(packages))
+
+    def take_back(self, record: OutgoingRecord, item: OutgoingItem) -> Built:
+        """Status 13 to each receiver named in ``take_back``."""
+        take_back = item.metadata.take_back
+        request = StatusRequest(code="13", document_id=take_back.document_id,
+                                to=list(take_back.to), description=take_back.reason,
+                                staff=(item.metadata.business.staff.model_dump()
+                                       if item.metadata.business.staff else {}),
+                                code_text=take_back.code,
+                                promulgation_date=take_back.promulgation_date)
+        return self.status_set(record, request)
+
+    def _original_details(self, document_id: str) -> tuple[str | None, dt.date | None]:
+        """Code and promulgation date of the document a status is about: a received one (the
+        usual case: 01-06, 15, 16) or one we sent (13)."""
+        from connector.inbound import find_received_document
+
+        received = find_received_document(self.runtime.journal, document_id)
+        if received is not None:
+            date = received.meta.get("promulgation_date")
+            return received.meta.get("code"), dt.date.fromisoformat(date) if date else None
+        return None, None
+
+    # -- checks ------------------------------------------------------------------------------------
+    def check_recipients(self, recipients: list[str], label: str | None) -> None:
+        if not self.runtime.settings.outbound.check_recipients:
+            return
+        unknown = self.runtime.directory.unknown(recipients)
+        if unknown:
+            raise InputError(f"unknown recipient OrganId(s) {', '.join(unknown)}: the axis's "
+                             "agency list does not have them", file=label, element="to",
+                             hint="correct the recipients and send again")
+
+
+def _request(data: dict[str, Any]) -> StatusRequest:
+    from connector.outbound import request_from_json
+
+    return request_from_json(data)

@@ -1,0 +1,220 @@
+"""From validated settings to the live objects the pipelines and the operator commands use.
+
+WHY one place: the daemon, ``check`` and every operator command (``status``, ``retry``,
+``quarantine release`` ...) need the same journal, the same signing key, the same axis client and
+the same agency sides, built the same way from the same YAML. Each part is opened lazily on
+first use, so that ``status`` does not need the certificate and ``retry`` does not reach the
+axis; the daemon calls :meth:`Runtime.open_all` to fail at start-up, not at the first document.
+
+Use::
+
+    settings = load_config(path)
+    with Runtime(settings) as runtime:
+        runtime.journal.counts_by_state()
+        runtime.side("folder").unclaim(item)
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from connector.config import Settings
+from connector.errors import ConfigError
+from connector.logs import get_logger
+
+log = get_logger(__name__)
+
+AGENCY_CACHE_FILE = "agencies.json"
+PACKAGE_STORE_DIR = "packages"
+CONNECTOR_SOURCE = "connector"
+"""``source`` of outgoing items the connector makes itself (status 01, a refusal 02...)."""
+
+
+def load_signing_key(settings: Settings):
+    """The agency's key and certificate (PKCS#12 or PEM) with the configured password.
+    Raises :class:`~connector.errors.CertificateError` naming the file (never the password)."""
+    from connector.edxml.keys import SigningKey
+
+    config = settings.certificate
+    password = config.password.get_secret_value() if config.password is not None else None
+    if config.p12_file is not None:
+        return SigningKey.from_pkcs12(config.p12_file, password)
+    return SigningKey.from_pem(config.key_file, config.cert_file, password)
+
+
+def agency_organization(settings: Settings):
+    """The ``From`` of every package we send, from ``agency:``."""
+    from connector.edxml import model
+
+    agency = settings.agency
+    return model.Organization(
+        organ_id=agency.organ_id, organization_in_charge=agency.organization_in_charge,
+        organ_name=agency.name, organ_add=agency.address, email=agency.email,
+        telephone=agency.telephone, fax=agency.fax, website=agency.website)
+
+
+class Runtime:
+    """The live objects of one connector, opened on first use and closed together.
+
+    ``folder_instance`` names this process in the folder contract's claims (default: the host
+    name); ``axis_session`` lets tests pass a prepared ``requests.Session``.
+    """
+
+    def __init__(self, settings: Settings, *, folder_instance: str | None = None,
+                 axis_session: Any = None) -> None:
+        self.settings = settings
+        self.folder_instance = folder_instance
+        self._axis_session = axis_session
+        self._key_lock = threading.Lock()
+        self._signing_key = None
+        self._opened: list[Any] = []
+
+    # -- parts -----------------------------------------------------------------------------------
+    @cached_property
+    def journal(self):
+        from connector.journal import Journal
+
+        journal = Journal.open(self.settings.journal.url,
+                               max_attempts=self.settings.outbound.max_attempts)
+        self._opened.append(journal)
+        return journal
+
+    @property
+    def signing_key(self):
+        """The current signing key (replaced by :meth:`reload_certificate`)."""
+        with self._key_lock:
+            if self._signing_key is None:
+                self._signing_key = load_signing_key(self.settings)
+            return self._signing_key
+
+    def reload_certificate(self):
+        """Read the key and certificate again (SIGHUP after a rotation). On error the old key
+        stays in use and the error is raised for the caller to log."""
+        key = load_signing_key(self.settings)
+        with self._key_lock:
+            self._signing_key = key
+        return key
+
+    @cached_property
+    def axis(self):
+        from connector.axis.client import AxisClient
+
+        client = AxisClient(self.settings.axis.client_settings(self.settings.agency.organ_id),
+                            session=self._axis_session)
+        self._opened.append(client)
+        return client
+
+    @cached_property
+    def store(self):
+        from connector.package_store import PackageStore
+
+        return PackageStore(self.settings.state_dir / PACKAGE_STORE_DIR)
+
+    @cached_property
+    def directory(self):
+        from connector.agency_directory import AgencyDirectory
+
+        return AgencyDirectory(self.axis, self.settings.state_dir / AGENCY_CACHE_FILE)
+
+    @cached_property
+    def agency(self):
+        return agency_organization(self.settings)
+
+    @cached_property
+    def folder(self):
+        """The folder side, or None when ``exchange`` is off."""
+        exchange = self.settings.exchange
+        if exchange is None or not exchange.enabled:
+            return None
+        from connector.dms.folder import FolderSide
+
+        side = FolderSide(exchange.root, instance=self.folder_instance,
+                          settle_seconds=exchange.settle_seconds, zip_limits=self.zip_limits)
+        self._opened.append(side)
+        return side
+
+    @cached_property
+    def database(self):
+        """The DMS database side, or None when ``database`` is not configured."""
+        if self.settings.database is None:
+            return None
+        from connector.dms.database import DatabaseSide
+
+        side = DatabaseSide(self.settings.database)
+        self._opened.append(side)
+        return side
+
+    @property
+    def sides(self) -> dict[str, Any]:
+        """Every configured agency side by its name ("folder", "database")."""
+        found = {}
+        for side in (self.folder, self.database):
+            if side is not None:
+                found[side.name] = side
+        return found
+
+    def side(self, name: str):
+        """The side an outgoing item came from (its journal ``source``)."""
+        sides = self.sides
+        if name not in sides:
+            raise ConfigError(f"no agency side {name!r} is configured",
+                              hint="items from it can only be handled with that side enabled")
+        return sides[name]
+
+    # -- settings turned into library objects ----------------------------------------------------
+    @cached_property
+    def limits(self):
+        from connector.edxml.xmlparse import ParseLimits
+
+        return ParseLimits(max_package_size=self.settings.edxml.max_package_size)
+
+    @cached_property
+    def zip_limits(self):
+        from connector.edxml.attachments import ZipLimits
+
+        edxml = self.settings.edxml
+        return ZipLimits(max_entries=edxml.max_zip_entries,
+                         max_total_size=edxml.max_zip_uncompressed_mb * 1024 * 1024,
+                         max_ratio=float(edxml.max_zip_ratio))
+
+    @cached_property
+    def zip_convention(self):
+        from connector.edxml.attachments import ZipConvention
+
+        outbound = self.settings.outbound
+        return ZipConvention(enabled=outbound.zip_other_files,
+                             as_is_extensions=frozenset(outbound.plain_extensions))
+
+    @property
+    def trust_bundle(self) -> Path | None:
+        return self.settings.trust.bundle_file
+
+    # -- life cycle ------------------------------------------------------------------------------
+    def open_all(self) -> Runtime:
+        """Open every part now (the daemon's start): a bad certificate, journal URL, exchange
+        tree or DMS database stops the start with one clear error."""
+        self.journal  # noqa: B018 - opening is the point
+        self.signing_key  # noqa: B018
+        self.axis  # noqa: B018
+        self.store  # noqa: B018
+        self.directory  # noqa: B018
+        self.folder  # noqa: B018
+        self.database  # noqa: B018
+        return self
+
+    def close(self) -> None:
+        while self._opened:
+            part = self._opened.pop()
+            try:
+                part.close()
+            except Exception as error:  # closing must go on with the other parts
+                log.warning("close_failed", part=type(part).__name__, error=str(error))
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
