@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "connector.cli.edxml_commands",
     "connector.cli.axis_commands",
     "connector.cli.daemon_commands",
+    "connector.cli.ops_commands",
 )
 
 

@@ -306,8 +306,8 @@ def _read_entries(archive: zipfile.ZipFile, limits: ZipLimits, label: str):
 # File names
 # --------------------------------------------------------------------------------------------
 
-_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
-                     *(f"LPT{i}" for i in range(1, 10))}
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$",
+                     *(f"{device}{n}" for device in ("COM", "LPT") for n in "123456789¹²³")}
 _WINDOWS_FORBIDDEN = set('<>:"|?*')
 _MAX_EXTENSION_BYTES = 16
 
@@ -338,7 +338,7 @@ def sanitize_filename(name: str, *, max_length: int = 150) -> str:
     result = _truncate(result, max_length)
     if not result:
         return "attachment"
-    stem = result.split(".", 1)[0]
+    stem = result.split(".", 1)[0].rstrip(" ")  # Windows ignores the spaces in "NUL .txt"
     if stem.upper() in _WINDOWS_RESERVED:
         result = _truncate("_" + result, max_length)
     return result

@@ -9,7 +9,8 @@ import pytest
 import requests
 
 from connector.axis import protocol as p
-from connector.axis.errors import AxisAuthError, PermanentAxisError
+from connector.axis.client import RetryPolicy
+from connector.axis.errors import AxisAuthError, PermanentAxisError, TransientAxisError
 from connector.axis.sim_samples import make_document, make_status
 from connector.axis.simulator import AxisSimulator
 
@@ -201,9 +202,7 @@ def test_a_header_swapped_under_a_valid_hmac_is_refused_over_http(sim, make_clie
 
 def test_only_a_recipient_may_fetch_or_acknowledge(sim, make_client):
     sent = make_client(sim, G22).send_edoc(make_document(G22, [H41]))
-    outsider = make_client(sim, H14, retry=__import__("connector.axis.client", fromlist=["x"])
-                           .RetryPolicy(max_attempts=1))
-    from connector.axis.errors import TransientAxisError
+    outsider = make_client(sim, H14, retry=RetryPolicy(max_attempts=1))
     with pytest.raises(TransientAxisError) as caught:  # not a permanent code by default
         outsider.update_status(sent.doc_id, "done")
     assert caught.value.error_code == p.ERR_UNKNOWN_DOC

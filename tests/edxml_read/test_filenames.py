@@ -29,7 +29,8 @@ NFD_NAME = unicodedata.normalize("NFD", "Quyết định số 12.pdf")
     ("con.txt", "_con.txt"),
     ("LPT9.tar.gz", "_LPT9.tar.gz"),
     ("COM10.txt", "COM10.txt"),
-    ("NUL .txt", "NUL .txt"),
+    ("NUL .txt", "_NUL .txt"),
+    ("com¹.log", "_com¹.log"),
     ('what?<is>:"this"|*.txt', "what__is___this___.txt"),
     ("", "attachment"),
     ("   ", "attachment"),
@@ -81,5 +82,5 @@ def test_sanitized_names_are_always_safe(name):
     assert not result.startswith((".", " ")) and not result.endswith((".", " "))
     assert len(result.encode("utf-8")) <= 150
     assert not any(unicodedata.category(ch) in ("Cc", "Cf") for ch in result)
-    assert result.split(".")[0].upper() not in {"CON", "PRN", "AUX", "NUL"}
+    assert result.split(".")[0].rstrip().upper() not in {"CON", "PRN", "AUX", "NUL", "COM1"}
     assert sanitize_filename(result) == result  # idempotent

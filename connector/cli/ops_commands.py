@@ -1,0 +1,353 @@
+"""Operator commands: ``status``, ``retry``, ``cancel``, ``send``, ``inbox``, ``quarantine``,
+``status-send`` and ``journal backup`` — so that nobody edits the connector's state by hand.
+
+Thin on purpose: each handler loads the configuration, calls one function of
+:mod:`connector.ops`, and prints the result (a table for people, ``--json`` for scripts). Errors
+are the project's typed errors, which the command line turns into one line and exit code 2 (bad
+input: an unknown ID, an invalid file) or 1 (anything else). Progress bars and warnings go to
+stderr so that stdout stays parseable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from connector.errors import InputError
+from connector.ops.schemas import register_all as _register_schemas
+
+_register_schemas()
+
+ID_HELP = "the journal id that `status` shows (a DocumentId is accepted too)"
+
+
+# --------------------------------------------------------------------------- plumbing
+
+def _config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", type=Path, required=True,
+                        help="the connector's configuration (connector.yaml)")
+
+
+@contextmanager
+def _context(args: argparse.Namespace) -> Iterator[Any]:
+    from connector.ops.context import OpsContext
+
+    context = OpsContext.from_config(args.config)
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+def _console(*, stderr: bool = False):
+    """A rich console; wide when the output is not a terminal, so ids are never folded."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 200
+    return Console(file=stream, width=width, highlight=False, soft_wrap=False)
+
+
+def _print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
+
+
+def _warn(message: str) -> None:
+    print(f"edxml-connector: warning: {message}", file=sys.stderr)
+
+
+@contextmanager
+def _progress(description: str) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
+    """(set_total, advance) callables drawing a rich progress bar on stderr."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=_console(stderr=True), transient=False) as bar:
+        task = bar.add_task(description, total=None)
+        yield (lambda total: bar.update(task, total=total),
+               lambda step: bar.advance(task, step))
+
+
+def _bulk_outcome(result, verb: str) -> int:
+    print(f"{verb} {len(result.done)} item(s)")
+    for problem in result.problems:
+        print(f"edxml-connector: error: {problem}", file=sys.stderr)
+    return 1 if result.problems else 0
+
+
+# --------------------------------------------------------------------------- registration
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "status", help="counts, oldest pending item, last axis contact, and the items",
+        description="Show counts by state (outgoing and incoming), the age of the oldest item "
+                    "still on its way, the last successful contact with the axis, and a table of "
+                    "items (newest first) with each recipient's latest status.")
+    _config(parser)
+    parser.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    parser.add_argument("--state", metavar="S", help="only items in this state (e.g. failed)")
+    parser.add_argument("--direction", choices=("out", "in"), help="only outgoing or incoming items")
+    parser.add_argument("--limit", metavar="N", type=int, default=50, help="at most N items (50)")
+    parser.add_argument("--watch", action="store_true",
+                        help="a live table refreshed every 2 s until Ctrl-C")
+    parser.set_defaults(handler=status_command)
+
+    parser = subparsers.add_parser(
+        "retry", help="send a failed item again (or every failed item)",
+        description="Put a failed or cancelled item back in the queue (attempts reset; the agency "
+                    "side gets it back, e.g. from failed/ to work/), or make a waiting item due "
+                    "now. A sent item is never retried: that would deliver it twice.")
+    _config(parser)
+    parser.add_argument("id", nargs="?", metavar="ID", help=ID_HELP)
+    parser.add_argument("--failed", action="store_true", help="every failed item (progress bar)")
+    parser.set_defaults(handler=retry_command)
+
+    parser = subparsers.add_parser(
+        "cancel", help="do not send an item", description="Cancel an item not yet sent; the "
+        "agency side shows it as failed with the reason. `retry ID` brings it back.")
+    _config(parser)
+    parser.add_argument("id", metavar="ID", help=ID_HELP)
+    parser.add_argument("--reason", metavar="TEXT", help="why (kept in the history)")
+    parser.set_defaults(handler=cancel_command)
+
+    parser = subparsers.add_parser(
+        "send", help="queue a package or a bundle without the outbox folder",
+        description="Validate, build and sign FILE (a .edxml package, signed when unsigned) or "
+                    "BUNDLE (a folder with document.yaml and the attachment files), store it, and "
+                    "queue it in the journal; the running daemon sends it. Sending the same "
+                    "content twice finds the item already queued.")
+    _config(parser)
+    parser.add_argument("target", metavar="FILE|BUNDLE", type=Path)
+    parser.set_defaults(handler=send_command)
+
+    parser = subparsers.add_parser(
+        "status-send", help="send a status about a document (no drop file needed)",
+        description="Queue status CODE about DOCID: one package per addressee. Without --to, a "
+                    "receiver's status (01-06, 15, 16) goes to the sender of the received "
+                    "document, a take-back (13) to every recipient of the document we sent.")
+    _config(parser)
+    parser.add_argument("--code", required=True, metavar="NN", help="status code, e.g. 03")
+    parser.add_argument("--document-id", required=True, metavar="DOCID")
+    parser.add_argument("--to", action="append", default=[], metavar="ORGAN_ID",
+                        help="addressee (repeat for several)")
+    parser.add_argument("--description", metavar="TEXT", help="free text (default: the code's label)")
+    parser.set_defaults(handler=status_send_command)
+
+    inbox = subparsers.add_parser("inbox", help="received documents: list, redeliver")
+    inbox_commands = inbox.add_subparsers(dest="inbox_command", metavar="ACTION", required=True)
+    parser = inbox_commands.add_parser(
+        "list", help="received documents, newest first",
+        description="Received documents: id, date, sender, DocumentId, subject, signature "
+                    "outcome, where they were delivered, and lifecycle events.")
+    _config(parser)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--limit", metavar="N", type=int, default=100)
+    parser.set_defaults(handler=inbox_list_command)
+    parser = inbox_commands.add_parser(
+        "redeliver", help="deliver a received document again from the stored package",
+        description="Rebuild the inbox folder (or DMS row) of a received document from the "
+                    "connector's stored copy — e.g. after the DMS lost it. A document still "
+                    "present is left as it is.")
+    _config(parser)
+    parser.add_argument("id", metavar="ID", help="journal id, axis DocId or DocumentId")
+    parser.set_defaults(handler=inbox_redeliver_command)
+
+    quarantine = subparsers.add_parser("quarantine", help="documents held by the signature policy")
+    actions = quarantine.add_subparsers(dest="quarantine_command", metavar="ACTION", required=True)
+    parser = actions.add_parser("list", help="documents waiting for an operator's decision")
+    _config(parser)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--limit", metavar="N", type=int, default=100)
+    parser.set_defaults(handler=quarantine_list_command)
+    parser = actions.add_parser("release", help="deliver a quarantined document (or all)")
+    _config(parser)
+    parser.add_argument("id", nargs="?", metavar="ID")
+    parser.add_argument("--all", action="store_true", help="every quarantined document (progress bar)")
+    parser.set_defaults(handler=quarantine_release_command)
+    parser = actions.add_parser("refuse", help="refuse a quarantined document: status 02 to its sender")
+    _config(parser)
+    parser.add_argument("id", metavar="ID")
+    parser.add_argument("--reason", metavar="TEXT", required=True,
+                        help="sent to the sender with status 02")
+    parser.set_defaults(handler=quarantine_refuse_command)
+
+    journal = subparsers.add_parser("journal", help="the journal database: backup")
+    journal_commands = journal.add_subparsers(dest="journal_command", metavar="ACTION", required=True)
+    parser = journal_commands.add_parser(
+        "backup", help="a consistent online copy of the journal",
+        description="Copy a SQLite journal with the online backup API while the daemon runs "
+                    "(checked, fsync'd, renamed into place). A PostgreSQL journal is backed up "
+                    "with pg_dump.")
+    _config(parser)
+    parser.add_argument("file", metavar="FILE", type=Path)
+    parser.set_defaults(handler=journal_backup_command)
+
+
+# --------------------------------------------------------------------------- handlers
+
+def status_command(args: argparse.Namespace) -> int:
+    from connector.ops.status_view import check_state_filter, collect_status, render_status, watch_status
+
+    check_state_filter(args.state, args.direction)
+    if args.json and args.watch:
+        raise InputError("--json and --watch do not go together", hint="use one of them")
+    with _context(args) as ctx:
+        def collect() -> dict[str, Any]:
+            return collect_status(ctx.journal, state=args.state, direction=args.direction,
+                                  limit=args.limit)
+
+        if args.json:
+            _print_json(collect())
+        elif args.watch:
+            watch_status(collect, _console())
+        else:
+            _console().print(render_status(collect()))
+    return 0
+
+
+def retry_command(args: argparse.Namespace) -> int:
+    from connector.ops import outgoing
+
+    if bool(args.id) == bool(args.failed):
+        raise InputError("give either an ID or --failed", hint="e.g. `retry 01J...` or `retry --failed`")
+    with _context(args) as ctx:
+        if args.failed:
+            with _progress("requeueing failed items") as (set_total, advance):
+                result = outgoing.retry_failed(ctx, total=set_total, progress=advance)
+            return _bulk_outcome(result, "requeued")
+        record = outgoing.retry(ctx, args.id)
+        print(f"requeued {record.id} ({record.state.value}); the daemon sends it on its next pass")
+    return 0
+
+
+def cancel_command(args: argparse.Namespace) -> int:
+    from connector.ops import outgoing
+
+    with _context(args) as ctx:
+        record, warning = outgoing.cancel(ctx, args.id, reason=args.reason)
+    if warning:
+        _warn(warning)
+    print(f"cancelled {record.id}")
+    return 0
+
+
+def send_command(args: argparse.Namespace) -> int:
+    from connector.ops.enqueue import send
+
+    with _context(args) as ctx:
+        records = send(ctx, args.target)
+    for record in records:
+        print(f"queued {record.id} {record.kind} {record.document_id} to "
+              f"{', '.join(record.recipients)} ({record.state.value})")
+    return 0
+
+
+def status_send_command(args: argparse.Namespace) -> int:
+    from connector.ops.enqueue import enqueue_statuses
+
+    with _context(args) as ctx:
+        records = enqueue_statuses(ctx, code=args.code, document_id=args.document_id, to=args.to,
+                                   description=args.description)
+    for record in records:
+        print(f"queued {record.id} status {record.meta.get('code')} about {record.document_id} "
+              f"to {', '.join(record.recipients)}")
+    return 0
+
+
+def _incoming_table(rows: list[dict[str, Any]], *, quarantine: bool):
+    from rich.table import Table
+
+    table = Table()
+    columns = ["ID", "Received", "Sender", "DocumentId", "Subject", "Signature"]
+    columns += ["Reason", "Held in"] if quarantine else ["State", "Delivered to", "Lifecycle"]
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        cells = [row["id"], row["received_at"] or "", row["sender"] or "", row["document_id"] or "",
+                 row["subject"] or "", row["signature"] or ""]
+        if quarantine:
+            cells += [row["quarantine_reason"] or "", row["quarantine_location"] or ""]
+        else:
+            where = row["delivered_location"] or ""
+            if row["location_present"] is False:
+                where += " (missing)"
+            cells += [row["state"], where,
+                      ", ".join(f"{e['event']} {e['at'] or ''}".strip() for e in row["lifecycle"])]
+        table.add_row(*cells)
+    return table
+
+
+def inbox_list_command(args: argparse.Namespace) -> int:
+    from connector.ops.inbox import inbox_list
+
+    with _context(args) as ctx:
+        rows = inbox_list(ctx, limit=args.limit)
+    if args.json:
+        _print_json(rows)
+    elif rows:
+        _console().print(_incoming_table(rows, quarantine=False))
+    else:
+        print("no received documents")
+    return 0
+
+
+def inbox_redeliver_command(args: argparse.Namespace) -> int:
+    from connector.ops.inbox import redeliver
+
+    with _context(args) as ctx:
+        location = redeliver(ctx, args.id)
+    print(f"delivered to {location}")
+    return 0
+
+
+def quarantine_list_command(args: argparse.Namespace) -> int:
+    from connector.ops.inbox import quarantine_list
+
+    with _context(args) as ctx:
+        rows = quarantine_list(ctx, limit=args.limit)
+    if args.json:
+        _print_json(rows)
+    elif rows:
+        _console().print(_incoming_table(rows, quarantine=True))
+    else:
+        print("quarantine is empty")
+    return 0
+
+
+def quarantine_release_command(args: argparse.Namespace) -> int:
+    from connector.ops import inbox
+
+    if bool(args.id) == bool(args.all):
+        raise InputError("give either an ID or --all", hint="`quarantine list` shows the ids")
+    with _context(args) as ctx:
+        if args.all:
+            with _progress("releasing quarantined documents") as (set_total, advance):
+                result = inbox.release_all(ctx, total=set_total, progress=advance)
+            return _bulk_outcome(result, "released")
+        location = inbox.release(ctx, args.id)
+    print(f"released to {location}")
+    return 0
+
+
+def quarantine_refuse_command(args: argparse.Namespace) -> int:
+    from connector.ops.inbox import refuse
+
+    with _context(args) as ctx:
+        status = refuse(ctx, args.id, args.reason)
+    print(f"refused; status 02 queued as {status.id} to {', '.join(status.recipients)}")
+    return 0
+
+
+def journal_backup_command(args: argparse.Namespace) -> int:
+    from connector.journal import backup
+
+    with _context(args) as ctx:
+        target = backup(ctx.journal, args.file)
+    print(f"journal copied to {target} ({target.stat().st_size} bytes)")
+    return 0
