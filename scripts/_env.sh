@@ -31,15 +31,26 @@ ensure_venv() {
   fi
 }
 
-ensure_xmlsec1() {
-  command -v xmlsec1 >/dev/null && return 0
+# Debian packages the tests use to check our work with independent tools:
+#   xmlsec1          verifies our XML signatures (an implementation other than ours)
+#   systemd          systemd-analyze verify / security for the service unit
+#   prometheus       promtool check rules / test rules for the alert rules (no server is started)
+TEST_TOOLS=("xmlsec1:xmlsec1" "systemd-analyze:systemd" "promtool:prometheus")
+
+ensure_test_tools() {
+  local missing=() entry
+  for entry in "${TEST_TOOLS[@]}"; do
+    command -v "${entry%%:*}" >/dev/null || missing+=("${entry#*:}")
+  done
+  ((${#missing[@]})) || return 0
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-    say "installing xmlsec1 (apt)"
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xmlsec1; } >/dev/null 2>&1 \
-      || say "could not install xmlsec1: the tests that cross-check signatures with it will skip"
+    say "installing ${missing[*]} (apt)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >/dev/null 2>&1 \
+      || say "could not install ${missing[*]}: the tests that use them will skip, saying why"
   else
-    say "xmlsec1 is missing and we are not root: install it (apt-get install xmlsec1);" \
-        "the tests that cross-check signatures with it will skip"
+    say "missing ${missing[*]} and not root: install them (apt-get install ${missing[*]});" \
+        "the tests that use them will skip, saying why"
   fi
 }
 

@@ -6,7 +6,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 
 ensure_venv test
-ensure_xmlsec1
+ensure_test_tools
 ensure_databases
 
 cd "$ROOT"

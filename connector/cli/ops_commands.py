@@ -33,11 +33,26 @@ def _config(parser: argparse.ArgumentParser) -> None:
                         help="the connector's configuration (connector.yaml)")
 
 
+class _Stderr:
+    """sys.stderr looked up at each write (it may be replaced after logging is set up)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 @contextmanager
 def _context(args: argparse.Namespace) -> Iterator[Any]:
+    """The configuration loaded, and logging sent to stderr at warning level: an operator
+    command's stdout is its answer (a table, or JSON a script parses), never log lines."""
+    from connector.logs import configure_logging
     from connector.ops.context import OpsContext
 
     context = OpsContext.from_config(args.config)
+    configure_logging("warning", json_lines=False, stream=_Stderr(),
+                      secrets=context.settings.secret_values())
     try:
         yield context
     finally:

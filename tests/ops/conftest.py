@@ -80,6 +80,7 @@ def cli(site: Site, capsys):
 
     def run(*args: str, config: bool = True) -> tuple[int, str, str]:
         argv = list(args) + (["--config", str(site.config)] if config else [])
+        capsys.readouterr()  # what the fixtures printed is not the command's output
         code = main(argv)
         captured = capsys.readouterr()
         return code, captured.out, captured.err

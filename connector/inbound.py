@@ -1,0 +1,467 @@
+"""The other direction: pull → store → verify → journal → acknowledge → deliver, and statuses.
+
+The order is the guarantee. A package is downloaded into the package store (temporary name,
+fsync of the file and of its directory, rename) and ``record_stored`` commits its row BEFORE the
+axis is told ``done``; so a crash or a full disk at any point before that leaves the item pending
+on the axis, and it is listed again at the next poll. A crash after ``done`` and before delivery
+is finished from the journal (``pending_incoming``) at the next poll.
+
+- An unreadable list is an error (the client raises), never an empty one.
+- An item the journal already acknowledged is acknowledged again when listed again (the axis
+  did not get our ``done``) and never delivered twice; a package whose sender, DocumentId,
+  business type and SHA-256 match one stored within ``inbox.dedupe_window_days`` is a duplicate
+  (acknowledged, not delivered). Revoke and update reuse the original's DocumentId with another
+  business type, so they are never taken for duplicates.
+- A package that cannot be read at all (not XML, too large, hostile, missing what every package
+  needs) is stored, acknowledged and quarantined with the reason: nothing is lost and nothing
+  comes back forever. The operator decides (``quarantine release|refuse``).
+- The signature policy decides what happens to a readable document: ``invalid`` is quarantined
+  by default; ``absent``, ``unverifiable``, ``untrusted`` are delivered with the outcome in the
+  delivery and a warning in the log.
+- Lifecycle requests never delete anything: a revoke (1), update (2) or replace (3) is delivered
+  as its own entry AND recorded as an event on the original's entry (found by DocumentId and
+  sender); a take-back request (status 13) is recorded on the original's entry.
+- Statuses update, for their sender, the latest outgoing item with that DocumentId (the journal
+  keeps the whole history), the receipt the DMS reads, and ``statuses.jsonl``.
+- Once a new document (business type 0, or a replacement, 3) is stored, status 01 goes back to
+  its sender (``inbox.send_arrived_status``). Not for a revoke or an update: those share the
+  original's DocumentId, and a late 01 would overwrite the sender's view of the original's
+  progress; the DMS answers them with 15/16.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, or_, select
+
+from connector.dms.base import IncomingDocument, IncomingStatus, LifecycleEvent, StatusRequest
+from connector.errors import EdxmlError
+from connector.journal import KV_LAST_AXIS_CONTACT, KV_LAST_POLL, IncomingRecord, IncomingState
+from connector.logs import get_logger
+from connector.runtime import Runtime
+
+log = get_logger(__name__)
+
+MESSAGE_TYPES = ("edoc", "status")
+LIFECYCLE_EVENTS = {1: "revoked", 2: "updated", 3: "replaced"}
+ARRIVED_KEY = "arrived:{incoming_id}"
+
+
+def find_received_document(journal: Any, document_id: str, sender: str | None = None, *,
+                           exclude_id: str | None = None,
+                           originals_only: bool = False) -> IncomingRecord | None:
+    """The first stored received document with ``document_id`` (from ``sender`` when given):
+    the original a revoke, update, take-back or status is about. ``originals_only`` skips
+    revokes and updates (which reuse the original's DocumentId)."""
+    from connector.journal import schema as t
+
+    i = t.incoming.c
+    query = select(i.id).where(i.messagetype == "edoc", i.document_id == document_id,
+                               i.stored_at.is_not(None), i.duplicate_of.is_(None))
+    if sender is not None:
+        query = query.where(i.sender == sender)
+    if exclude_id is not None:
+        query = query.where(i.id != exclude_id)
+    if originals_only:
+        query = query.where(or_(i.business_type.is_(None), i.business_type.in_([0, 3])))
+    with journal.engine.connect() as conn:
+        found = conn.execute(query.order_by(i.created_at, i.id).limit(1)).scalar()
+    return None if found is None else journal.get_incoming(found)
+
+
+class Inbound:
+    """The inbound pipeline of one connector. ``poll`` is called by one thread at a time."""
+
+    def __init__(self, runtime: Runtime, outbound: Any = None, *, metrics: Any = None,
+                 health: Any = None) -> None:
+        self.runtime = runtime
+        self.journal = runtime.journal
+        self.settings = runtime.settings
+        self.outbound = outbound
+        self.metrics = metrics
+        self.health = health
+        self.stopping = threading.Event()
+        self._zone = ZoneInfo(runtime.settings.timezone)
+        self._read_cache: dict[str, Any] = {}
+
+    @property
+    def side(self):
+        """Where received items go: the DMS database when configured, else the folders."""
+        return self.runtime.database or self.runtime.folder
+
+    # ============================================================================ polling
+    def poll(self) -> dict[str, int]:
+        """List documents and statuses pending for us and take each one as far as it goes.
+        Raises when a list cannot be had (the caller logs it; nothing is assumed empty)."""
+        counts = {"listed": 0, "failed": 0}
+        self.resume()
+        for messagetype in MESSAGE_TYPES:
+            with self._timer("getReceivedEdocList"):
+                try:
+                    listed = self.runtime.axis.list_received(messagetype)
+                except Exception as error:
+                    if self.health is not None:
+                        self.health.record_axis_failure(str(error))
+                    raise
+            if self.health is not None:
+                self.health.record_axis_success(poll_complete=messagetype == MESSAGE_TYPES[-1])
+            for entry in listed:
+                if self.stopping.is_set():
+                    return counts
+                counts["listed"] += 1
+                if not self.process(entry.doc_id, messagetype, sender=entry.from_ or None):
+                    counts["failed"] += 1
+        now = dt.datetime.now(dt.timezone.utc)
+        self.journal.set_time(KV_LAST_POLL, now)
+        self.journal.set_time(KV_LAST_AXIS_CONTACT, now)
+        return counts
+
+    def resume(self) -> int:
+        """Finish items stored but not yet acknowledged or delivered (after a crash, or after a
+        delivery that failed, e.g. on a full inbox disk)."""
+        done = 0
+        for record in self.journal.pending_incoming():
+            if self.stopping.is_set():
+                break
+            try:
+                self._advance(record, listed=False)
+                done += 1
+            except Exception as error:
+                log.error("incoming_resume_failed", item_id=record.id, error=_describe(error))
+        return done
+
+    def process(self, axis_doc_id: str, messagetype: str, *, sender: str | None = None) -> bool:
+        """One listed item; False when a step failed (it is tried again later)."""
+        started = time.monotonic()
+        record = self.journal.record_listed(axis_doc_id, messagetype, sender=sender)
+        try:
+            self._advance(record, listed=True)
+        except Exception as error:
+            self._count("error")
+            log.error("incoming_failed", item_id=record.id, axis_doc_id=axis_doc_id,
+                      error=_describe(error), note="not lost: it is tried again at the next poll")
+            return False
+        finally:
+            self._read_cache.pop(record.id, None)
+        log.debug("incoming_processed", item_id=record.id,
+                  duration_ms=round((time.monotonic() - started) * 1000, 1))
+        return True
+
+    # ============================================================================ the steps
+    def _advance(self, record: IncomingRecord, *, listed: bool) -> None:
+        if listed and record.is_acknowledged:
+            self._count("duplicate")
+            log.info("incoming_redelivered", item_id=record.id, axis_doc_id=record.axis_doc_id,
+                     state=record.state.value, note="acknowledged again, not delivered twice")
+        if not record.is_stored and record.duplicate_of is None:
+            record = self._store(record)
+        if listed or not record.is_acknowledged:
+            record = self._acknowledge(record)
+        if (record.duplicate_of is not None or record.delivered_at is not None
+                or record.quarantined or record.state is IncomingState.REFUSED):
+            return
+        self._send_arrived(record)
+        try:
+            if record.messagetype == "status":
+                self._deliver_status(record)
+            else:
+                self._deliver_document(record)
+        except Exception as error:
+            self.journal.record_incoming_failed(record.id, _describe(error), step="deliver")
+            raise
+
+    def _store(self, record: IncomingRecord) -> IncomingRecord:
+        """Download into the store (durably), read, verify, de-duplicate, commit the row."""
+        from connector.edxml.model import DocumentPackage
+        from connector.edxml.reader import read_package
+
+        store = self.runtime.store
+        try:
+            path = store.incoming_path(record.id)
+            with self._timer("other"):
+                self.runtime.axis.download_edoc(record.axis_doc_id, path)
+            stored = store.finish_incoming(path)
+        except Exception as error:
+            self.journal.record_incoming_failed(record.id, _describe(error), step="fetch")
+            raise
+        self.journal.record_fetched(record.id, size=stored.size)
+        label = f"axis docId {record.axis_doc_id}"
+        try:
+            result = read_package(path, limits=self.runtime.limits, file=label)
+        except EdxmlError as error:
+            reason = f"unreadable package: {error.one_line()}"
+            self.journal.record_verified(record.id, signature_state="unverifiable",
+                                         detail={"reason": reason})
+            log.error("incoming_unreadable", item_id=record.id, axis_doc_id=record.axis_doc_id,
+                      error=error.one_line(), action="stored, acknowledged and quarantined")
+            return self.journal.record_stored(
+                record.id, package_path=str(path), sha256=stored.sha256, size=stored.size,
+                sender=record.sender, document_id=None, business_type=None, signature_state=None,
+                meta={"unreadable": reason})
+        package = result.package
+        signature = self._verify(path, package)
+        self.journal.record_verified(record.id, signature_state=signature["state"],
+                                     detail={"reason": signature.get("reason")})
+        meta: dict[str, Any] = {"signature": signature, "warnings": list(result.warnings)}
+        if isinstance(package, DocumentPackage):
+            document_id = package.document_id
+            business_type = int(package.business_type)
+            if package.code is not None and (package.code.number or package.code.notation):
+                meta["code"] = "/".join(x for x in (package.code.number, package.code.notation) if x)
+            if package.promulgation_info is not None and package.promulgation_info.date:
+                meta["promulgation_date"] = package.promulgation_info.date.isoformat()
+        else:
+            document_id = package.response_for.document_id if package.response_for else None
+            business_type = None
+            meta["status_code"] = getattr(package.status_code, "value", package.status_code)
+        sender = package.from_.organ_id or record.sender
+        window = dt.timedelta(days=self.settings.inbox.dedupe_window_days)
+        duplicate = self.journal.find_duplicate(sender, document_id, business_type, stored.sha256,
+                                                window=window, exclude_id=record.id)
+        stored_record = self.journal.record_stored(
+            record.id, package_path=str(path), sha256=stored.sha256, size=stored.size,
+            sender=sender, document_id=document_id, business_type=business_type,
+            signature_state=signature["state"], meta=meta)
+        self._read_cache[record.id] = result
+        if duplicate is not None:
+            self._count("duplicate")
+            log.info("incoming_duplicate", item_id=record.id, original_id=duplicate.id,
+                     document_id=document_id, note="acknowledged, not delivered again")
+            return self.journal.record_duplicate(record.id, duplicate.id)
+        self._count("stored")
+        log.info("incoming_stored", item_id=record.id, axis_doc_id=record.axis_doc_id,
+                 messagetype=record.messagetype, sender=sender, document_id=document_id,
+                 signature=signature["state"], size=stored.size)
+        return stored_record
+
+    def _verify(self, path: Path, package: Any) -> dict[str, Any]:
+        from connector.edxml.model import DocumentPackage
+        from connector.edxml.signing import verify_package
+
+        if not isinstance(package, DocumentPackage):
+            return {"state": "absent", "reason": "status packages are not signed"}
+        try:
+            outcome = verify_package(path.read_bytes(), trust=self.runtime.trust_bundle,
+                                     limits=self.runtime.limits, file=str(path))
+        except Exception as error:  # a verifier crash must not lose the document
+            return {"state": "unverifiable", "reason": f"verification failed: {_describe(error)}"}
+        return {"state": outcome.state.value, "reason": outcome.reason,
+                "signer": outcome.signer_subject,
+                "algorithm": getattr(outcome, "algorithm", None)}
+
+    def _acknowledge(self, record: IncomingRecord) -> IncomingRecord:
+        try:
+            with self._timer("updateStatus"):
+                self.runtime.axis.update_status(record.axis_doc_id, "done")
+        except Exception as error:
+            self.journal.record_incoming_failed(record.id, _describe(error), step="acknowledge")
+            raise
+        acknowledged = self.journal.record_acknowledged(record.id)
+        log.info("incoming_acknowledged", item_id=record.id, axis_doc_id=record.axis_doc_id)
+        return acknowledged
+
+    # ============================================================================ delivery
+    def _package_of(self, record: IncomingRecord):
+        from connector.edxml.reader import read_package
+
+        cached = self._read_cache.get(record.id)
+        if cached is None:
+            cached = read_package(Path(record.package_path), limits=self.runtime.limits,
+                                  file=f"axis docId {record.axis_doc_id}")
+            self._read_cache[record.id] = cached
+        return cached
+
+    def _incoming_document(self, record: IncomingRecord, summary: dict[str, Any],
+                           lifecycle: dict[str, Any] | None = None) -> IncomingDocument:
+        signature = dict(record.meta.get("signature") or {"state": "unverifiable"})
+        return IncomingDocument(
+            journal_id=record.id, axis_doc_id=record.axis_doc_id,
+            received_at=record.stored_at or dt.datetime.now(dt.timezone.utc),
+            package_path=Path(record.package_path), summary=summary, signature=signature,
+            warnings=list(record.meta.get("warnings") or []), lifecycle=lifecycle or {})
+
+    def _deliver_document(self, record: IncomingRecord) -> None:
+        from connector.edxml.summary import summarize
+
+        side = self.side
+        unreadable = record.meta.get("unreadable")
+        if unreadable:
+            summary = {"kind": record.messagetype, "from": {"organ_id": record.sender},
+                       "document_id": None}
+            document = self._incoming_document(record, summary)
+            document.warnings.append(unreadable)
+            self._quarantine(record, document, unreadable)
+            return
+        result = self._package_of(record)
+        summary = summarize(result, zip_limits=self.runtime.zip_limits)
+        summary["signature"] = record.meta.get("signature")
+        originals = self._originals(record, result.package)
+        lifecycle: dict[str, Any] = {}
+        if originals:
+            lifecycle = {"event": LIFECYCLE_EVENTS[record.business_type],
+                         "originals": [{"journal_id": o.id, "document_id": o.document_id,
+                                        "location": o.delivered_location or o.quarantine_location}
+                                       for o in originals]}
+        document = self._incoming_document(record, summary, lifecycle)
+        state = document.signature.get("state", "unverifiable")
+        action = "deliver" if state == "valid" else getattr(
+            self.settings.inbox.signature_policy, state, None)
+        action = getattr(action, "value", action) or "quarantine"
+        if action == "quarantine":
+            reason = f"signature {state}: {document.signature.get('reason') or 'no detail'}"
+            self._quarantine(record, document, reason)
+        else:
+            if state != "valid":
+                log.warning("incoming_signature_not_valid", item_id=record.id,
+                            signature=state, reason=document.signature.get("reason"),
+                            action="delivered by policy")
+            location = side.deliver_document(document)
+            self.journal.record_delivered(record.id, str(location))
+            log.info("incoming_delivered", item_id=record.id, document_id=record.document_id,
+                     sender=record.sender, to=str(location), to_state="delivered")
+        for original in originals:
+            self._record_event(record, LIFECYCLE_EVENTS[record.business_type], original,
+                               {"business_type": record.business_type,
+                                "axis_doc_id": record.axis_doc_id,
+                                "reason": _business_reason(result.package)})
+
+    def _quarantine(self, record: IncomingRecord, document: IncomingDocument, reason: str) -> None:
+        location = self.side.quarantine_document(document, reason)
+        self.journal.record_quarantined(record.id, reason, str(location))
+        self._count("quarantined")
+        log.warning("incoming_quarantined", item_id=record.id, reason=reason, to=str(location),
+                    fix="`edxml-connector quarantine release|refuse ID`")
+
+    def _originals(self, record: IncomingRecord, package: Any) -> list[IncomingRecord]:
+        """The documents a revoke/update/replace is about (only those we received)."""
+        business_type = record.business_type
+        if business_type in (1, 2) and record.document_id:
+            original = find_received_document(self.journal, record.document_id, record.sender,
+                                              exclude_id=record.id, originals_only=True)
+            return [original] if original is not None else []
+        if business_type == 3:
+            found = []
+            business = getattr(package, "business", None)
+            for replaced in (getattr(business, "replacement_info_list", None) or []):
+                original = find_received_document(self.journal, replaced.document_id,
+                                                  record.sender, exclude_id=record.id)
+                if original is not None:
+                    found.append(original)
+            return found
+        return []
+
+    def _record_event(self, record: IncomingRecord, event: str, original: IncomingRecord | None,
+                      detail: dict[str, Any], *, document_id: str | None = None) -> None:
+        location = None
+        if original is not None:
+            location = original.delivered_location or original.quarantine_location
+        lifecycle = LifecycleEvent(
+            journal_id=record.id, event=event,
+            document_id=document_id or (original.document_id if original else record.document_id),
+            from_organ_id=record.sender or "", at=record.stored_at or _now(),
+            original_location=location,
+            detail={**detail, "original_journal_id": original.id if original else None})
+        self.side.record_event(lifecycle)
+        self.journal.record_event(original.id if original else record.id, "incoming",
+                                  f"lifecycle_{event}",
+                                  detail={"request_id": record.id, "from": record.sender})
+        log.info("incoming_lifecycle", item_id=record.id, lifecycle_event=event,
+                 original_id=original.id if original else None, original_location=location)
+
+    def _deliver_status(self, record: IncomingRecord) -> None:
+        from connector.edxml.model import StatusPackage
+
+        if record.meta.get("unreadable"):
+            self._deliver_document(record)  # quarantined like any unreadable package
+            return
+        package = self._package_of(record).package
+        if not isinstance(package, StatusPackage):
+            self._deliver_document(record)
+            return
+        code = str(getattr(package.status_code, "value", package.status_code))
+        sender = package.from_.organ_id or record.sender or ""
+        response_for = package.response_for
+        document_id = response_for.document_id if response_for else None
+        at = _aware(package.timestamp, self._zone) or record.stored_at
+        if code == "13":
+            original = (find_received_document(self.journal, document_id, sender,
+                                               originals_only=True) if document_id else None)
+            self._record_event(record, "take_back_requested", original,
+                               {"description": package.description, "code": code},
+                               document_id=document_id)
+        elif document_id:
+            updated = self.journal.record_recipient_status(
+                document_id, sender, code, description=package.description, at=at,
+                to_organ_id=response_for.organ_id if response_for else None,
+                incoming_id=record.id)
+            if updated is not None and self.outbound is not None:
+                self.outbound.update_side_receipt(updated)
+            log.info("incoming_status", item_id=record.id, document_id=document_id,
+                     sender=sender, code=code, outgoing_id=updated.id if updated else None)
+        status = IncomingStatus(journal_id=record.id, axis_doc_id=record.axis_doc_id,
+                                received_at=record.stored_at or _now(), from_organ_id=sender,
+                                document_id=document_id, code=code,
+                                description=package.description, timestamp=at)
+        self.side.deliver_status(status)
+        self.journal.record_delivered(record.id, f"{self.side.name}:statuses")
+
+    def _send_arrived(self, record: IncomingRecord) -> None:
+        """Status 01 back to the sender of a new document (idempotent by its key)."""
+        if (self.outbound is None or not self.settings.inbox.send_arrived_status
+                or record.messagetype != "edoc" or record.meta.get("unreadable")
+                or record.business_type not in (0, 3) or not record.sender
+                or not record.document_id):
+            return
+        date = record.meta.get("promulgation_date")
+        request = StatusRequest(code="01", document_id=record.document_id, to=[record.sender],
+                                code_text=record.meta.get("code"),
+                                promulgation_date=dt.date.fromisoformat(date) if date else None)
+        self.outbound.enqueue_status(ARRIVED_KEY.format(incoming_id=record.id), request)
+
+    # ============================================================================ helpers
+    def _count(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.record_receive(outcome)
+
+    def _timer(self, operation: str):
+        if self.metrics is None:
+            return _Null()
+        return self.metrics.time_axis_request(operation)
+
+
+class _Null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _business_reason(package: Any) -> str | None:
+    business = getattr(package, "business", None)
+    return getattr(business, "business_doc_reason", None)
+
+
+def _aware(moment: dt.datetime | None, zone: ZoneInfo) -> dt.datetime | None:
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _describe(error: BaseException) -> str:
+    from connector.outbound import _describe as describe
+
+    return describe(error)
+
+
+__all__ = ["Inbound", "find_received_document", "and_"]
