@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import or_, select
 
 from connector.dms.base import IncomingDocument, IncomingStatus, LifecycleEvent, StatusRequest
 from connector.errors import EdxmlError
@@ -464,4 +464,4 @@ def _describe(error: BaseException) -> str:
     return describe(error)
 
 
-__all__ = ["Inbound", "find_received_document", "and_"]
+__all__ = ["Inbound", "find_received_document"]
