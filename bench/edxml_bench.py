@@ -8,7 +8,9 @@ Figures, each against a floor measured in the same run:
   SHA-256, one RSA verification and base64-decoding the attachment.
 - peak RSS of build+sign (streaming ``write_package_to``) of a package with a 100 MB attachment,
   in a fresh subprocess, minus the RSS after imports, divided by the attachment size (target < 4);
-  and the same for ``verify_package`` of that package (reported, no target).
+  and the same (reported, no target) for verifying that package: ``verify_package(bytes)`` (the
+  low-memory path is chosen automatically; the bytes themselves are counted), ``verify_package_file``
+  and ``verify_package_signxml`` (the signxml path, i.e. the figure before the low-memory path).
 
 Options: ``--quick`` (fewer repetitions, 20 MB for the memory figures) for a smoke run.
 Results are recorded in bench/README.md.
@@ -133,21 +135,31 @@ def memory(kind: str, size: int, key_dir: Path, workdir: Path) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
+# Verification variants measured: the automatic path (low-memory for such a package) given
+# bytes, the same given the path (nothing read into memory first), and the signxml path (the
+# "before" figure, measured in the same run).
+VERIFY_KINDS = ("verify", "verify-file", "verify-signxml")
+
+
 def _memory_child(kind: str, size: int, key_dir: Path, workdir: Path) -> None:
     from connector.edxml.keys import SigningKey
-    from connector.edxml.signing import verify_package
+    from connector.edxml.signing import verify_package, verify_package_file, verify_package_signxml
     from connector.edxml.writer import write_package_to
 
     key = SigningKey.from_pem(key_dir / "agency-a.key", key_dir / "agency-a.pem")
     attachment = workdir / "attachment.bin"
     package_path = workdir / "package.edxml"
-    if kind == "verify" and not package_path.exists():
+    if kind in VERIFY_KINDS and not package_path.exists():
         raise SystemExit("run build first")
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if kind == "build":
         write_package_to(_package(path=attachment), package_path, signer=key, fsync=False)
     else:
-        result = verify_package(package_path.read_bytes(), trust=key_dir / "ca.pem")
+        if kind == "verify-file":
+            result = verify_package_file(package_path, trust=key_dir / "ca.pem")
+        else:
+            verify = verify_package if kind == "verify" else verify_package_signxml
+            result = verify(package_path.read_bytes(), trust=key_dir / "ca.pem")
         assert result.valid, result.reason
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"baseline": baseline, "peak": peak, "ratio": (peak - baseline) / size}))
@@ -156,7 +168,7 @@ def _memory_child(kind: str, size: int, key_dir: Path, workdir: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--memory-child", choices=("build", "verify"))
+    parser.add_argument("--memory-child", choices=("build", *VERIFY_KINDS))
     parser.add_argument("--size", type=int, default=100 * 1024 * 1024)
     parser.add_argument("--keys", type=Path)
     parser.add_argument("--workdir", type=Path)
@@ -179,7 +191,9 @@ def main(argv=None) -> int:
             for _ in range(size // (1 << 20)):
                 handle.write(os.urandom(1 << 20))
         for kind, figure, target in (("build", "build+sign peak RSS / attachment", 4.0),
-                                     ("verify", "verify peak RSS / attachment", None)):
+                                     ("verify", "verify bytes peak RSS / attachment", None),
+                                     ("verify-file", "verify file peak RSS / attachment", None),
+                                     ("verify-signxml", "verify signxml peak RSS / attachment", None)):
             samples = [memory(kind, size, certs.directory, temporary) for _ in range(5 if kind == "build" else 3)]
             ratio = statistics.median(s["ratio"] for s in samples)
             results.append(_line(f"{figure} ({size // (1 << 20)} MB)", ratio, "x attachment size",
@@ -189,12 +203,12 @@ def main(argv=None) -> int:
                                  peak_mb=round(samples[0]["peak"] / 2**20, 1),
                                  after_imports_mb=round(samples[0]["baseline"] / 2**20, 1)))
     print()
-    print(f"{'figure':<44} {'value':>10} {'floor':>10} {'ratio':>7} {'target':>7}")
+    print(f"{'figure':<48} {'value':>10} {'floor':>10} {'ratio':>7} {'target':>7}")
     for record in results:
         baseline = "" if record["baseline"] is None else f"{record['baseline']:.1f}"
         ratio = "" if record["ratio"] is None else f"{record['ratio']:.2f}"
         target = "" if record["target"] is None else f"{record['target']}"
-        print(f"{record['figure']:<44} {record['value']:>10.2f} {baseline:>10} {ratio:>7} {target:>7}")
+        print(f"{record['figure']:<48} {record['value']:>10.2f} {baseline:>10} {ratio:>7} {target:>7}")
     return 0
 
 

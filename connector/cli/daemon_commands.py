@@ -1,5 +1,147 @@
-"""Sub-commands of edxml-connector (placeholder until written)."""
+"""``edxml-connector run`` (the daemon) and ``edxml-connector check`` (is everything reachable?).
+
+``check`` is what an operator runs after editing the config and before starting the service: one
+``OK``/``FAIL`` line per thing the daemon depends on, each FAIL saying what to fix, and a non-zero
+exit when anything fails. It changes nothing except creating missing exchange folders (which the
+daemon would create at start anyway).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from connector.config import Settings, load_config
 
 
 def register(subparsers) -> None:
-    """Add this group's sub-commands."""
+    """Add ``run`` and ``check``."""
+    run = subparsers.add_parser(
+        "run", help="run the connector daemon (outbound and inbound pipelines)",
+        description="Run the connector until SIGTERM/SIGINT: takes documents from the agency side, "
+                    "signs and sends them, polls the axis, stores and delivers what arrives. "
+                    "SIGHUP reloads the certificate and the log level. Logs are JSON lines on "
+                    "stdout.")
+    run.add_argument("--config", required=True, metavar="FILE", type=Path,
+                     help="the connector's YAML configuration")
+    run.add_argument("--instance", default=None, metavar="NAME",
+                     help="claim name in the exchange folders (default: the host name); two "
+                          "connectors sharing one exchange root need different names")
+    run.set_defaults(handler=run_command)
+
+    check = subparsers.add_parser(
+        "check", help="check the configuration, certificate, journal, axis and agency side",
+        description="Print one OK/FAIL line each for: the configuration, the certificate (days "
+                    "left), the journal, the axis (an authenticated list call), the DMS database "
+                    "and the exchange folders. Exit 1 when any check fails.")
+    check.add_argument("--config", required=True, metavar="FILE", type=Path,
+                       help="the connector's YAML configuration")
+    check.set_defaults(handler=check_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from connector.daemon import Daemon
+
+    settings = load_config(args.config)  # ConfigError: one line naming the key, exit 2
+    return Daemon(settings, folder_instance=args.instance).run()
+
+
+# ------------------------------------------------------------------------------------------ check
+
+def check_command(args: argparse.Namespace, *, out=None) -> int:
+    out = out or sys.stdout
+    failures = 0
+
+    def line(ok: bool, what: str, detail: str) -> None:
+        nonlocal failures
+        failures += 0 if ok else 1
+        print(f"{'OK  ' if ok else 'FAIL'} {what}: {detail}", file=out, flush=True)
+
+    try:
+        settings = load_config(args.config)
+    except Exception as error:
+        line(False, "config", _describe(error))
+        return 1
+    line(True, "config", f"{args.config} (agency {settings.agency.organ_id})"
+         + (f"; warnings: {'; '.join(settings.warnings)}" if settings.warnings else ""))
+    from connector.runtime import Runtime
+
+    runtime = Runtime(settings, folder_instance="check")
+    try:
+        for what, probe in _probes(settings, runtime):
+            try:
+                detail = probe()
+            except Exception as error:
+                line(False, what, _describe(error))
+            else:
+                if detail is not None:
+                    line(True, what, detail)
+    finally:
+        runtime.close()
+    return 1 if failures else 0
+
+
+def _probes(settings: Settings, runtime) -> list[tuple[str, Callable[[], str | None]]]:
+    def certificate() -> str:
+        key = runtime.signing_key
+        key.check_validity()
+        warning = ""
+        if key.days_left < settings.certificate.expiry_warning_days:
+            warning = " — renew it soon"
+        return f"{key.subject}, valid until {key.not_after:%Y-%m-%d}, {key.days_left} days left{warning}"
+
+    def trust() -> str | None:
+        if settings.trust.bundle_file is None:
+            return "no trust.bundle_file: received signatures are at best 'untrusted'"
+        from connector.edxml.signing import load_trust_bundle
+
+        return f"{len(load_trust_bundle(settings.trust.bundle_file))} CA certificate(s)"
+
+    def journal() -> str:
+        journal = runtime.journal
+        counts = journal.counts_by_state()
+        journal.kv_set("check.last_run", "ok")
+        pending = sum(counts["outgoing"].get(state, 0) for state in ("queued", "packaged", "sending"))
+        return (f"{journal.dialect}, writable; {pending} outgoing pending, "
+                f"{counts['outgoing'].get('failed', 0)} failed")
+
+    def axis() -> str:
+        listed = runtime.axis.list_received("edoc")
+        agencies = runtime.axis.list_agencies()
+        return (f"{settings.axis.endpoint} authenticated as {settings.systemid}; {len(listed)} "
+                f"document(s) waiting; {len(agencies)} agencies listed")
+
+    def database() -> str | None:
+        if settings.database is None:
+            return None
+        return runtime.database.check() or "reachable, every mapped table and column found"
+
+    def exchange() -> str | None:
+        folders = settings.exchange
+        if folders is None or not folders.enabled:
+            return None
+        from connector.dms.folder_layout import ExchangeLayout
+
+        layout = ExchangeLayout(folders.root)
+        warnings = layout.prepare()
+        return f"{folders.root} usable (outbox, work, sent, failed on one filesystem)" + (
+            f"; {'; '.join(warnings)}" if warnings else "")
+
+    def state_dir() -> str:
+        store = runtime.store
+        probe = store.scratch_dir("check")
+        store.drop_scratch("check")
+        del probe
+        return f"{settings.state_dir} writable"
+
+    return [("certificate", certificate), ("trust", trust), ("journal", journal),
+            ("state_dir", state_dir), ("axis", axis), ("database", database),
+            ("exchange", exchange)]
+
+
+def _describe(error: BaseException) -> str:
+    from connector.outbound import _describe as describe
+
+    return describe(error)

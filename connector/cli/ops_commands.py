@@ -264,14 +264,13 @@ def send_command(args: argparse.Namespace) -> int:
 
 
 def status_send_command(args: argparse.Namespace) -> int:
-    from connector.ops.enqueue import enqueue_statuses
+    from connector.ops.enqueue import enqueue_status
 
     with _context(args) as ctx:
-        records = enqueue_statuses(ctx, code=args.code, document_id=args.document_id, to=args.to,
-                                   description=args.description)
-    for record in records:
-        print(f"queued {record.id} status {record.meta.get('code')} about {record.document_id} "
-              f"to {', '.join(record.recipients)}")
+        record = enqueue_status(ctx, code=args.code, document_id=args.document_id, to=args.to,
+                                description=args.description)
+    print(f"queued {record.id} status {record.meta['status']['code']} about {record.document_id} "
+          f"to {', '.join(record.recipients)}; the daemon sends one package to each")
     return 0
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
 from signxml import DigestAlgorithm, SignatureConstructionMethod, SignatureMethod, XMLSigner, XMLVerifier
 from signxml.algorithms import CanonicalizationMethod
@@ -46,10 +46,14 @@ from signxml.exceptions import InvalidSignature as SignxmlInvalidSignature
 from signxml.util import strip_pem_header
 from signxml.verifier import SignatureConfiguration
 
+from connector.edxml.digest_stream import (LIFT_THRESHOLD, ByteSource, Lift, ascii_compatible, find_base64_runs,
+                                           lift_long_texts, new_token, parse_with_placeholders, put_back,
+                                           spliced_digest)
 from connector.edxml.identifiers import VIETNAM_TZ, parse_timestamp
 from connector.edxml.keys import SigningKey
 from connector.edxml.model import NAMESPACE
-from connector.edxml.xmlparse import ParseLimits, check_depth, hardened_parser, parse_bytes, refuse_doctype
+from connector.edxml.xmlparse import (ParseLimits, check_depth, hardened_parser, parse_bytes, read_limited,
+                                      refuse_doctype)
 from connector.errors import CertificateError, EdxmlError, InputError, PackageTooLarge, SigningError
 
 log = logging.getLogger(__name__)
@@ -362,8 +366,117 @@ def verify_package(data: bytes, *, trust: str | Path | None = None, limits: Pars
     """Verify the package's signature, then its certificate against ``trust`` (a PEM file or a
     directory of PEM files). ``at`` is the signing time to check the certificate's validity
     against; by default the latest timestamp the (signed) package itself carries, else now.
-    Raises EdxmlError only when the package cannot be parsed at all."""
+    Raises EdxmlError only when the package cannot be parsed at all.
+
+    A package carrying a long base64 text (an attachment of a megabyte or more) is verified by
+    :func:`verify_low_memory` — same outcomes, a fraction of the memory; everything else, and
+    any signature shape that path does not handle, by :func:`verify_package_signxml`."""
+    if len(data) >= LIFT_THRESHOLD:
+        result = verify_low_memory(data, trust=trust, limits=limits, at=at, file=file)
+        if result is not None:
+            return result
+    return verify_package_signxml(data, trust=trust, limits=limits, at=at, file=file)
+
+
+def verify_package_file(path: str | Path, *, trust: str | Path | None = None, limits: ParseLimits = ParseLimits(),
+                        at: dt.datetime | None = None) -> VerificationResult:
+    """:func:`verify_package` for a package on disk, without reading it into memory first: the
+    size limit is checked before anything is read, long base64 texts are digested straight from
+    the file (peak memory ≈ the small rest of the tree), errors name the file."""
+    path = Path(path)
+    try:
+        result = verify_low_memory(path, trust=trust, limits=limits, at=at, file=str(path))
+        if result is not None:
+            return result
+        data = read_limited(path, limits, file=str(path))
+    except OSError as error:
+        raise EdxmlError(f"cannot read the package: {error.strerror or error}", file=str(path),
+                         hint="check the path and its permissions") from error
+    return verify_package_signxml(data, trust=trust, limits=limits, at=at, file=str(path))
+
+
+def verify_package_signxml(data: bytes, *, trust: str | Path | None = None, limits: ParseLimits = ParseLimits(),
+                           at: dt.datetime | None = None, file: str | None = None) -> VerificationResult:
+    """The reference verification: signxml checks digest and signature on the whole tree (it
+    copies the document several times — ≈ 9× a large attachment in memory). Same arguments and
+    result as :func:`verify_package`, which uses it for small packages and unusual signatures."""
     root, warnings = _parse_for_verification(data, limits, file)
+    result = _verify_root(root, warnings, trust, at, _check_signature)
+    assert result is not None  # _check_signature always gives a verdict
+    return result
+
+
+def verify_low_memory(source: bytes | str | Path, *, trust: str | Path | None = None,
+                      limits: ParseLimits = ParseLimits(), at: dt.datetime | None = None, file: str | None = None,
+                      threshold: int = LIFT_THRESHOLD) -> VerificationResult | None:
+    """Verify like :func:`verify_package_signxml`, with the same outcome and reason, but
+    without the document's long base64 texts (``threshold`` characters or more) in memory:
+    see :mod:`connector.edxml.digest_stream`. ``source`` is the package's bytes or its path.
+
+    Returns None when this path cannot promise signxml's answer — a signature shape other than
+    ours (one ``Reference URI=""`` with the enveloped-signature and one C14N transform, an RSA
+    method, a certificate in KeyInfo and nothing else to check) or a placeholder that ended up
+    where C14N would not write it once; the caller then asks signxml. Parse errors are the
+    reader's (the package is re-parsed the reader's way when the quick parse fails)."""
+    path = Path(source) if isinstance(source, str | Path) else None
+    file = file or (str(path) if path is not None else None)
+    with ByteSource.of(path if path is not None else source) as byte_source:
+        if byte_source.size > limits.max_package_size:
+            raise PackageTooLarge(
+                f"package is {byte_source.size} bytes, more than the limit of {limits.max_package_size} bytes",
+                file=file, hint="raise edxml.max_package_size in the configuration if this size is expected")
+        token = new_token()
+        root, lifts, warnings, digest_source = None, [], [], byte_source
+        runs = find_base64_runs(byte_source, threshold) if ascii_compatible(byte_source) else []
+        if runs:
+            root, lifts = _quick_parse(byte_source, runs, token, limits, file)
+            if root is not None:
+                lifts = put_back(root, lifts, byte_source, _read_by_verification)
+        if root is None:
+            data = source if path is None else read_limited(path, limits, file=file)
+            root, warnings = _parse_for_verification(data, limits, file)
+            del data
+            lifts = lift_long_texts(root, token, threshold, skip=_read_by_verification)
+            digest_source = None
+        for element in root.iter():
+            if (isinstance(element.tag, str) and etree.QName(element).localname in {"Signature", "Timestamp"}
+                    and token.encode("ascii") in etree.tostring(element)):
+                return None  # a lifted text that verification reads itself: let signxml decide
+
+        def check(tree_root, signature, leaf):
+            return _check_signature_spliced(tree_root, signature, leaf, lifts, digest_source)
+
+        return _verify_root(root, warnings, trust, at, check)
+
+
+def _quick_parse(source: ByteSource, runs, token: str, limits: ParseLimits, file: str | None):
+    """Parse with the runs replaced by placeholders; (None, []) when the reader's own parse
+    must decide (syntax error to repair or report, DOCTYPE, depth) — it gives the exact error."""
+    try:
+        root, lifts = parse_with_placeholders(source, runs, token)
+    except etree.XMLSyntaxError:
+        return None, []
+    if root is None or root.getroottree().docinfo.doctype:
+        return None, []
+    try:
+        check_depth(root, limits, file=file)
+    except EdxmlError:
+        return None, []
+    return root, lifts
+
+
+def _read_by_verification(node: etree._Element) -> bool:
+    """Nodes whose text verification itself reads (any Signature, a Timestamp): never lifted."""
+    if isinstance(node.tag, str) and etree.QName(node).localname == "Timestamp":
+        return True
+    return any(etree.QName(e).localname == "Signature" for e in (node, *node.iterancestors())
+               if isinstance(e.tag, str))
+
+
+def _verify_root(root: etree._Element, warnings: list[str], trust: str | Path | None, at: dt.datetime | None,
+                 check) -> VerificationResult | None:
+    """Everything after parsing: find the signature, ``check(root, signature, leaf)`` its maths
+    (a reason string, None when sound, or _UNSUPPORTED to give up), then validity and trust."""
     signatures = list(root.iter(f"{DS}Signature"))
     if not signatures:
         return _without_xmldsig(root, tuple(warnings))
@@ -383,7 +496,9 @@ def verify_package(data: bytes, *, trust: str | Path | None = None, limits: Pars
                                signer_issuer=leaf.issuer.rfc4514_string(),
                                certificate_not_before=leaf.not_valid_before_utc,
                                certificate_not_after=leaf.not_valid_after_utc, warnings=tuple(warnings))
-    failure = _check_signature(root, signature, leaf)
+    failure = check(root, signature, leaf)
+    if failure is _UNSUPPORTED:
+        return None
     if failure:
         return dataclasses.replace(base, state=SignatureState.INVALID, reason=failure)
     signing_time = _utc(at) if at is not None else _claimed_signing_time(root)
@@ -493,12 +608,12 @@ def _check_signature(root: etree._Element, signature: etree._Element, leaf: x509
     try:
         XMLVerifier().verify(root, x509_cert=leaf, parser=hardened_parser(), expect_config=config)
     except InvalidDigest:
-        return "digest mismatch: the signed content was changed after signing"
+        return _DIGEST_MISMATCH
     except SignxmlInvalidSignature as error:
         # signxml checks SignatureValue before the references; tell the clerk what changed.
         if _digest_matches(root, signature) is False:
-            return "digest mismatch: the signed content was changed after signing"
-        return f"signature mismatch: SignatureValue does not verify with the certificate's key ({error})"
+            return _DIGEST_MISMATCH
+        return _signature_mismatch(error)
     except (InvalidInput, SignXMLException, etree.DocumentInvalid, ValueError) as error:
         return f"malformed signature: {error}"
     return None
@@ -529,6 +644,123 @@ def _digest_matches(root: etree._Element, signature: etree._Element) -> bool | N
     except ValueError:
         return False
     return hasher(canonical).digest() == expected
+
+
+_DIGEST_MISMATCH = "digest mismatch: the signed content was changed after signing"
+_UNSUPPORTED = object()  # the low-memory check's "ask signxml instead"
+_DSIG11 = "{http://www.w3.org/2009/xmldsig11#}"
+_C14N_URIS = frozenset(m.value for m in CanonicalizationMethod)
+# No C14N transform: signxml canonicalises with its default (inclusive; 1.1 done as 1.0), and
+# _digest_matches with C14N 1.0 — the same bytes.
+_DEFAULT_REFERENCE_C14N = SignatureConfiguration().default_reference_c14n_method.value
+# The RSA methods signxml accepts under our configuration, with the hash each one signs with.
+_RSA_HASHES = {
+    SignatureMethod.RSA_SHA1.value: hashes.SHA1,
+    SignatureMethod.RSA_SHA224.value: hashes.SHA224,
+    SignatureMethod.RSA_SHA256.value: hashes.SHA256,
+    SignatureMethod.RSA_SHA384.value: hashes.SHA384,
+    SignatureMethod.RSA_SHA512.value: hashes.SHA512,
+}
+
+
+def _signature_mismatch(error: Exception) -> str:
+    return f"signature mismatch: SignatureValue does not verify with the certificate's key ({error})"
+
+
+def _c14n_flags(algorithm: str) -> dict:
+    """lxml C14N options for a C14N algorithm URI, read the way signxml reads them (C14N 1.1
+    is done as 1.0 there too, so both paths agree)."""
+    return {"exclusive": algorithm.startswith(EXC_C14N), "with_comments": algorithm.endswith("#WithComments")}
+
+
+@dataclass(frozen=True)
+class _SupportedShape:
+    signed_info_c14n: bytes
+    signature_value: bytes
+    signature_hash: type[hashes.HashAlgorithm]
+    enveloped: bool
+    c14n: str
+    digest_hash: object
+    digest_value: bytes
+
+
+def _supported_shape(signature: etree._Element) -> _SupportedShape | str | None:
+    """Read the signature the way signxml would, for the one shape the low-memory path handles;
+    a reason string when signxml would call it malformed (schema), None for any other shape."""
+    try:
+        copy_ = etree.fromstring(etree.tostring(signature), hardened_parser())
+        XMLVerifier().validate_schema(copy_)
+    except etree.DocumentInvalid as error:
+        return f"malformed signature: {error}"
+    except (etree.XMLSyntaxError, SignXMLException):
+        return None
+    signed_info = copy_.find(f"{DS}SignedInfo")
+    method = signed_info.find(f"{DS}CanonicalizationMethod") if signed_info is not None else None
+    signature_method = signed_info.find(f"{DS}SignatureMethod") if signed_info is not None else None
+    references = signed_info.findall(f"{DS}Reference") if signed_info is not None else []
+    if (method is None or method.get("Algorithm") not in _C14N_URIS or len(method)
+            or signature_method is None or signature_method.get("Algorithm") not in _RSA_HASHES
+            or len(references) != 1 or references[0].get("URI") != ""):
+        return None
+    if copy_.find(f"{DS}KeyInfo/{DS}KeyValue") is not None \
+            or copy_.find(f"{DS}KeyInfo/{_DSIG11}DEREncodedKeyValue") is not None:
+        return None  # signxml would also match those against the certificate
+    reference = references[0]
+    transforms = reference.findall(f"{DS}Transforms/{DS}Transform")
+    algorithms = [t.get("Algorithm") for t in transforms]
+    c14n = [a for a in algorithms if a in _C14N_URIS]
+    if len(c14n) > 1 or any(len(t) for t in transforms) or algorithms.count(ENVELOPED) > 1 \
+            or any(a != ENVELOPED and a not in _C14N_URIS for a in algorithms):
+        return None
+    digest_method = reference.find(f"{DS}DigestMethod")
+    digest_value = reference.find(f"{DS}DigestValue")
+    value = copy_.find(f"{DS}SignatureValue")
+    digest_hash = _HASH_BY_URI.get(digest_method.get("Algorithm") if digest_method is not None else None)
+    if digest_hash is None or digest_value is None or not digest_value.text or value is None:
+        return None
+    try:  # signxml and our digest recheck decode these slightly differently: insist they agree
+        expected = base64.b64decode(digest_value.text)
+        if expected != base64.b64decode(digest_value.text.strip()):
+            return None
+        raw_signature = base64.b64decode(value.text)
+    except (ValueError, TypeError):
+        return None
+    return _SupportedShape(
+        signed_info_c14n=etree.tostring(signed_info, method="c14n", **_c14n_flags(method.get("Algorithm"))),
+        signature_value=raw_signature, signature_hash=_RSA_HASHES[signature_method.get("Algorithm")],
+        enveloped=ENVELOPED in algorithms, c14n=c14n[0] if c14n else _DEFAULT_REFERENCE_C14N, digest_hash=digest_hash, digest_value=expected)
+
+
+def _check_signature_spliced(root: etree._Element, signature: etree._Element, leaf: x509.Certificate,
+                             lifts: list[Lift], source: ByteSource | None):
+    """:func:`_check_signature`'s verdict, reached without the lifted texts in memory: the
+    reference digest over the small tree's canonical form with the texts spliced back in, the
+    SignatureValue over canonical SignedInfo with ``cryptography`` and the certificate's key.
+    Returns _UNSUPPORTED for anything but the shape :func:`_supported_shape` accepts."""
+    shape = _supported_shape(signature)
+    if shape is None:
+        return _UNSUPPORTED
+    if isinstance(shape, str):
+        return shape
+    key = leaf.public_key()
+    if not isinstance(key, rsa.RSAPublicKey):
+        return _UNSUPPORTED
+    # The digested document, prepared as signxml prepares it (copies of the now small tree).
+    document = etree.fromstring(etree.tostring(root), hardened_parser())
+    if shape.enveloped:
+        _remove_keeping_tail(next(document.iter(f"{DS}Signature")))
+    document = etree.fromstring(etree.tostring(document), hardened_parser())
+    canonical = etree.tostring(document, method="c14n", **_c14n_flags(shape.c14n))
+    digest = spliced_digest(canonical, lifts, shape.digest_hash(), source)
+    if digest is None:
+        return _UNSUPPORTED
+    try:
+        key.verify(shape.signature_value, shape.signed_info_c14n, padding.PKCS1v15(), shape.signature_hash())
+    except CryptoInvalidSignature as error:
+        if digest != shape.digest_value:
+            return _DIGEST_MISMATCH
+        return _signature_mismatch(SignxmlInvalidSignature(f"Signature verification failed: {error}"))
+    return _DIGEST_MISMATCH if digest != shape.digest_value else None
 
 
 def _claimed_signing_time(root: etree._Element) -> dt.datetime:

@@ -1,18 +1,26 @@
 """``send FILE|BUNDLE`` and ``status-send``: put an item in the outgoing queue without the folder.
 
-The command line validates, builds and signs the package itself, stores it in the package store
-under the item's journal id and marks the item ``packaged`` — so a mistake (a bad
-``document.yaml`` field, a missing attachment, an unknown status code) is reported at once, with
-exit code 2, naming the file and the field, and the running daemon only has to send the stored
-bytes the next time it claims work from the journal (at-least-once, the same bytes every time).
+Items queued here have the journal source ``cli`` and no agency side; the daemon's outbound
+pipeline sends such items from what their journal ``meta`` says (``connector.outbound_build``):
+``package_file`` (a ready package) or ``status`` (a status request, packaged as one package per
+addressee). What this module adds is *validation first*: a bad ``document.yaml`` field, a missing
+attachment, a package from another agency, a broken signature or an unknown status code is
+reported at once with exit code 2, naming the file and the field, and nothing is queued.
 
-Each item's ``source_ref`` is derived from its content (SHA-256 of the input), so running the
-same ``send`` twice — or again after an interruption — finds the same journal item instead of
-sending the document twice; it also finishes the packaging an interrupted run left undone.
+``send``: the package (a bundle is built and signed here, exactly as the daemon would; a ready
+package is signed when unsigned) is written durably into ``STATE/spool/cli/`` — the operator's
+file may be gone by the time the daemon runs — then queued with ``package_file`` pointing there,
+and packaged into the package store at once. If the daemon claims the item in between, it
+packages the same file itself: either way every attempt sends those bytes.
+
+Each item's ``source_ref`` is derived from its content (SHA-256 of the input), so running the same
+``send`` twice — or again after an interruption — finds the same journal item instead of sending
+the document twice.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import uuid
@@ -20,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from connector import fsutil
 from connector.edxml import model
 from connector.edxml.identifiers import organ_id_problem
 from connector.errors import InputError
@@ -41,35 +50,61 @@ def _digest_paths(paths: Sequence[Path]) -> str:
     return digest.hexdigest()
 
 
-def _store_and_mark(ctx: OpsContext, record: OutgoingRecord, write, *, document_id: str,
-                    business_type: int | None, recipients: list[str]) -> OutgoingRecord:
-    """Write the package once into the store under the item's id, then ``mark_packaged``.
-    A record packaged already (a repeated command) is returned as it is."""
-    if not record.needs_packaging:
-        return record
-    stored = ctx.store.put_outgoing(record.id, write)
-    return ctx.journal.mark_packaged(record.id, package_path=str(stored.path), sha256=stored.sha256,
-                                     size=stored.size, document_id=document_id,
-                                     business_type=business_type, recipients=recipients)
+def spool_dir(ctx: OpsContext) -> Path:
+    directory = ctx.settings.state_dir / "spool" / CLI_SOURCE
+    fsutil.ensure_directory(directory.parent, 0o750)
+    fsutil.ensure_directory(directory, 0o750)
+    return directory
+
+
+def _queue_package(ctx: OpsContext, spooled: Path, *, kind: OutgoingKind, fingerprint: str,
+                   display: str, origin: Path, package: model.DocumentPackage) -> OutgoingRecord:
+    """Queue the spooled package and store it as the item's bytes (``packaged``)."""
+    recipients = [item.organ_id for item in package.to if item.organ_id]
+    business_type = int(package.business_type)
+    record = ctx.journal.enqueue(
+        CLI_SOURCE, f"{kind.value}:{fingerprint}", kind, document_id=package.document_id,
+        business_type=business_type, recipients=recipients,
+        meta={"display_name": display, "package_file": str(spooled), "origin": str(origin)})
+    if record.needs_packaging:
+        stored = ctx.store.put_outgoing(record.id,
+                                        lambda target: fsutil.copy_file_durably(spooled, target))
+        record = ctx.journal.mark_packaged(
+            record.id, package_path=str(stored.path), sha256=stored.sha256, size=stored.size,
+            document_id=package.document_id or "", business_type=business_type,
+            recipients=recipients)
+    return record
 
 
 # --------------------------------------------------------------------------- send FILE|BUNDLE
 
 def send(ctx: OpsContext, target: str | os.PathLike[str]) -> list[OutgoingRecord]:
-    """Enqueue a ready ``.edxml`` package or a bundle folder (``document.yaml`` + files).
-    Returns the journal items (several for a take-back: one status 13 per receiver)."""
+    """Queue a ready ``.edxml`` package or a bundle folder (``document.yaml`` + files).
+    Returns the journal items (a take-back bundle gives one status item)."""
     path = Path(target)
     if path.is_dir():
-        return _send_bundle(ctx, path)
+        return [_send_bundle(ctx, path)]
     if path.is_file():
         return [_send_package(ctx, path)]
     raise InputError("no such file or folder" if not path.exists() else "not a file or a folder",
                      file=str(path), hint="give a .edxml package or a bundle folder with document.yaml")
 
 
+def _check_sender(ctx: OpsContext, package: model.DocumentPackage, file: str) -> None:
+    sender = package.from_.organ_id if package.from_ else None
+    if sender != ctx.settings.agency.organ_id:
+        raise InputError(f"the package is from {sender}, but this connector sends as "
+                         f"{ctx.settings.agency.organ_id}", file=file, element="From/OrganId",
+                         hint="the axis only accepts packages from the agency we log in as; "
+                              "rebuild it with `edxml-connector pack`")
+    if not any(item.organ_id for item in package.to):
+        raise InputError("the package has no recipient", file=file, element="To/OrganId",
+                         hint="add a To with the receiver's OrganId")
+
+
 def _send_package(ctx: OpsContext, path: Path) -> OutgoingRecord:
     from connector.edxml.reader import read_package
-    from connector.edxml.signing import SignatureState, sign_package, verify_package
+    from connector.edxml.signing import SignatureState, sign_package_file, verify_package
 
     data = path.read_bytes()
     result = read_package(data, limits=ctx.limits, file=str(path))
@@ -77,46 +112,34 @@ def _send_package(ctx: OpsContext, path: Path) -> OutgoingRecord:
     if not isinstance(package, model.DocumentPackage):
         raise InputError("this is a status package; `send` takes documents", file=str(path),
                          hint="send statuses with `edxml-connector status-send`")
-    recipients = [item.organ_id for item in package.to if item.organ_id]
-    if not recipients:
-        raise InputError("the package has no recipient", file=str(path), element="To/OrganId",
-                         hint="add a To with the receiver's OrganId")
-    sender = package.from_.organ_id if package.from_ else None
-    if sender != ctx.settings.agency.organ_id:
-        raise InputError(f"the package is from {sender}, but this connector sends as "
-                         f"{ctx.settings.agency.organ_id}", file=str(path), element="From/OrganId",
-                         hint="the axis refuses packages from another agency; rebuild it with `pack`")
+    _check_sender(ctx, package, str(path))
     verdict = verify_package(data, limits=ctx.limits, file=str(path))
     if verdict.state is SignatureState.INVALID:
-        raise InputError(f"the package's signature is invalid: {verdict.reason}", file=str(path),
+        raise InputError(f"the package carries a signature that does not verify ({verdict.reason})",
+                         file=str(path), element="Signature",
                          hint="sign it again (`edxml-connector sign`) or remove the signature")
-    record = ctx.journal.enqueue(
-        CLI_SOURCE, f"package:{hashlib.sha256(data).hexdigest()}", OutgoingKind.PACKAGE,
-        document_id=package.document_id, business_type=_business_type(package),
-        recipients=recipients, meta={"display_name": path.name, "path": str(path.resolve())})
-    if verdict.state is SignatureState.ABSENT:
-        payload = sign_package(data, ctx.signing_key, algorithm=ctx.algorithm, limits=ctx.limits,
-                               file=str(path))
-    else:
-        payload = data
-    from connector import fsutil
-
-    return _store_and_mark(ctx, record, lambda out: fsutil.write_file_durably(out, payload),
-                           document_id=package.document_id or "",
-                           business_type=_business_type(package), recipients=recipients)
-
-
-def _business_type(package: model.DocumentPackage) -> int | None:
-    business = package.business
-    if business is None or business.business_doc_type is None:
-        return None
-    return int(business.business_doc_type.value)
+    fingerprint = hashlib.sha256(data).hexdigest()
+    spooled = spool_dir(ctx) / f"{fingerprint}.edxml"
+    if not spooled.exists():
+        if verdict.state in (SignatureState.ABSENT, SignatureState.UNVERIFIABLE):
+            key = ctx.signing_key
+            key.check_validity()
+            staging = fsutil.temporary_name(spooled)
+            try:
+                sign_package_file(path, staging, key, algorithm=ctx.algorithm, limits=ctx.limits)
+                fsutil.durable_rename(staging, spooled)
+            finally:
+                staging.unlink(missing_ok=True)
+        else:
+            fsutil.write_file_durably(spooled, data)
+    return _queue_package(ctx, spooled, kind=OutgoingKind.PACKAGE, fingerprint=fingerprint,
+                          display=path.name, origin=path.resolve(), package=package)
 
 
-def _send_bundle(ctx: OpsContext, bundle: Path) -> list[OutgoingRecord]:
+def _send_bundle(ctx: OpsContext, bundle: Path) -> OutgoingRecord:
     from connector.dms.folder_outbox import bundle_attachments
     from connector.edxml.writer import write_package_to
-    from connector.packaging import build_document, build_take_back
+    from connector.packaging import build_document
     from connector.schemas.document import load_document_metadata
 
     metadata_path = bundle / BUNDLE_METADATA
@@ -128,44 +151,32 @@ def _send_bundle(ctx: OpsContext, bundle: Path) -> list[OutgoingRecord]:
     files = bundle_attachments(bundle, str(bundle), metadata)
     fingerprint = _digest_paths([metadata_path, *files])
     if metadata.take_back is not None:
-        statuses = build_take_back(metadata.take_back, ctx.agency)
-        return [_enqueue_status_package(ctx, status, source=CLI_SOURCE,
-                                        source_ref=f"take-back:{fingerprint}:{status.response_for.organ_id}",
-                                        display=f"{bundle.name} (take-back)")
-                for status in statuses]
-    # Build (and so validate) before anything is recorded: a bad bundle leaves no trace.
+        take_back = metadata.take_back
+        staff = metadata.business.staff.model_dump() if metadata.business.staff else {}
+        return enqueue_status(ctx, code="13", document_id=take_back.document_id,
+                              to=list(take_back.to), description=take_back.reason,
+                              source_ref=f"take-back:{fingerprint}", staff=staff,
+                              code_text=take_back.code,
+                              promulgation_date=take_back.promulgation_date,
+                              display=f"{bundle.name} (take-back)")
+    # Built (and so validated) before anything is recorded: a bad bundle leaves no trace.
     package = build_document(metadata, files, agency=ctx.agency, convention=ctx.zip_convention,
                              source=str(metadata_path))
-    recipients = [item.organ_id for item in package.to if item.organ_id]
-    record = ctx.journal.enqueue(
-        CLI_SOURCE, f"bundle:{fingerprint}", OutgoingKind.DOCUMENT,
-        document_id=package.document_id, business_type=_business_type(package),
-        recipients=recipients, meta={"display_name": bundle.name, "path": str(bundle.resolve())})
-    return [_store_and_mark(
-        ctx, record,
-        lambda out: write_package_to(package, out, signer=ctx.signing_key, algorithm=ctx.algorithm),
-        document_id=package.document_id or "", business_type=_business_type(package),
-        recipients=recipients)]
+    _check_sender(ctx, package, str(metadata_path))
+    spooled = spool_dir(ctx) / f"{fingerprint}.edxml"
+    if not spooled.exists():
+        key = ctx.signing_key
+        key.check_validity()
+        write_package_to(package, spooled, signer=key, algorithm=ctx.algorithm)
+        fsutil.fsync_dir(spooled.parent)
+    from connector.edxml.reader import read_package
+
+    written = read_package(spooled, limits=ctx.limits).package  # its DocumentId, as stored
+    return _queue_package(ctx, spooled, kind=OutgoingKind.DOCUMENT, fingerprint=fingerprint,
+                          display=bundle.name, origin=bundle.resolve(), package=written)
 
 
 # --------------------------------------------------------------------------- statuses
-
-def _enqueue_status_package(ctx: OpsContext, status: model.StatusPackage, *, source: str,
-                            source_ref: str, display: str,
-                            extra_meta: dict[str, Any] | None = None) -> OutgoingRecord:
-    from connector.edxml.writer import write_package_to
-
-    to = status.response_for.organ_id
-    record = ctx.journal.enqueue(
-        source, source_ref, OutgoingKind.STATUS, document_id=status.response_for.document_id,
-        recipients=[to],
-        meta={"display_name": display, "code": status.status_code.value, "to": to,
-              "description": status.description, **(extra_meta or {})})
-    return _store_and_mark(
-        ctx, record,
-        lambda out: write_package_to(status, out, signer=ctx.signing_key, algorithm=ctx.algorithm),
-        document_id=status.response_for.document_id or "", business_type=None, recipients=[to])
-
 
 def default_addressees(ctx: OpsContext, code: model.StatusCode, document_id: str) -> list[str]:
     """Whom a status goes to when ``--to`` is not given: a receiver's status (01–06, 15, 16)
@@ -186,65 +197,54 @@ def default_addressees(ctx: OpsContext, code: model.StatusCode, document_id: str
 
 def enqueue_status(ctx: OpsContext, *, code: str, document_id: str, to: Sequence[str] = (),
                    description: str | None = None, source: str = CLI_SOURCE,
-                   source_ref: str | None = None,
+                   source_ref: str | None = None, staff: dict[str, Any] | None = None,
+                   code_text: str | None = None, promulgation_date: dt.date | None = None,
+                   display: str | None = None,
                    extra_meta: dict[str, Any] | None = None) -> OutgoingRecord:
-    """Queue status ``code`` about ``document_id``; one package (and one journal item) per
-    addressee. Returns the first item (the only one unless several ``to`` were given);
-    :func:`enqueue_statuses` returns them all."""
-    return enqueue_statuses(ctx, code=code, document_id=document_id, to=to,
-                            description=description, source=source, source_ref=source_ref,
-                            extra_meta=extra_meta)[0]
-
-
-def enqueue_statuses(ctx: OpsContext, *, code: str, document_id: str, to: Sequence[str] = (),
-                     description: str | None = None, source: str = CLI_SOURCE,
-                     source_ref: str | None = None,
-                     extra_meta: dict[str, Any] | None = None) -> list[OutgoingRecord]:
-    from connector.packaging import build_status, parse_status_code
+    """Queue status ``code`` about ``document_id`` as one journal item; the daemon sends one
+    package per addressee. Everything is checked here first (exit 2 on a bad code, DocumentId
+    or OrganId). ``source_ref`` makes it idempotent (default: a fresh one)."""
+    from connector.packaging import parse_status_code
 
     status_code = parse_status_code(code)
     document_id = (document_id or "").strip()
     if not document_id:
-        raise InputError("--document-id is empty", element="--document-id",
+        raise InputError("the DocumentId is empty", element="--document-id",
                          hint="give the DocumentId exactly as received (inbox metadata.json)")
-    addressees = list(dict.fromkeys(item.strip() for item in to if item.strip()))
+    addressees = list(dict.fromkeys(item.strip() for item in to if item and item.strip()))
     for organ_id in addressees:
         problem = organ_id_problem(organ_id)
         if problem:
             raise InputError(problem, element="--to", hint="e.g. --to 000.00.00.H41")
     if not addressees:
         addressees = default_addressees(ctx, status_code, document_id)
-    code_text, promulgation = _original_code(ctx, status_code, document_id)
-    base_ref = source_ref or f"status:{uuid.uuid4().hex}"
-    records = []
-    for organ_id in addressees:
-        status = build_status(from_=ctx.agency, document_id=document_id, to_organ_id=organ_id,
-                              code=status_code, description=description, code_text=code_text,
-                              promulgation_date=promulgation)
-        records.append(_enqueue_status_package(
-            ctx, status, source=source, source_ref=f"{base_ref}:{organ_id}",
-            display=f"status {status_code.value} to {organ_id}", extra_meta=extra_meta))
-    return records
+    if code_text is None or promulgation_date is None:
+        known_code, known_date = _original_code(ctx, status_code, document_id)
+        code_text = code_text or known_code
+        promulgation_date = promulgation_date or known_date
+    request = {"code": status_code.value, "document_id": document_id, "to": addressees,
+               "description": description, "staff": dict(staff or {}), "code_text": code_text,
+               "promulgation_date": promulgation_date.isoformat() if promulgation_date else None}
+    label = display or f"status {status_code.value} to {', '.join(addressees)}"
+    return ctx.journal.enqueue(
+        source, source_ref or f"status:{uuid.uuid4().hex}", OutgoingKind.STATUS,
+        document_id=document_id, recipients=addressees,
+        meta={"status": request, "display_name": label, **(extra_meta or {})})
 
 
-def _original_code(ctx: OpsContext, code: model.StatusCode, document_id: str):
-    """The original's ``number/notation`` and promulgation date, when the journal has them."""
-    record = (ctx.journal.find_outgoing(document_id) if code.sent_by_original_sender
-              else ctx.journal.find_incoming(document_id))
+def _original_code(ctx: OpsContext, code: model.StatusCode,
+                   document_id: str) -> tuple[str | None, dt.date | None]:
+    """The original's ``number/notation`` and promulgation date, when the journal has them
+    (the inbound pipeline keeps them in the received item's meta)."""
+    if code.sent_by_original_sender:
+        return None, None
+    record = ctx.journal.find_incoming(document_id)
     if record is None:
         return None, None
-    meta = record.meta
-    summary = meta.get("summary") if isinstance(meta.get("summary"), dict) else {}
-    code_value = meta.get("code") or summary.get("code")
-    if isinstance(code_value, dict):
-        code_value = "/".join(str(code_value[k]) for k in ("number", "notation") if code_value.get(k)) or None
-    promulgation = None
-    date_text = (summary.get("promulgation") or {}).get("date") if isinstance(summary.get("promulgation"), dict) else None
-    if date_text:
-        import datetime as dt
-
-        try:
-            promulgation = dt.date.fromisoformat(str(date_text))
-        except ValueError:
-            promulgation = None
-    return (str(code_value) if code_value else None), promulgation
+    code_text = record.meta.get("code")
+    date_text = record.meta.get("promulgation_date")
+    try:
+        date = dt.date.fromisoformat(date_text) if isinstance(date_text, str) else None
+    except ValueError:
+        date = None
+    return (str(code_text) if code_text else None), date

@@ -21,7 +21,7 @@ from typing import Any
 
 from connector import fsutil
 from connector.dms.base import IncomingDocument
-from connector.errors import ConnectorError, InputError
+from connector.errors import ConnectorError, EdxmlError, InputError
 from connector.journal import IncomingRecord, IncomingState, MessageType
 from connector.ops.context import DATABASE_LOCATION_PREFIX, OpsContext
 from connector.ops.outgoing import BULK_LIMIT, BulkResult
@@ -100,8 +100,13 @@ def document_from_journal(record: IncomingRecord, *, note: str | None = None) ->
     if not path.is_file():
         raise ConnectorError("the stored copy of the received package is missing", file=str(path),
                              hint="restore the package store (state_dir/packages) from backup")
-    summary = summarize(read_package(path))
     meta = record.meta
+    try:
+        summary = summarize(read_package(path))
+    except EdxmlError as error:  # an unreadable package (quarantined for that): deliver it as is
+        summary = {"kind": record.messagetype, "from": {"organ_id": record.sender},
+                   "document_id": record.document_id}
+        note = "; ".join(part for part in (note, f"the package cannot be read: {error.one_line()}") if part)
     signature: dict[str, Any] = {"state": record.signature_state or "unknown"}
     if isinstance(meta.get("signature"), dict):
         signature.update(meta["signature"])
@@ -228,6 +233,7 @@ def refuse(ctx: OpsContext, key: str, reason: str, *, now: dt.datetime | None = 
     status_item = enqueue_status(ctx, code=REFUSE_CODE, document_id=record.document_id,
                                  to=[record.sender], description=reason,
                                  source_ref=f"refuse:{record.id}",
+                                 display=f"refusal (02) of {record.id} to {record.sender}",
                                  extra_meta={"incoming_id": record.id, "reason": "quarantine refused"})
     ctx.journal.record_refused(record.id, reason, now=moment)
     _mark_refused_folder(record, reason, status_item.id, moment)

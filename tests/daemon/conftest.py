@@ -46,8 +46,7 @@ def write_config(base: Path, organ_id: str, name: str, cert, ca: Path, endpoint:
     secret_file.chmod(0o600)
     config = {
         "agency": {"organ_id": organ_id, "name": name},
-        "certificate": {"key_file": str(cert.key), "cert_file": str(cert.cert),
-                        "password_file": str(cert.password_file)},
+        "certificate": {"p12_file": str(cert.p12), "password_file": str(cert.password_file)},
         "trust": {"bundle_file": str(ca)},
         "axis": {"endpoint": endpoint, "secret_file": str(secret_file), "connect_timeout": 2,
                  "read_timeout": 5,

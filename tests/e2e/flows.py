@@ -1,0 +1,81 @@
+"""Small steps the e2e tests share: send a document and wait for it, read statuses back.
+
+Each function waits through ``Lab.wait_for`` so that a failure says what was awaited, what was
+seen, and shows the daemons' logs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connector.demo import AgencyNode, Lab, document_metadata, pdf_bytes
+
+
+def inbox_by_code(node: AgencyNode, number: str, business_type: str | None = "new") -> list[dict]:
+    """``node``'s inbox entries whose code number is ``number`` (and business type)."""
+    return [d for d in node.inbox_documents()
+            if (d.get("code") or "").split("/")[0] == number
+            and (business_type is None or d.get("business_type") == business_type)]
+
+
+def wait_inbox(lab: Lab, node: AgencyNode, number: str, business_type: str | None = "new",
+               timeout: float = 30.0) -> dict[str, Any]:
+    """The one inbox entry for code ``number`` once it is there."""
+    found = lab.wait_for(lambda: inbox_by_code(node, number, business_type), timeout=timeout,
+                         what=f"document {number} ({business_type}) in {node.label}'s inbox",
+                         seen=lambda: sorted((d.get("code"), d.get("business_type"))
+                                             for d in node.inbox_documents()),
+                         require_running=lab.processes)
+    return found[0]
+
+
+def send_document(lab: Lab, sender: AgencyNode, receiver: AgencyNode, number: str, *,
+                  subject: str | None = None, files: dict[str, bytes] | None = None,
+                  name: str | None = None, **extra: Any) -> str:
+    """Drop a bundle addressed to ``receiver`` in ``sender``'s outbox; return the bundle name."""
+    name = name or f"doc-{number}"
+    metadata = document_metadata([receiver.organ_id], number,
+                                 subject or f"Văn bản thử nghiệm số {number}", **extra)
+    sender.drop_bundle(name, metadata, files if files is not None
+                       else {f"van-ban-{number}.pdf": pdf_bytes(f"số {number}")})
+    return name
+
+
+def deliver(lab: Lab, sender: AgencyNode, receiver: AgencyNode, number: str,
+            **kwargs: Any) -> dict[str, Any]:
+    """Send a new document and return its metadata.json at the receiver."""
+    send_document(lab, sender, receiver, number, **kwargs)
+    return wait_inbox(lab, receiver, number)
+
+
+def outgoing_rows(node: AgencyNode) -> list[dict[str, Any]]:
+    return node.status_json("--direction", "out")["items"]
+
+
+def recipient_status(node: AgencyNode, document_id: str, organ_id: str,
+                     kind: str = "document") -> str | None:
+    """The latest status ``organ_id`` sent about ``document_id``, as ``status --json`` shows it
+    on the sender (the newest outgoing item of ``kind`` with that DocumentId)."""
+    for row in outgoing_rows(node):
+        if row["document_id"] == document_id and row["kind"] == kind:
+            for recipient in row["recipients"]:
+                if recipient["organ_id"] == organ_id:
+                    return recipient["status"]
+    return None
+
+
+def wait_status(lab: Lab, node: AgencyNode, document_id: str, organ_id: str, code: str,
+                timeout: float = 30.0) -> None:
+    lab.wait_for(lambda: recipient_status(node, document_id, organ_id) == code, timeout=timeout,
+                 what=f"status {code} from {organ_id} on {document_id} in {node.label}'s `status`",
+                 seen=lambda: recipient_status(node, document_id, organ_id),
+                 require_running=lab.processes)
+
+
+def receipt_for(node: AgencyNode, name: str) -> dict[str, Any] | None:
+    return node.receipts().get(name)
+
+
+def events_about(node: AgencyNode, document_id: str, event: str) -> list[dict[str, Any]]:
+    return [e for e in node.received_events()
+            if e.get("event") == event and e.get("document_id") == document_id]
