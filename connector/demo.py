@@ -554,21 +554,26 @@ class Lab:
 
     # -- waiting ------------------------------------------------------------------------------
     def diagnostics(self, lines: int = 25) -> str:
+        """The last lines of each process's log (the simulator's routine list polls left out)."""
         parts = []
         for process in self.processes:
             if process.popen is None:
                 continue
             state = "running" if process.running else f"exited {process.returncode()}"
+            text = [line for line in process.log_text().splitlines()
+                    if not ('"getReceivedEdocList"' in line and '"result": "OK"' in line)]
             parts.append(f"--- {process.name} ({state}), last lines of {process.log_path} ---\n"
-                         f"{process.tail(lines)}")
+                         + "\n".join(text[-lines:]))
         return "\n".join(parts)
 
     def wait_for(self, condition: Callable[[], Any], *, timeout: float = 30.0, what: str,
                  seen: Callable[[], Any] | None = None, interval: float = 0.1,
-                 require_running: Iterable[ManagedProcess] = ()) -> Any:
+                 require_running: Iterable[ManagedProcess] = (),
+                 fail_if: Callable[[], Any] | None = None) -> Any:
         """Poll ``condition`` until it returns something truthy (returned). On timeout raise
         :class:`LabError` saying what was awaited, what ``seen()`` showed last, and the logs.
-        A process in ``require_running`` that exits ends the wait at once."""
+        A process in ``require_running`` that exits, or ``fail_if()`` returning something truthy
+        (e.g. the item's error file), ends the wait at once."""
         deadline = time.monotonic() + timeout
         watched = list(require_running)
         while True:
@@ -579,7 +584,13 @@ class Lab:
             if value:
                 return value
             dead = [p for p in watched if not p.running]
-            if dead or time.monotonic() >= deadline:
+            hopeless = None
+            if fail_if is not None:
+                try:
+                    hopeless = fail_if()
+                except (OSError, ValueError, ConnectorError):
+                    hopeless = None
+            if dead or hopeless or time.monotonic() >= deadline:
                 observed = ""
                 if seen is not None:
                     try:
@@ -587,6 +598,7 @@ class Lab:
                     except Exception as error:  # noqa: BLE001 - a diagnostic must not hide the timeout
                         observed = f"; (could not describe the state: {error})"
                 reason = (f"{', '.join(p.name for p in dead)} exited" if dead
+                          else f"gave up ({hopeless})" if hopeless
                           else f"timed out after {timeout:g} s")
                 raise LabError(f"{reason} waiting for {what}{observed}\n{self.diagnostics()}")
             time.sleep(interval)
@@ -610,12 +622,19 @@ def document_metadata(to: Iterable[str], number: str, subject: str, *,
     meta: dict[str, Any] = {
         "to": [{"organ_id": organ_id, "organ_name": AGENCY_NAMES.get(organ_id)} for organ_id in to],
         "code": {"number": number, "notation": notation},
-        "promulgation": {"place": "Hà Nội"},
+        "promulgation": {"place": "Hà Nội", "date": _today_vietnam()},
         "document_type": {"type": "1", "type_detail": "0", "type_name": "Công văn"},
         "subject": subject,
     }
     meta.update(extra)
     return meta
+
+
+def _today_vietnam() -> str:
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    return dt.datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).date().isoformat()
 
 
 def pack_package(metadata: dict[str, Any], files: dict[str, bytes], work: Path, *,

@@ -12,7 +12,8 @@ Two ways to lift long texts out, both giving :class:`Lift` objects the digest sp
 
 - :func:`find_base64_runs` + :func:`parse_with_placeholders`: from the *raw bytes* (a file or a
   bytes object), before parsing. A run is a maximal stretch of base64 characters (letters,
-  digits, ``+/=``, space, tab, LF — no CR, no ``&``) directly between ``>`` and ``<``. The parser
+  digits, ``+/=``, space, tab, CR, LF — no ``&``, so no reference) directly between ``>`` and
+  ``<``; CRs are turned into LFs when it is digested, as the parser would have done. The parser
   is fed the bytes with each run replaced by its placeholder, so the tree never holds it and the
   digest later reads it from the source again (peak memory: the small tree plus buffers).
   Only for UTF-8/ASCII documents (where such a byte run *is* those characters).
@@ -40,7 +41,7 @@ from connector.edxml.xmlparse import hardened_parser
 #: Texts at least this long are lifted (smaller ones cost nothing worth saving).
 LIFT_THRESHOLD = 1 << 20
 _IO_CHUNK = 1 << 20
-_RUN_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= \t\n"
+_RUN_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= \t\n\r"
 _C14N_ESCAPED = re.compile(r"[&<>\r]")
 _ENCODING = re.compile(rb"""^(?:\xef\xbb\xbf)?\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 _SAFE_ENCODINGS = {"utf-8", "utf8", "us-ascii", "ascii"}
@@ -101,7 +102,27 @@ class Lift:
                 yield self.text[start:start + _IO_CHUNK].encode("utf-8")
             return
         assert source is not None
-        yield from source.iter_range(self.offset, self.length)
+        yield from _normalised_newlines(source.iter_range(self.offset, self.length))
+
+
+def _normalised_newlines(pieces: Iterator[bytes | memoryview]) -> Iterator[bytes | memoryview]:
+    """The bytes as the parser sees them: CRLF and a lone CR become LF (XML end-of-line
+    handling), also when a CRLF is split between two pieces."""
+    pending_cr = False
+    for piece in pieces:
+        if pending_cr:
+            yield b"\n"
+            if piece[:1] == b"\n":
+                piece = piece[1:]
+            pending_cr = False
+        if b"\r" not in (data := bytes(piece) if isinstance(piece, memoryview) else piece):
+            yield piece
+            continue
+        if data.endswith(b"\r"):
+            data, pending_cr = data[:-1], True
+        yield data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if pending_cr:
+        yield b"\n"
 
 
 def new_token() -> str:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
-
-import pytest
+import time
 
 from connector.journal import IncomingState, OutgoingState
 
@@ -56,16 +55,19 @@ def test_a_package_that_cannot_be_stored_is_not_acknowledged(pair, simulator, mo
 
 def test_refused_credentials_pause_sending_without_spending_attempts(make_agency, simulator):
     make_agency("B")
-    a = make_agency("A")
-    a.runtime.axis.settings.__dict__["secret"] = "not-the-secret"  # the axis now refuses us
+    a = make_agency("A", secret="not-the-secret")  # the axis refuses us (HTTP 401)
     _send_one(a)
     [record] = a.journal.list_outgoing()
-    assert record.state is OutgoingState.PACKAGED
-    assert record.attempts == 0 and "authentication" in record.events_hint if hasattr(
-        record, "events_hint") else record.attempts == 0
-    assert a.outbound.paused
-    assert (a.exchange / "work").exists() and not list((a.exchange / "failed").glob("cv*"))
+    assert record.state is OutgoingState.PACKAGED and record.attempts == 0
+    assert a.outbound.paused and "credentials" in a.outbound.paused_reason
     assert any(e.event == "claim_released" for e in a.journal.events(record.id))
+    assert not list((a.exchange / "failed").glob("cv*"))
+    # The operator fixes the secret; after the pause the same item goes out on its first attempt.
+    object.__setattr__(a.runtime.axis.settings, "secret", "secret-of-a")
+    time.sleep(0.3)
+    a.cycle()
+    record = a.journal.get_outgoing(record.id)
+    assert record.state is OutgoingState.SENT and record.attempts == 1
 
 
 def test_unknown_recipient_fails_at_once_without_a_round_trip(pair, simulator):

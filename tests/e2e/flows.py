@@ -18,10 +18,17 @@ def inbox_by_code(node: AgencyNode, number: str, business_type: str | None = "ne
             and (business_type is None or d.get("business_type") == business_type)]
 
 
+def failed_at_sender(lab: Lab, receiver: AgencyNode):
+    """A ``fail_if`` for waits at ``receiver``: any error file in the other agency's failed/."""
+    sender = lab.a if receiver is lab.b else lab.b
+    return lambda: {name: text.splitlines()[2:3] for name, text in sender.error_files().items()}
+
+
 def wait_inbox(lab: Lab, node: AgencyNode, number: str, business_type: str | None = "new",
                timeout: float = 30.0) -> dict[str, Any]:
     """The one inbox entry for code ``number`` once it is there."""
     found = lab.wait_for(lambda: inbox_by_code(node, number, business_type), timeout=timeout,
+                         fail_if=failed_at_sender(lab, node),
                          what=f"document {number} ({business_type}) in {node.label}'s inbox",
                          seen=lambda: sorted((d.get("code"), d.get("business_type"))
                                              for d in node.inbox_documents()),
