@@ -4,8 +4,11 @@ What the caller can rely on:
 
 * every request carries a fresh, complete, signed parameter set (:mod:`connector.axis.protocol`);
 * one pooled ``requests.Session`` with finite connect/read timeouts, TLS verification always on
-  (an optional CA bundle adds trust, nothing removes it) and an optional outbound proxy; the
-  environment's proxy/CA variables are ignored so that the settings are the only source;
+  and an optional outbound proxy. ``ca_bundle`` replaces the system trust store with the given CA
+  file (a private axis CA); nothing turns verification off: there is no setting for it, and the
+  client passes ``verify`` with every request, so a session handed in (or changed later) with
+  ``verify=False`` is overridden. The environment's proxy/CA variables are ignored so that the
+  settings are the only source;
 * packages are streamed from disk when sent (one pass to hash, one to send, bytes + CRLF as the
   SDK writes them) and to disk when downloaded raw;
 * failures are classified once, here: transient ones are retried (exponential backoff with full
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -74,7 +78,8 @@ class AxisSettings:
 
     ``endpoint`` is the base URL (operations are appended as a path segment). ``organ_id`` is the
     agency's OrganId sent as ``from`` (defaults to ``systemid``, which is usual). ``ca_bundle``
-    adds a CA file for a private axis certificate; verification itself cannot be turned off.
+    is a PEM CA file trusted *instead of* the system store (for an axis with a private CA);
+    verification itself cannot be turned off: there is deliberately no setting for it.
     ``permanent_codes`` / ``auth_codes`` are the FAIL codes read as "the package's fault" /
     "our credentials' fault"; every other FAIL code is retried.
     """
@@ -104,8 +109,12 @@ class AxisSettings:
             raise AxisSettingsError("axis.secret is empty",
                                     hint="set the secret issued with the systemid")
         for name in ("connect_timeout", "read_timeout"):
-            if not getattr(self, name) > 0:
-                raise AxisSettingsError(f"axis.{name} must be a positive number of seconds")
+            value = getattr(self, name)
+            # A hung axis must not hang the daemon: infinity and NaN are refused too.
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not math.isfinite(value) or value <= 0:
+                raise AxisSettingsError(f"axis.{name} must be a finite positive number of "
+                                        f"seconds, not {value!r}")
         if self.ca_bundle is not None and not Path(self.ca_bundle).is_file():
             raise AxisSettingsError(f"axis.ca_bundle {self.ca_bundle!r} is not a readable file")
         object.__setattr__(self, "permanent_codes", frozenset(map(str, self.permanent_codes)))
@@ -220,18 +229,28 @@ class AxisClient:
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.settings = settings
         self._sleep = sleep
-        self.session = session or self._new_session(settings)
+        # What ``verify`` means for every request: True (system trust) or the CA file. Passed
+        # per request, it wins over whatever the session says (requests merges request-level
+        # settings over session-level ones), so verification cannot be lost by accident.
+        self._verify: bool | str = settings.ca_bundle or True
+        self._proxies = ({"http": settings.proxy, "https": settings.proxy} if settings.proxy
+                         else {})
+        self.session = self._configure(session or self._new_session(settings))
 
     @staticmethod
     def _new_session(settings: AxisSettings) -> requests.Session:
         session = requests.Session()
-        session.trust_env = False  # settings are the only source of proxy and CA trust
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=settings.pool_size, max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-        session.verify = settings.ca_bundle or True
-        if settings.proxy:
-            session.proxies = {"http": settings.proxy, "https": settings.proxy}
+        return session
+
+    def _configure(self, session: requests.Session) -> requests.Session:
+        """Make the settings the only source of trust and proxy, for a session we made or one
+        handed in (tests, a shared pool): no environment variables, verification on."""
+        session.trust_env = False
+        session.verify = self._verify
+        session.proxies = dict(self._proxies)
         return session
 
     def close(self) -> None:
@@ -429,10 +448,10 @@ class AxisClient:
             return self.session.request(
                 method, self.settings.url(operation), headers=signed.wire, data=body,
                 timeout=(self.settings.connect_timeout, self.settings.read_timeout),
-                stream=stream, allow_redirects=False)
+                verify=self._verify, proxies=self._proxies, stream=stream,
+                allow_redirects=False)
         except requests.RequestException as error:
-            raise TransientAxisError(f"{operation}: {_describe(error)}",
-                                     operation=operation) from error
+            raise TransientAxisError(_describe(error), operation=operation) from error
 
     def _check_http(self, response: requests.Response, operation: str) -> None:
         status = response.status_code
@@ -449,14 +468,14 @@ class AxisClient:
                 f"the axis refused our credentials (HTTP {status}"
                 + (f", FAIL {code}: {desc})" if code else ")"),
                 operation=operation, error_code=code, error_desc=desc, http_status=status)
-        raise TransientAxisError(f"{operation}: HTTP {status} {response.reason or ''}".strip(),
+        raise TransientAxisError(f"HTTP {status} {response.reason or ''}".strip(),
                                  operation=operation, http_status=status)
 
     def _classify_reply(self, raw: bytes, operation: str) -> p.AxisReply:
         try:
             reply = p.parse_reply(raw)
         except p.MalformedReply as error:
-            raise TransientAxisError(f"{operation}: {error}", operation=operation) from None
+            raise TransientAxisError(str(error), operation=operation) from None
         if reply.ok:
             return reply
         code, desc = reply.error_code, reply.error_desc
@@ -465,7 +484,7 @@ class AxisClient:
                                 operation=operation, error_code=code, error_desc=desc)
         if code in self.settings.permanent_codes:
             raise PermanentAxisError(code, desc, operation=operation)
-        raise TransientAxisError(f"{operation}: FAIL {code}: {desc}", operation=operation,
+        raise TransientAxisError(f"FAIL {code}: {desc}", operation=operation,
                                  error_code=code, error_desc=desc)
 
     def _retrying(self, operation: str, attempt: Callable[[], T]) -> T:
@@ -496,11 +515,21 @@ def _log_retry(operation: str) -> Callable[[Any], None]:
 
 
 def _describe(error: Exception) -> str:
-    """A short cause without URLs' query strings or header values (nothing secret is in them,
-    but the reason is what an operator needs)."""
+    """The cause an operator needs, short: requests wraps the real reason (refused, timed out,
+    certificate verify failed...) in a long "Max retries exceeded with url" text, so unwrap it.
+    No header value is ever in these texts, so nothing secret can leak through them."""
     kind = type(error).__name__
-    text = str(error)
-    return f"{kind}: {text[:200]}" if text else kind
+    cause: object = error
+    while True:
+        inner = getattr(cause, "reason", None)
+        if inner is None and getattr(cause, "args", None) and isinstance(
+                cause.args[0], BaseException):
+            inner = cause.args[0]
+        if inner is None or inner is cause or not isinstance(inner, BaseException):
+            break
+        cause = inner
+    text = str(cause) if cause is not error else str(error)
+    return f"{kind}: {text[:300]}" if text else kind
 
 
 def _text(row: dict[str, Any], key: str) -> str:

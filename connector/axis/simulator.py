@@ -26,6 +26,7 @@ import json
 import logging
 import shutil
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -74,13 +75,16 @@ class AxisSimulator:
 
     ``agencies`` is an :class:`AgencyBook` or the path of an agencies file. ``timestamp_window``
     (seconds) turns on the freshness check, off by default like the real axis must be.
+    ``tls_cert`` / ``tls_key`` (PEM files) serve HTTPS instead of HTTP, so that an agency can
+    rehearse against a private CA exactly as it will talk to a real axis.
     """
 
     def __init__(self, data_dir: Path | str, agencies: AgencyBook | Path | str, *,
                  host: str = "127.0.0.1", port: int = 0, faults: FaultConfig | None = None,
                  seed: int | None = None, timestamp_window: float | None = None,
                  max_package_size: int = DEFAULT_MAX_PACKAGE_SIZE,
-                 idle_timeout: float = 30.0) -> None:
+                 idle_timeout: float = 30.0, tls_cert: Path | str | None = None,
+                 tls_key: Path | str | None = None) -> None:
         self.agencies = agencies if isinstance(agencies, AgencyBook) else load_agencies(agencies)
         self.data_dir = Path(data_dir)
         self.host = host
@@ -90,6 +94,7 @@ class AxisSimulator:
             seconds=timestamp_window)
         self.limits = ParseLimits(max_package_size=max_package_size)
         self.idle_timeout = idle_timeout
+        self.tls_context = _tls_context(tls_cert, tls_key)
         self.store: SimulatorStore | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -104,7 +109,8 @@ class AxisSimulator:
         self.stopping.clear()
         self.store = SimulatorStore(self.data_dir)
         handler = type("BoundHandler", (_Handler,), {"sim": self, "timeout": self.idle_timeout})
-        self._server = _Server((self.host, self.port), handler)
+        self._server = _Server((self.host, self.port), handler, self.tls_context,
+                               self.idle_timeout)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05},
@@ -139,7 +145,8 @@ class AxisSimulator:
     def url(self) -> str:
         """The endpoint the connector is configured with (operations are appended)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.tls_context is not None else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def admin_url(self) -> str:
@@ -400,13 +407,35 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 64
 
-    def __init__(self, address: tuple[str, int], handler: type) -> None:
+    def __init__(self, address: tuple[str, int], handler: type,
+                 tls_context: ssl.SSLContext | None = None, handshake_timeout: float = 30.0
+                 ) -> None:
+        self.tls_context = tls_context
+        self.handshake_timeout = handshake_timeout
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         self._idle = threading.Condition(self._connections_lock)
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """With TLS, the handshake happens here, in the connection's own thread (not in the
+        accepting loop, where one slow or hostile client would stall everybody)."""
+        if self.tls_context is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(self.handshake_timeout)
+        try:
+            secured = self.tls_context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as error:
+            log.info(json.dumps({"event": "axis_tls_handshake_failed",
+                                 "peer": client_address[0], "error": str(error)[:200]}))
+            return
+        try:
+            super().finish_request(secured, client_address)
+        finally:
+            secured.close()
 
     def track(self, connection: socket.socket, active: bool) -> None:
         with self._connections_lock:
@@ -485,7 +514,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._record = None
         record["ms"] = round((time.monotonic() - self._started) * 1000, 1)
-        log.info(json.dumps({"event": "axis_request", **record}, ensure_ascii=False))
+        stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+        log.info(json.dumps({"timestamp": stamp, "event": "axis_request", "peer":
+                             self.client_address[0], **record}, ensure_ascii=False))
 
     def _serve(self, method: str, operation: str, record: dict[str, Any]) -> None:
         sim = self.sim
@@ -665,6 +696,22 @@ class _Handler(BaseHTTPRequestHandler):
             return
         payload = json.dumps(answer, ensure_ascii=False, indent=1).encode("utf-8")
         self._raw(200, payload, "application/json; charset=utf-8", None)
+
+
+def _tls_context(cert: Path | str | None, key: Path | str | None) -> ssl.SSLContext | None:
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise AxisSettingsError("TLS needs both a certificate and its key",
+                                hint="give --tls-cert and --tls-key together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError) as error:
+        raise AxisSettingsError(f"cannot load the TLS certificate/key: {error}",
+                                file=str(cert)) from None
+    return context
 
 
 def _is_loopback(address: str) -> bool:

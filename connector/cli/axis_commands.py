@@ -28,6 +28,10 @@ def register(subparsers) -> None:
     parser.add_argument("--timestamp-window", type=float, default=None, metavar="SECONDS",
                         help="refuse requests whose timestamp is further from now (off by "
                              "default: the official SDK freezes its timestamp)")
+    parser.add_argument("--tls-cert", default=None, metavar="PEM",
+                        help="serve HTTPS with this certificate (chain) instead of HTTP")
+    parser.add_argument("--tls-key", default=None, metavar="PEM",
+                        help="the private key of --tls-cert")
     faults = parser.add_argument_group("fault injection (also changeable at run time through "
                                        "POST /_admin/faults)")
     faults.add_argument("--error-rate", type=float, default=0.0, metavar="R",
@@ -82,7 +86,8 @@ def run_simulator(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     simulator = AxisSimulator(args.data, args.agencies, host=host, port=port, faults=faults,
-                              seed=args.seed, timestamp_window=args.timestamp_window)
+                              seed=args.seed, timestamp_window=args.timestamp_window,
+                              tls_cert=args.tls_cert, tls_key=args.tls_key)
     simulator.start()
     print(f"axis simulator listening on {simulator.url} ({len(simulator.agencies)} agencies, "
           f"state in {args.data}); admin at {simulator.admin_url}/", file=sys.stderr, flush=True)

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -72,9 +73,21 @@ def test_check_names_the_bad_key(tmp_path, config_a):
     assert lines[0].startswith("FAIL config") and "outbound.concurency" in lines[0]
 
 
-def _start(config: Path) -> subprocess.Popen:
+def _drain(sock: socket.socket) -> list[bytes]:
+    sock.setblocking(False)
+    messages = []
+    while True:
+        try:
+            messages.append(sock.recv(4096))
+        except BlockingIOError:
+            return messages
+
+
+def _start(config: Path, notify_socket: str | None = None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("NOTIFY_SOCKET", None)
+    if notify_socket:
+        env["NOTIFY_SOCKET"] = notify_socket
     return subprocess.Popen([sys.executable, "-m", "connector", "run", "--config", str(config)],
                             cwd=PROJECT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -92,8 +105,9 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
 @pytest.mark.slow
 def test_run_sends_a_dropped_document_and_stops_on_sigterm_within_10_s(config_a, tmp_path,
                                                                        simulator):
-    process = _start(config_a)
-    lines: list[str] = []
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    process = _start(config_a, str(tmp_path / "notify.sock"))
     try:
         exchange = tmp_path / "A" / "exchange"
         _wait_for(lambda: (exchange / "work").is_dir() and (exchange / "outbox").is_dir(), 20,
@@ -113,10 +127,12 @@ def test_run_sends_a_dropped_document_and_stops_on_sigterm_within_10_s(config_a,
     lines = output.splitlines()
     assert process.returncode == 0, output[-2000:]
     assert elapsed < 10
+    print(f"stopped {elapsed:.2f} s after SIGTERM")
     events = [json.loads(line).get("event") for line in lines if line.startswith("{")]
     assert "daemon_started" in events and "outgoing_sent" in events and "daemon_stopped" in events
-    assert simulator.counters()["agencies"][B]["deliveries"] if "deliveries" in \
-        simulator.counters()["agencies"][B] else True
+    assert simulator.counters()["agencies"][A]["requests"]["sendEdoc"] == 1
+    notices = b"".join(_drain(notify))
+    assert b"READY=1" in notices and b"STATUS=outgoing:" in notices and b"STOPPING=1" in notices
 
 
 @pytest.mark.slow

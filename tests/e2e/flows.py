@@ -11,11 +11,21 @@ from typing import Any
 from connector.demo import AgencyNode, Lab, document_metadata, pdf_bytes
 
 
+BUSINESS_TYPES = {0: "new", 1: "revoke", 2: "update", 3: "replace"}
+
+
+def business_kind(meta: dict[str, Any]) -> str | None:
+    """new / revoke / update / replace from metadata.json's ``document.business.type`` (the
+    BussinessDocType number, which every version of the file carries)."""
+    number = ((meta.get("document") or {}).get("business") or {}).get("type")
+    return BUSINESS_TYPES.get(int(number)) if number is not None else None
+
+
 def inbox_by_code(node: AgencyNode, number: str, business_type: str | None = "new") -> list[dict]:
     """``node``'s inbox entries whose code number is ``number`` (and business type)."""
     return [d for d in node.inbox_documents()
             if (d.get("code") or "").split("/")[0] == number
-            and (business_type is None or d.get("business_type") == business_type)]
+            and (business_type is None or business_kind(d) == business_type)]
 
 
 def failed_at_sender(lab: Lab, receiver: AgencyNode):
@@ -30,7 +40,7 @@ def wait_inbox(lab: Lab, node: AgencyNode, number: str, business_type: str | Non
     found = lab.wait_for(lambda: inbox_by_code(node, number, business_type), timeout=timeout,
                          fail_if=failed_at_sender(lab, node),
                          what=f"document {number} ({business_type}) in {node.label}'s inbox",
-                         seen=lambda: sorted((d.get("code"), d.get("business_type"))
+                         seen=lambda: sorted((d.get("code"), business_kind(d))
                                              for d in node.inbox_documents()),
                          require_running=lab.processes)
     return found[0]
@@ -59,12 +69,11 @@ def outgoing_rows(node: AgencyNode) -> list[dict[str, Any]]:
     return node.status_json("--direction", "out")["items"]
 
 
-def recipient_status(node: AgencyNode, document_id: str, organ_id: str,
-                     kind: str = "document") -> str | None:
+def recipient_status(node: AgencyNode, document_id: str, organ_id: str) -> str | None:
     """The latest status ``organ_id`` sent about ``document_id``, as ``status --json`` shows it
-    on the sender (the newest outgoing item of ``kind`` with that DocumentId)."""
+    on the sender (the newest outgoing document — bundle or ready package — with that id)."""
     for row in outgoing_rows(node):
-        if row["document_id"] == document_id and row["kind"] == kind:
+        if row["document_id"] == document_id and row["kind"] != "status":
             for recipient in row["recipients"]:
                 if recipient["organ_id"] == organ_id:
                     return recipient["status"]

@@ -10,7 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import make_document
+from edxml_write_helpers import make_document
 from lxml import etree
 
 from connector.edxml.model import (NAMESPACE, Attachment, Organization, ResponseFor, StaffInfo,
