@@ -285,20 +285,38 @@ def status_for(package: model.DocumentPackage, *, from_: model.Organization,
                now: dt.datetime | None = None) -> model.StatusPackage:
     """The status ``code`` answering ``package``, addressed as the format requires.
 
-    Receiver statuses (01-06, 15, 16) go to the original sender: ``to`` may be omitted, and if
-    given must be that sender. A take-back request (13) is sent by the original sender to one
-    receiver, which ``to`` must name (one package per receiver).
+    Receiver statuses (01-06, 15, 16) come from one of the document's receivers and go to the
+    original sender: ``to`` may be omitted, and if given must be that sender. A take-back request
+    (13) comes from the original sender and goes to one of the receivers, which ``to`` must name
+    (one package per receiver). Anything else would be a status the peer cannot match, so it is
+    refused here rather than discovered on the axis.
     """
     status = parse_status_code(code)
     original_sender = package.from_.organ_id
+    receivers = [item.organ_id for item in package.to if item.organ_id]
+    listed = ", ".join(receivers) or "none"
     if status.sent_by_original_sender:
+        if from_.organ_id != original_sender:
+            raise InputError(
+                f"status {status.value} (take-back request) is sent by the document's sender "
+                f"{original_sender}, not {from_.organ_id}", element="From/OrganId",
+                hint=f"give --from {original_sender}, or answer with a receiver status "
+                     "(01-06, 15, 16)")
         if not to:
-            receivers = ", ".join(item.organ_id or "?" for item in package.to)
             raise InputError(f"status {status.value} (take-back request) is addressed to a receiver",
                              element="ResponseFor/OrganId",
-                             hint=f"name it with --to (receivers of this document: {receivers})")
+                             hint=f"name it with --to (receivers of this document: {listed})")
+        if to not in receivers:
+            raise InputError(f"{to} is not a receiver of this document", element="ResponseFor/OrganId",
+                             hint=f"name one of its receivers with --to: {listed}")
         addressee = to
     else:
+        if from_.organ_id not in receivers:
+            raise InputError(
+                f"status {status.value} is sent by a receiver of the document, and {from_.organ_id} "
+                "is not one", element="From/OrganId",
+                hint=f"give --from one of its receivers: {listed} (the sender itself only sends "
+                     "13, take-back)")
         if to and to != original_sender:
             raise InputError(
                 f"status {status.value} answers the original sender {original_sender}, not {to}",

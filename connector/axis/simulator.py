@@ -493,16 +493,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         started = time.monotonic()
         path = urlsplit(self.path).path
-        if path.startswith(_ADMIN_PREFIX):
-            self._admin(method, path[len(_ADMIN_PREFIX):])
-            return
-        operation = path.strip("/").rsplit("/", 1)[-1]
+        admin = path.startswith(_ADMIN_PREFIX)
+        operation = (path[1:] if admin else path.strip("/").rsplit("/", 1)[-1])
         record: dict[str, Any] = {"method": method, "op": operation, "systemid": None,
                                   "http": None, "result": None, "code": None, "doc_id": None,
                                   "fault": None}
         self._record, self._started = record, started
         try:
-            self._serve(method, operation, record)
+            if admin:  # admin calls get their line too (who changed the faults, and when)
+                self._admin(method, path[len(_ADMIN_PREFIX):])
+            else:
+                self._serve(method, operation, record)
         finally:
             self._emit_log()
 
@@ -669,7 +670,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         if not _is_loopback(self.client_address[0]):
             self._raw(403, b'{"error":"admin endpoints answer loopback callers only"}',
-                      "application/json", None)
+                      "application/json", self._record)
             return
         sim = self.sim
         try:
@@ -687,15 +688,15 @@ class _Handler(BaseHTTPRequestHandler):
                 sim.faults.update(changes)
                 answer = sim.faults.snapshot()
             else:
-                self._raw(404, b'{"error":"unknown admin endpoint"}', "application/json", None)
+                self._raw(404, b'{"error":"unknown admin endpoint"}', "application/json", self._record)
                 return
         except (ValueError, AxisSettingsError) as error:
             message = error.one_line() if isinstance(error, AxisSettingsError) else str(error)
             self._raw(400, json.dumps({"error": message}, ensure_ascii=False).encode("utf-8"),
-                      "application/json; charset=utf-8", None)
+                      "application/json; charset=utf-8", self._record)
             return
         payload = json.dumps(answer, ensure_ascii=False, indent=1).encode("utf-8")
-        self._raw(200, payload, "application/json; charset=utf-8", None)
+        self._raw(200, payload, "application/json; charset=utf-8", self._record)
 
 
 def _tls_context(cert: Path | str | None, key: Path | str | None) -> ssl.SSLContext | None:

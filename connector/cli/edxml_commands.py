@@ -29,11 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from connector.edxml import model
-from connector.errors import InputError
+from connector.edxml.attachments import DEFAULT_AS_IS_EXTENSIONS, ZipConvention
+from connector.edxml.xmlparse import DEFAULT_MAX_PACKAGE_SIZE, ParseLimits
+from connector.errors import InputError, PackageTooLarge
 from connector.schemas.document import DocumentMetadata, load_document_metadata
 
 PASSWORD_ENV = "EDXML_KEY_PASSWORD"
 ALGORITHMS = ("rsa-sha256", "rsa-sha1")
+MEBIBYTE = 1024 * 1024
 
 # --------------------------------------------------------------------------- schema registry
 
@@ -90,6 +93,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("files", metavar="FILE", nargs="*", type=Path)
     _add_key_arguments(parser, allow_unsigned=True)
     parser.add_argument("--out", metavar="PACKAGE", type=Path, required=True)
+    _add_zip_convention_arguments(parser)
+    _add_max_size_argument(parser)
     parser.set_defaults(handler=pack_command)
 
     parser = subparsers.add_parser(
@@ -99,6 +104,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("package", metavar="PACKAGE", type=Path)
     _add_key_arguments(parser, allow_unsigned=False)
     parser.add_argument("--out", metavar="FILE", type=Path, required=True)
+    _add_max_size_argument(parser)
     parser.set_defaults(handler=sign_command)
 
     parser = subparsers.add_parser(
@@ -109,6 +115,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--trust", metavar="CA.pem", type=Path,
                         help="trust bundle (PEM file or directory) for the signature check")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_max_size_argument(parser)
     parser.set_defaults(handler=inspect_command)
 
     parser = subparsers.add_parser(
@@ -119,6 +126,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("package", metavar="PACKAGE", type=Path)
     parser.add_argument("--trust", metavar="CA.pem", type=Path,
                         help="trust bundle (PEM file or directory)")
+    _add_max_size_argument(parser)
     parser.set_defaults(handler=verify_command)
 
     parser = subparsers.add_parser(
@@ -135,6 +143,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--description", metavar="TEXT",
                         help="free text (default: the code's Vietnamese label)")
     parser.add_argument("--out", metavar="FILE", type=Path, required=True)
+    _add_max_size_argument(parser)
     parser.set_defaults(handler=status_package_command)
 
     parser = subparsers.add_parser(
@@ -158,6 +167,65 @@ def _add_key_arguments(parser: argparse.ArgumentParser, *, allow_unsigned: bool)
                         help=f"file holding the key password (else ${PASSWORD_ENV})")
     parser.add_argument("--algorithm", choices=ALGORITHMS, default="rsa-sha256",
                         help="signature algorithm (rsa-sha1 only for peers that need it)")
+
+
+def _add_max_size_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-size", metavar="MB", type=_positive_megabytes, default=DEFAULT_MAX_PACKAGE_SIZE,
+        help=f"largest package to read or build, in MiB (default "
+             f"{DEFAULT_MAX_PACKAGE_SIZE // MEBIBYTE}; the daemon's edxml.max_package_size_mb)")
+
+
+def _add_zip_convention_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ZIP convention as options, mirroring the daemon's ``outbound.zip_other_files`` and
+    ``outbound.plain_extensions`` settings."""
+    default = ",".join(sorted(DEFAULT_AS_IS_EXTENSIONS))
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--plain-extensions", metavar="EXT,...", type=_extension_list,
+                       help=f"file types sent as they are; any other file is sent as a one-entry "
+                            f"ZIP (default {default})")
+    group.add_argument("--no-zip", action="store_true",
+                       help="send every file as it is (for a peer that does not unzip)")
+
+
+def _positive_megabytes(text: str) -> int:
+    """``--max-size`` in MiB -> bytes (argparse turns the ValueError into a usage error, exit 2)."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value * MEBIBYTE
+
+
+def _extension_list(text: str) -> frozenset[str]:
+    extensions = frozenset(item.strip().lower().lstrip(".") for item in text.split(",") if item.strip())
+    if not extensions:
+        raise ValueError(text)
+    return extensions
+
+
+def parse_limits(args: argparse.Namespace) -> ParseLimits:
+    """The parser limits the arguments ask for (``--max-size``)."""
+    return ParseLimits(max_package_size=getattr(args, "max_size", DEFAULT_MAX_PACKAGE_SIZE))
+
+
+def zip_convention(args: argparse.Namespace) -> ZipConvention:
+    """The ZIP convention the arguments ask for (``--no-zip``, ``--plain-extensions``)."""
+    if getattr(args, "no_zip", False):
+        return ZipConvention(enabled=False)
+    extensions = getattr(args, "plain_extensions", None)
+    return ZipConvention(as_is_extensions=extensions) if extensions else ZipConvention()
+
+
+@contextlib.contextmanager
+def size_limit_hint():
+    """A package over the limit names the option that raises it (the library's own hint names
+    the daemon's configuration key)."""
+    try:
+        yield
+    except PackageTooLarge as error:
+        raise PackageTooLarge(error.message, file=error.file, line=error.line,
+                              element=error.element,
+                              hint="pass --max-size MB if a package this large is expected") from error
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -238,50 +306,72 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
-def load_package_bytes(path: Path) -> bytes:
-    """The package's bytes, refusing a missing file or one over the size limit before reading."""
-    from connector.edxml.xmlparse import ParseLimits, read_limited
-
+def require_file(path: Path, what: str) -> Path:
+    """``path`` if it is a regular file, else an InputError naming it (exit 2)."""
     path = Path(path)
     if not path.is_file():
-        raise InputError("package file not found" if not path.exists() else "not a file",
-                         file=str(path), hint="check the path of the package")
-    return read_limited(path, ParseLimits(), file=str(path))
+        raise InputError(f"{what} not found" if not path.exists() else f"{what} is not a file",
+                         file=str(path), hint=f"check the path of the {what}")
+    return path
 
 
-def read_package_file(path: Path, data: bytes | None = None):
-    """Read a package with the library's lenient, hardened reader (typed error when unusable)."""
+def read_package_file(path: Path, limits: ParseLimits | None = None):
+    """Read a package with the library's lenient, hardened reader (typed error when unusable);
+    the size limit is checked before the file is read."""
     from connector.edxml.reader import read_package
 
-    if data is None:
-        data = load_package_bytes(path)
-    return read_package(data, file=str(path))
+    path = require_file(path, "package file")
+    with size_limit_hint():
+        return read_package(path, limits=limits or ParseLimits(), file=str(path))
 
 
-def verify_bytes(data: bytes, trust: Path | None, file: str | None = None):
-    from connector.edxml.signing import verify_package
+def verify_file(path: Path, trust: Path | None, limits: ParseLimits | None = None):
+    """The signature outcome of the package in ``path``, verified from the file (long base64
+    texts are digested from disk rather than held in memory)."""
+    from connector.edxml.signing import verify_package_file
 
     if trust is not None and not trust.exists():
         raise InputError("trust bundle not found", file=str(trust),
                          hint="give a PEM file or a folder of PEM certificates")
-    return verify_package(data, trust=trust, file=file)
+    with size_limit_hint():
+        return verify_package_file(path, trust=trust, limits=limits or ParseLimits())
 
 
-def write_package_file(package: model.Package, out: Path, key, algorithm: str) -> None:
+def write_package_file(package: model.Package, out: Path, key, algorithm: str,
+                       limits: ParseLimits | None = None) -> None:
     """Serialise (and sign) ``package`` into ``out``, streaming attachments from their files so
     that a package of hundreds of megabytes never sits in memory as base64 text. The writer
-    writes a temporary name, fsyncs and renames; the folder is fsynced here."""
+    writes a temporary name, fsyncs and renames; the folder is fsynced here.
+
+    A package over the maximum size would be refused by every receiver applying the same
+    limit, so it is refused here: before writing when the attachments alone exceed it, else
+    (header and signature included) by removing what was written."""
     from connector.edxml.writer import write_package_to
 
+    limits = limits or ParseLimits()
     out = Path(out)
     directory = out.parent if str(out.parent) else Path(".")
     if not directory.is_dir():
         raise InputError("output folder does not exist", file=str(directory),
                          hint="create the folder or choose another --out")
+    attachments = getattr(package, "attachments", [])
+    encoded = sum(4 * -(-item.size // 3) for item in attachments)
+    if encoded > limits.max_package_size:
+        raise _too_large_to_send(encoded, limits, out, "at least ")
     with library_warnings() as logged:
         written = write_package_to(package, out, signer=key, algorithm=algorithm)
+    if written.size > limits.max_package_size:
+        out.unlink(missing_ok=True)
+        raise _too_large_to_send(written.size, limits, out, "")
     _fsync_directory(directory)
     warn_all([*logged, *written.warnings], algorithm if key is not None else None)
+
+
+def _too_large_to_send(size: int, limits: ParseLimits, out: Path, qualifier: str) -> PackageTooLarge:
+    return PackageTooLarge(
+        f"the package would be {qualifier}{size} bytes, more than the limit of "
+        f"{limits.max_package_size} bytes; nothing was written", file=str(out),
+        hint="send fewer or smaller attachments, or pass --max-size MB if the receivers accept it")
 
 
 # --------------------------------------------------------------------------- handlers
@@ -323,13 +413,14 @@ def _describe(certs: Any) -> list[tuple[str, str]]:
 def pack_command(args: argparse.Namespace) -> int:
     from connector import packaging
 
-    metadata = load_document_metadata(args.metadata)
+    metadata = load_document_metadata(require_file(args.metadata, "metadata file"))
     key = load_signing_key(args)
     source = str(args.metadata)
     if metadata.take_back is not None:
         return _pack_take_back(args, metadata, key, source)
-    package = packaging.build_document(metadata, list(args.files), source=source)
-    write_package_file(package, args.out, key, args.algorithm)
+    package = packaging.build_document(metadata, list(args.files), source=source,
+                                       convention=zip_convention(args))
+    write_package_file(package, args.out, key, args.algorithm, parse_limits(args))
     signed = "unsigned" if key is None else f"signed ({args.algorithm})"
     print(f"Wrote {args.out}: {package.document_id} — {len(package.attachments)} attachment(s), "
           f"{signed}")
@@ -352,7 +443,7 @@ def _pack_take_back(args: argparse.Namespace, metadata: DocumentMetadata, key,
         args.out.with_name(f"{args.out.stem}-{item.response_for.organ_id}{args.out.suffix}")
         for item in packages]
     for package, out in zip(packages, outputs, strict=True):
-        write_package_file(package, out, key, args.algorithm)
+        write_package_file(package, out, key, args.algorithm, parse_limits(args))
         print(f"Wrote {out}: status 13 (take-back) for {package.response_for.document_id} "
               f"to {package.response_for.organ_id}")
     return 0
@@ -361,7 +452,8 @@ def _pack_take_back(args: argparse.Namespace, metadata: DocumentMetadata, key,
 def sign_command(args: argparse.Namespace) -> int:
     from connector.edxml.signing import sign_package_file
 
-    read_package_file(args.package)  # refuse to sign what is not a usable package
+    limits = parse_limits(args)
+    read_package_file(args.package, limits)  # refuse to sign what is not a usable package
     key = load_signing_key(args)
     out = Path(args.out)
     directory = out.parent if str(out.parent) else Path(".")
@@ -370,7 +462,8 @@ def sign_command(args: argparse.Namespace) -> int:
                          hint="create the folder or choose another --out")
     # Streams the base64 texts: a 100 MB package is not held twice in memory.
     with library_warnings() as logged:
-        warnings = sign_package_file(args.package, out, key, algorithm=args.algorithm)
+        warnings = sign_package_file(args.package, out, key, algorithm=args.algorithm,
+                                     limits=limits)
     _fsync_directory(directory)
     warn_all([*logged, *warnings], args.algorithm)
     print(f"Wrote {args.out}: signed ({args.algorithm})")
@@ -380,10 +473,9 @@ def sign_command(args: argparse.Namespace) -> int:
 def inspect_command(args: argparse.Namespace) -> int:
     from connector.edxml.summary import render_text, summarize
 
-    data = load_package_bytes(args.package)
-    result = read_package_file(args.package, data)
-    signature = verify_bytes(data, args.trust, str(args.package))
-    summary = summarize(result, signature=signature)
+    limits = parse_limits(args)
+    result = read_package_file(args.package, limits)
+    summary = summarize(result, signature=verify_file(args.package, args.trust, limits))
     if args.json:
         json.dump(summary, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
@@ -393,9 +485,9 @@ def inspect_command(args: argparse.Namespace) -> int:
 
 
 def verify_command(args: argparse.Namespace) -> int:
-    data = load_package_bytes(args.package)
-    read_package_file(args.package, data)  # unreadable -> typed error, exit 2
-    result = verify_bytes(data, args.trust, str(args.package))
+    limits = parse_limits(args)
+    read_package_file(args.package, limits)  # unreadable -> typed error, exit 2
+    result = verify_file(args.package, args.trust, limits)
     state = getattr(result.state, "value", result.state)
     reason = f": {result.reason}" if getattr(result, "reason", None) else ""
     subject = getattr(result, "signer_subject", None)
@@ -407,7 +499,7 @@ def verify_command(args: argparse.Namespace) -> int:
 def status_package_command(args: argparse.Namespace) -> int:
     from connector import packaging
 
-    result = read_package_file(args.for_package)
+    result = read_package_file(args.for_package, parse_limits(args))
     original = result.package
     if not isinstance(original, model.DocumentPackage):
         raise InputError("this is a status package; a status answers a document package",
@@ -428,4 +520,4 @@ def schema_command(args: argparse.Namespace) -> int:
 
 
 __all__ = ["register", "register_schema", "registered_schemas", "json_schema",
-           "load_signing_key", "write_package_file"]
+           "load_signing_key", "parse_limits", "write_package_file", "zip_convention"]

@@ -188,16 +188,15 @@ def parse_with_placeholders(source: ByteSource, runs: list[tuple[int, int]], tok
     return root, lifts
 
 
-def put_back(root: etree._Element, lifts: list[Lift], source: ByteSource,
+def put_back(root: etree._Element, token: str, lifts: list[Lift], source: ByteSource,
              wanted: Callable[[etree._Element], bool]) -> list[Lift]:
     """Restore the original text of every placeholder inside the elements ``wanted`` selects
     (those verification reads itself, e.g. the Signature: a long certificate is not worth
     streaming and must be seen as it is). Returns the lifts still standing in the tree."""
     by_marker = {lift.placeholder: lift for lift in lifts}
-    token = lifts[0].placeholder.rsplit("N", 1)[0] if lifts else None
     restored: set[str] = set()
     for node in root.iter():
-        if token is None or not wanted(node):
+        if not wanted(node):
             continue
         for attribute in ("text", "tail"):
             value = getattr(node, attribute)

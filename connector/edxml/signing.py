@@ -16,6 +16,17 @@ Large packages: signxml re-parses documents with a parser that keeps libxml2's 1
 limit; we hand it :func:`~connector.edxml.xmlparse.hardened_parser` (huge text allowed, nothing
 resolved) while our own size limit is checked before parsing. :func:`sign_package_file` signs a
 big package on disk without keeping its base64 text twice in memory.
+
+Verifying a large package with signxml costs ≈ 9× its attachments in memory (it serialises and
+re-parses the whole document several times), and the daemon verifies every package it receives.
+So :func:`verify_package` sends a package with a long base64 text (:data:`LIFT_THRESHOLD`, 1 MB)
+through :func:`verify_low_memory`: the long texts are replaced by placeholders before parsing
+(:mod:`connector.edxml.digest_stream`), the reference digest is the small tree's canonical form
+with the original bytes streamed back in at each placeholder, and SignatureValue is checked with
+``cryptography`` over the canonical SignedInfo — for exactly our signature shape (one
+``Reference URI=""``, enveloped-signature + one C14N transform, RSA, certificate in KeyInfo). Any
+other shape goes to signxml, so outcomes and reasons are the same either way (tested against both
+paths and xmlsec1). :func:`verify_package_file` does this from disk without reading the file in.
 """
 
 from __future__ import annotations
@@ -431,7 +442,7 @@ def verify_low_memory(source: bytes | str | Path, *, trust: str | Path | None = 
         if runs:
             root, lifts = _quick_parse(byte_source, runs, token, limits, file)
             if root is not None:
-                lifts = put_back(root, lifts, byte_source, _read_by_verification)
+                lifts = put_back(root, token, lifts, byte_source, _read_by_verification)
         if root is None:
             data = source if path is None else read_limited(path, limits, file=file)
             root, warnings = _parse_for_verification(data, limits, file)
@@ -728,7 +739,8 @@ def _supported_shape(signature: etree._Element) -> _SupportedShape | str | None:
     return _SupportedShape(
         signed_info_c14n=etree.tostring(signed_info, method="c14n", **_c14n_flags(method.get("Algorithm"))),
         signature_value=raw_signature, signature_hash=_RSA_HASHES[signature_method.get("Algorithm")],
-        enveloped=ENVELOPED in algorithms, c14n=c14n[0] if c14n else _DEFAULT_REFERENCE_C14N, digest_hash=digest_hash, digest_value=expected)
+        enveloped=ENVELOPED in algorithms, c14n=c14n[0] if c14n else _DEFAULT_REFERENCE_C14N,
+        digest_hash=digest_hash, digest_value=expected)
 
 
 def _check_signature_spliced(root: etree._Element, signature: etree._Element, leaf: x509.Certificate,
@@ -737,6 +749,8 @@ def _check_signature_spliced(root: etree._Element, signature: etree._Element, le
     reference digest over the small tree's canonical form with the texts spliced back in, the
     SignatureValue over canonical SignedInfo with ``cryptography`` and the certificate's key.
     Returns _UNSUPPORTED for anything but the shape :func:`_supported_shape` accepts."""
+    if signature.getparent() is None:
+        return _UNSUPPORTED  # a bare Signature document: nothing of ours
     shape = _supported_shape(signature)
     if shape is None:
         return _UNSUPPORTED

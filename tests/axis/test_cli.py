@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
 import sys
 
 import pytest
+import requests
 import yaml
 
 from connector.axis.client import AxisClient, AxisSettings
+from connector.axis.errors import TransientAxisError
 from connector.axis.sim_agencies import load_agencies
 from connector.axis.sim_samples import make_document
 from connector.axis.simulator import _is_loopback
@@ -30,7 +33,9 @@ def test_axis_sim_serves_until_sigterm_and_keeps_state(tmp_path):
     agencies.write_text(yaml.safe_dump(AGENCIES, allow_unicode=True), encoding="utf-8")
     port = free_port()
     command = [sys.executable, "-m", "connector", "axis-sim", "--listen", f"127.0.0.1:{port}",
-               "--data", str(tmp_path / "state"), "--agencies", str(agencies), "--seed", "1"]
+               "--data", str(tmp_path / "state"), "--agencies", str(agencies), "--seed", "1",
+               "--error-rate", "1", "--error-status", "502", "--fault-operations",
+               "getAgenciesList"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     try:
         banner = process.stderr.readline()
@@ -39,8 +44,17 @@ def test_axis_sim_serves_until_sigterm_and_keeps_state(tmp_path):
                                 secret=SECRETS[G22], retry=FAST_RETRY)
         with AxisClient(settings) as client:
             sent = client.send_edoc(make_document(G22, [H41]))
-        log_line = process.stderr.readline()
-        assert '"op": "sendEdoc"' in log_line and '"result": "OK"' in log_line
+        log_line = json.loads(process.stderr.readline())
+        assert (log_line["op"], log_line["result"], log_line["doc_id"]) == \
+            ("sendEdoc", "OK", sent.doc_id)
+        assert log_line["timestamp"] and log_line["systemid"] == G22
+        # The fault flags took effect: only getAgenciesList fails, with the chosen status.
+        with AxisClient(settings) as client, pytest.raises(TransientAxisError) as caught:
+            client.list_agencies()
+        assert caught.value.http_status == 502
+        faults = requests.get(f"http://127.0.0.1:{port}/_admin/faults", timeout=5).json()
+        assert faults["seed"] == 1 and faults["config"]["error_rate"] == 1.0
+        assert faults["injected"]["error"] == FAST_RETRY.max_attempts
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
         assert "stopped" in process.stderr.read()
@@ -82,3 +96,14 @@ def test_admin_answers_loopback_callers_only():
     assert _is_loopback("127.0.0.1") and _is_loopback("::1") and _is_loopback("127.5.6.7")
     assert not _is_loopback("10.0.0.5") and not _is_loopback("192.168.1.9")
     assert not _is_loopback("not-an-address")
+
+
+def test_axis_sim_refuses_half_a_tls_configuration(tmp_path):
+    agencies = tmp_path / "agencies.yaml"
+    agencies.write_text(yaml.safe_dump(AGENCIES, allow_unicode=True), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "connector", "axis-sim", "--listen", "127.0.0.1:0",
+         "--data", str(tmp_path / "state"), "--agencies", str(agencies),
+         "--tls-cert", str(tmp_path / "cert.pem")],
+        capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "--tls-key" in result.stderr

@@ -279,3 +279,102 @@ def test_ipv6_loopback_listen(tmp_path, agency_book, make_client):
         assert make_client(simulator, G22).list_received() == []
     finally:
         simulator.stop()
+
+
+# --- the doc's test vectors and the literal sign-header, over HTTP ---------------------------
+
+VECTOR_SIGN_HEADER = (
+    '{"XroadVnpt-systemid":"000.00.00.G22","XroadVnpt-timestamp":"22112026T203015+0042",'
+    '"XroadVnpt-Content-Type":"application/json","XroadVnpt-from":"000.00.00.G22",'
+    '"XroadVnpt-servicetype":"eDoc","XroadVnpt-messagetype":"edoc"}')
+VECTOR_HASH = "079074fbe2fb883a1f56ce2d779a7172f4d2a67dd83f24f9eaba91c4a595d3db"
+
+
+def vector_request_headers(sign_header=VECTOR_SIGN_HEADER, hash_header=VECTOR_HASH):
+    """The vector's request as the SDK would send it: every parameter as a header, the
+    sign-header and hash-header exactly as the doc gives them."""
+    headers = {name: value for name, value in json.loads(sign_header).items()}
+    headers.update({"Content-Type": "application/json", p.SIGN_HEADER: sign_header,
+                    p.HASH_HEADER: hash_header, p.VERSION_HEADER: p.PROTOCOL_VERSION,
+                    p.SIGN_HEADER_KEY: "systemid;timestamp;Content-Type;from;servicetype;"
+                                       "messagetype"})
+    return {name: value.encode("utf-8") for name, value in headers.items()}
+
+
+def test_the_hmac_vector_is_accepted_by_the_simulator_with_its_frozen_timestamp(sim):
+    assert SECRETS[G22] == "demo-secret-123"  # the vector's secret
+    response = requests.post(f"{sim.url}/getReceivedEdocList",
+                             headers=vector_request_headers(), timeout=5)
+    assert response.status_code == 200, response.text
+    assert response.json() == p.ok_body(data=[])
+
+
+def test_the_hmac_vector_with_one_wrong_digit_is_401(sim):
+    wrong = VECTOR_HASH[:-1] + ("0" if VECTOR_HASH[-1] != "0" else "1")
+    response = requests.post(f"{sim.url}/getReceivedEdocList",
+                             headers=vector_request_headers(hash_header=wrong), timeout=5)
+    assert response.status_code == 401
+    assert (response.json()["status"], response.json()["ErrorCode"]) == ("FAIL",
+                                                                          p.ERR_BAD_SIGNATURE)
+    assert "does not match" in response.json()["ErrorDesc"]
+
+
+def test_a_timestamp_window_when_turned_on_refuses_the_frozen_vector(tmp_path, agency_book):
+    with AxisSimulator(tmp_path / "w", agency_book, timestamp_window=300) as strict:
+        response = requests.post(f"{strict.url}/getReceivedEdocList",
+                                 headers=vector_request_headers(), timeout=5)
+    assert response.status_code == 401 and response.json()["ErrorCode"] == p.ERR_STALE_TIMESTAMP
+
+
+def test_the_hmac_is_checked_over_the_literal_sign_header_string(sim):
+    """Spaces and key order are the sender's business: the server must not re-serialise."""
+    literal = ('{ "XroadVnpt-messagetype" : "edoc", "XroadVnpt-servicetype": "eDoc",\t'
+               '"XroadVnpt-Content-Type": "application/json", "XroadVnpt-timestamp": '
+               '"22112026T203015+0042", "XroadVnpt-systemid": "000.00.00.G22" }')
+    good = p.hmac_hex(SECRETS[G22], literal)
+    response = requests.post(f"{sim.url}/getReceivedEdocList",
+                             headers=vector_request_headers(literal, good), timeout=5)
+    assert response.status_code == 200, response.text
+    canonical = p.sign_header_json({k[len(p.HEADER_PREFIX):]: v
+                                    for k, v in json.loads(literal).items()})
+    resigned = p.hmac_hex(SECRETS[G22], canonical)  # a server that re-serialised would want this
+    response = requests.post(f"{sim.url}/getReceivedEdocList",
+                             headers=vector_request_headers(literal, resigned), timeout=5)
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("claimed", [
+    "482b2f7d5df9ee98c0186ab3d892e29c467c6a75ce272f9e8bfc7627e6b2aff",   # the SDK form
+    "482b2f7d5df9ee98c00186ab3d892e29c467c6a75ce272f9e8bfc7627e6b2aff",  # standard hex
+])
+@pytest.mark.parametrize("trailer", [b"\r\n", b""])
+def test_the_hash_file_vector_is_accepted_in_both_forms(sim, claimed, trailer):
+    """``hello edxml`` is not edXML, so an accepted hash shows as FAIL 10 (malformed), never 12."""
+    status, body = raw_send(sim, b"hello edxml" + trailer, claimed)
+    assert (status, body["status"], body["ErrorCode"]) == (200, "FAIL", p.ERR_MALFORMED)
+
+
+def test_the_hash_file_vector_with_a_different_body_is_a_mismatch(sim):
+    sdk_form = "482b2f7d5df9ee98c0186ab3d892e29c467c6a75ce272f9e8bfc7627e6b2aff"
+    status, body = raw_send(sim, b"hello edxmL\r\n", sdk_form)
+    assert (status, body["ErrorCode"]) == (200, p.ERR_HASH_MISMATCH)
+
+
+def test_admin_endpoints_refuse_a_caller_that_is_not_loopback(tmp_path, agency_book,
+                                                               make_client):
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.250", 9))  # UDP connect sends nothing: it picks a route
+            address = probe.getsockname()[0]
+        except OSError:
+            address = "127.0.0.1"
+    if address.startswith("127."):
+        pytest.skip("no non-loopback IPv4 address on this host")
+    with AxisSimulator(tmp_path / "nl", agency_book, host=address) as exposed:
+        assert make_client(exposed, G22).list_received() == []  # the API itself answers
+        for method, name in (("GET", "transfers"), ("GET", "counters"), ("POST", "faults")):
+            response = requests.request(method, f"{exposed.admin_url}/{name}",
+                                        json={"error_rate": 1.0}, timeout=5)
+            assert response.status_code == 403, (name, response.text)
+        assert exposed.faults.config.error_rate == 0.0

@@ -116,3 +116,15 @@ def test_admin_refuses_bad_fault_settings(sim):
         response = requests.post(f"{sim.admin_url}/faults", json=body, timeout=5)
         assert response.status_code == 400, body
         assert response.json()["error"]
+
+
+def test_added_latency_beyond_the_read_timeout_is_a_transient_timeout(sim, make_client):
+    client = make_client(sim, "sys-h41", read_timeout=0.1,
+                         retry=RetryPolicy(max_attempts=2, max_total_seconds=5,
+                                           initial_backoff=0.01, max_backoff=0.02))
+    set_faults(sim, latency_ms=400)
+    with pytest.raises(TransientAxisError, match="(?i)timed out") as caught:
+        client.list_received()
+    assert caught.value.attempts == 2
+    set_faults(sim, latency_ms=0)
+    assert client.list_received() == []

@@ -76,10 +76,10 @@ def test_ready_package_and_status_03_and_refusal_02(module_lab):
                              "description": "Gửi nhầm đơn vị"})
     wait_status(lab, a, accepted["document_id"], b.organ_id, "03")
     wait_status(lab, a, refused["document_id"], b.organ_id, "02")
-    lab.wait_for(lambda: (receipt_for(a, "bao-cao-103.edxml") or {}).get("recipients", {})
+    lab.wait_for(lambda: (receipt_for(a, "bao-cao-103") or {}).get("recipients", {})
                  .get(b.organ_id, {}).get("status") == "03",
                  what="03 in A's receipt of the ready package",
-                 seen=lambda: receipt_for(a, "bao-cao-103.edxml"))
+                 seen=lambda: receipt_for(a, "bao-cao-103"))
     # B's status drops end in sent/statuses/ with their own receipts
     lab.wait_for(lambda: {"statuses/ok-103", "statuses/no-104"} <= set(b.receipts()),
                  what="B's status drops archived in sent/statuses/", seen=lambda: list(b.receipts()))

@@ -196,7 +196,8 @@ def test_other_shapes_fall_back_to_signxml(change, make_package, agency_key, dev
 
 
 def test_schema_invalid_signature_is_malformed_in_both(make_package, agency_key, dev_certs, tmp_path):
-    data = _signed(make_package, agency_key, tmp_path).replace(b"<ds:SignatureValue>", b"<ds:Bogus/><ds:SignatureValue>", 1)
+    data = _signed(make_package, agency_key, tmp_path).replace(b"<ds:SignatureValue>",
+                                                               b"<ds:Bogus/><ds:SignatureValue>", 1)
     from_bytes, from_file, reference = both_paths(data, tmp_path, trust=dev_certs.ca_cert)
     assert from_bytes == from_file == reference
     assert reference.state is SignatureState.INVALID and reference.reason.startswith("malformed signature")
