@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from connector.axis.errors import AxisSettingsError
+from connector.axis.protocol import OPERATIONS
 
 FAULT_KINDS = ("hang", "reset", "error", "malformed", "lose_response")
 
@@ -55,6 +56,11 @@ class FaultConfig:
             raise AxisSettingsError("latency_ms and hang_seconds must not be negative")
         if not 400 <= int(self.error_status) <= 599:
             raise AxisSettingsError("error_status must be an HTTP error status (400-599)")
+        if self.operations is not None:
+            unknown = [op for op in self.operations if op not in OPERATIONS]
+            if unknown:  # a typo would otherwise silently inject nothing
+                raise AxisSettingsError(f"operations {unknown} are not axis operations",
+                                        hint=f"known: {', '.join(OPERATIONS)}")
         for kind, count in self.next.items():
             if kind not in FAULT_KINDS or not isinstance(count, int) or count < 0:
                 raise AxisSettingsError(f"next.{kind} must name a fault kind {FAULT_KINDS} "

@@ -688,7 +688,8 @@ class _Handler(BaseHTTPRequestHandler):
                 sim.faults.update(changes)
                 answer = sim.faults.snapshot()
             else:
-                self._raw(404, b'{"error":"unknown admin endpoint"}', "application/json", self._record)
+                self._raw(404, b'{"error":"unknown admin endpoint"}', "application/json",
+                          self._record)
                 return
         except (ValueError, AxisSettingsError) as error:
             message = error.one_line() if isinstance(error, AxisSettingsError) else str(error)

@@ -75,20 +75,24 @@ def run_simulator(args: argparse.Namespace) -> int:
         malformed_rate=args.malformed_rate, lose_response_rate=args.lose_response_rate,
         relist_acked=args.relist_acked,
         operations=args.fault_operations.split(",") if args.fault_operations else None)
+    # Built (agencies file, TLS files, fault settings checked) before anything global changes.
+    simulator = AxisSimulator(args.data, args.agencies, host=host, port=port, faults=faults,
+                              seed=args.seed, timestamp_window=args.timestamp_window,
+                              tls_cert=args.tls_cert, tls_key=args.tls_key)
+    try:
+        simulator.start()
+    except OSError as error:
+        raise InputError(f"cannot listen on {args.listen}: {error.strerror or error}",
+                         hint="choose another --listen address or stop what holds it") from None
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     sim_log = logging.getLogger("connector.axis.sim")
     sim_log.addHandler(handler)
     sim_log.setLevel(logging.INFO)
     sim_log.propagate = False
-
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    simulator = AxisSimulator(args.data, args.agencies, host=host, port=port, faults=faults,
-                              seed=args.seed, timestamp_window=args.timestamp_window,
-                              tls_cert=args.tls_cert, tls_key=args.tls_key)
-    simulator.start()
     print(f"axis simulator listening on {simulator.url} ({len(simulator.agencies)} agencies, "
           f"state in {args.data}); admin at {simulator.admin_url}/", file=sys.stderr, flush=True)
     try:

@@ -189,17 +189,20 @@ def _add_zip_convention_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _positive_megabytes(text: str) -> int:
-    """``--max-size`` in MiB -> bytes (argparse turns the ValueError into a usage error, exit 2)."""
-    value = int(text)
+    """``--max-size`` in MiB -> bytes (argparse turns the error into a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise ValueError(text)
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of MiB (1 or more)")
     return value * MEBIBYTE
 
 
 def _extension_list(text: str) -> frozenset[str]:
     extensions = frozenset(item.strip().lower().lstrip(".") for item in text.split(",") if item.strip())
     if not extensions:
-        raise ValueError(text)
+        raise argparse.ArgumentTypeError(f"{text!r} names no file type (e.g. pdf,docx,odt)")
     return extensions
 
 

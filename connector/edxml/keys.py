@@ -74,9 +74,15 @@ class SigningKey:
         """Load a PKCS#12 bundle (.p12/.pfx) holding the key, its certificate and maybe a chain."""
         path = Path(path)
         data = _read(path, "PKCS#12 bundle")
+        secret = _as_bytes(password)
         try:
-            private_key, certificate, extra = pkcs12.load_key_and_certificates(data, _as_bytes(password))
+            private_key, certificate, extra = pkcs12.load_key_and_certificates(data, secret)
         except ValueError as error:
+            if secret is None:  # agencies' bundles are protected; say what is missing
+                raise CertificateError("cannot open the PKCS#12 bundle: no password was given "
+                                       "(or the file is damaged)", file=str(path),
+                                       hint=f"give it with --password-file FILE or {PASSWORD_ENV}"
+                                       ) from error
             raise CertificateError("cannot open the PKCS#12 bundle: wrong password or damaged file",
                                    file=str(path),
                                    hint="check --password-file / EDXML_KEY_PASSWORD") from error

@@ -70,6 +70,7 @@ class OutgoingRecord:
     meta: dict[str, Any]
     created_at: dt.datetime
     updated_at: dt.datetime
+    instance: str | None = None  # the connector instance that took it in (sends it)
     deliveries: tuple[DeliveryRecord, ...] = field(default=())
 
     @property
@@ -107,6 +108,7 @@ class IncomingRecord:
     delivered_at: dt.datetime | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    instance: str | None = None  # the connector instance whose package store holds it
 
     @property
     def is_stored(self) -> bool:
@@ -142,6 +144,13 @@ class EventRecord:
     outcome: str
     detail: dict[str, Any]
     at: dt.datetime
+
+
+def default_instance() -> str:
+    """The stable name of this connector installation: the host name (like the folder
+    adapter's default instance). Unlike :func:`default_owner` it survives a restart, which is
+    what ties an item to the server holding its package."""
+    return os.uname().nodename
 
 
 def default_owner() -> str:

@@ -87,9 +87,13 @@ outgoing = Table(
     Column("meta", JSON, nullable=True),  # source-specific details (display name...)
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # The connector instance that took the item in (revision 0002). Its package and its folder
+    # claim live on that instance's server, so only that instance sends it (NULL: any instance).
+    Column("instance", String(128), nullable=True),
     UniqueConstraint("source", "source_ref"),
     Index(None, "state", "next_attempt_at"),
     Index(None, "document_id"),
+    Index(None, "instance", "state"),
 )
 
 deliveries = Table(
@@ -129,6 +133,8 @@ incoming = Table(
     Column("delivered_at", UtcDateTime, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # The instance whose package store holds the package (revision 0002; NULL: any instance).
+    Column("instance", String(128), nullable=True),
     Index(None, "state"),
     Index(None, "sender", "document_id", "business_type", "package_sha256"),
 )
@@ -147,6 +153,9 @@ statuses = Table(
     Column("recorded_at", UtcDateTime, nullable=False),
     Index(None, "document_id"),
     Index(None, "outgoing_id"),
+    # One history row per received status package (revision 0002): a redelivered status
+    # (crash between recording and acknowledging) is recognised, not recorded twice.
+    Index(None, "incoming_id", unique=True),
 )
 
 events = Table(

@@ -98,12 +98,24 @@ def test_admin_answers_loopback_callers_only():
     assert not _is_loopback("not-an-address")
 
 
-def test_axis_sim_refuses_half_a_tls_configuration(tmp_path):
+def test_the_simulator_refuses_half_a_tls_configuration(tmp_path):
+    from connector.axis.sim_agencies import agencies_from_data
+    from connector.axis.simulator import AxisSimulator
+    with pytest.raises(InputError, match="--tls-key"):
+        AxisSimulator(tmp_path / "state", agencies_from_data(AGENCIES),
+                      tls_cert=tmp_path / "cert.pem")
+
+
+def test_axis_sim_reports_a_busy_port_in_one_line(tmp_path):
     agencies = tmp_path / "agencies.yaml"
     agencies.write_text(yaml.safe_dump(AGENCIES, allow_unicode=True), encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-m", "connector", "axis-sim", "--listen", "127.0.0.1:0",
-         "--data", str(tmp_path / "state"), "--agencies", str(agencies),
-         "--tls-cert", str(tmp_path / "cert.pem")],
-        capture_output=True, text=True, timeout=30)
-    assert result.returncode == 2 and "--tls-key" in result.stderr
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "connector", "axis-sim", "--listen", f"127.0.0.1:{port}",
+             "--data", str(tmp_path / "state"), "--agencies", str(agencies)],
+            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert f"127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr

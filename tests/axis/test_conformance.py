@@ -378,3 +378,14 @@ def test_admin_endpoints_refuse_a_caller_that_is_not_loopback(tmp_path, agency_b
                                         json={"error_rate": 1.0}, timeout=5)
             assert response.status_code == 403, (name, response.text)
         assert exposed.faults.config.error_rate == 0.0
+
+
+def test_admin_calls_are_logged_too(sim, caplog):
+    caplog.set_level("INFO", logger="connector.axis.sim")
+    requests.post(f"{sim.admin_url}/faults", json={"latency_ms": 1}, timeout=5)
+    requests.get(f"{sim.admin_url}/nothing", timeout=5)
+    lines = [json.loads(r.getMessage()) for r in caplog.records
+             if r.name == "connector.axis.sim"]
+    assert [(line["method"], line["op"], line["http"]) for line in lines] == [
+        ("POST", "_admin/faults", 200), ("GET", "_admin/nothing", 404)]
+    assert all(line["peer"] == "127.0.0.1" and line["timestamp"] for line in lines)

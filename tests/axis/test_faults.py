@@ -112,7 +112,7 @@ def test_fault_decisions_are_deterministic_with_a_seed():
 
 def test_admin_refuses_bad_fault_settings(sim):
     for body in ({"error_rate": 2}, {"nonsense": 1}, {"next": {"explode": 1}},
-                 {"error_rate": 0.7, "reset_rate": 0.7}):
+                 {"error_rate": 0.7, "reset_rate": 0.7}, {"operations": ["sendEdco"]}):
         response = requests.post(f"{sim.admin_url}/faults", json=body, timeout=5)
         assert response.status_code == 400, body
         assert response.json()["error"]

@@ -177,7 +177,8 @@ def test_requests_go_through_the_configured_proxy(monkeypatch):
     seen: list = []
     handler = type("Proxy", (_RecordingProxy,), {"seen": seen})
     proxy = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread = threading.Thread(target=proxy.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
     thread.start()
     # An environment proxy must be ignored: the settings are the only source.
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
