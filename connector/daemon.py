@@ -25,6 +25,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from connector.config import Settings, load_config
@@ -61,6 +62,14 @@ class Daemon:
         self._scheduler = None
         self._outbound_thread: threading.Thread | None = None
         self._notifier = None
+        self._counts: dict | None = None
+        # Watchdog: when each worker loop last proved it is turning (monotonic seconds), and
+        # when the outbound loop started its current turn (None: waiting, which is not stuck).
+        self._outbound_busy_since: float | None = None
+        self._last_refresh = time.monotonic()
+        self._withholding: list[str] = []
+        self._signing_blocked_logged = False
+        self._signing_blocked = False
 
     # ============================================================================ life cycle
     def run(self) -> int:
@@ -120,8 +129,7 @@ class Daemon:
             settings.health.runtime(float(settings.certificate.expiry_warning_days)),
             self.metrics, disk_paths=disk_paths,
             poll_interval_seconds=settings.schedules.axis_poll_seconds)
-        key = runtime.signing_key
-        self.health.set_certificate(key.not_before, key.not_after, key.subject)
+        self._load_certificate()
         self._check_journal()
         self._hook_axis_responses()
         if runtime.journal.dialect == "sqlite":
@@ -198,11 +206,47 @@ class Daemon:
 
         interval = min(1.0, watchdog_ping_interval() or 1.0)
         while not self.stop_event.wait(interval):
-            self.health.beat()
-            self._notifier.watchdog()
+            stuck = self._stuck_loops()
+            if stuck:
+                self._withhold_watchdog(stuck)
+            else:
+                if self._withholding:
+                    log.info("watchdog_resumed", loops=self._withholding)
+                    self._withholding = []
+                self.health.beat()
+                self._notifier.watchdog()
             if self.reload_event.is_set():
                 self.reload_event.clear()
                 self._reload()
+
+    def _stuck_limit(self) -> float:
+        """How long a worker loop may go without turning before the watchdog is withheld:
+        systemd's own limit (WATCHDOG_USEC) when it watches us, else two minutes."""
+        from connector.sdnotify import watchdog_interval
+
+        return watchdog_interval() or 120.0
+
+    def _stuck_loops(self) -> list[str]:
+        """The worker loops that stopped turning. The main loop pinging on its own would prove
+        nothing: a send pool wedged on a lock, or a scheduler whose jobs never return, must
+        get the service restarted too, so WATCHDOG=1 (and /healthz) vouch for all of them."""
+        now = time.monotonic()
+        limit = self._stuck_limit()
+        stuck = []
+        busy_since = self._outbound_busy_since
+        if busy_since is not None and now - busy_since > limit:
+            stuck.append("outbound")
+        if now - self._last_refresh > max(limit, 3 * METRICS_REFRESH_SECONDS):
+            stuck.append("scheduler")
+        return stuck
+
+    def _withhold_watchdog(self, stuck: list[str]) -> None:
+        if stuck != self._withholding:
+            log.error("watchdog_withheld", loops=stuck,
+                      note="a worker loop stopped turning; systemd restarts the service when "
+                           "WatchdogSec passes without a ping")
+            _flush()
+            self._withholding = stuck
 
     def _outbound_loop(self) -> None:
         outbound = self.outbound
@@ -214,10 +258,13 @@ class Daemon:
             if database is not None and self._db_due.is_set():
                 self._db_due.clear()
                 sides.append(database)
+            self._outbound_busy_since = time.monotonic()
             try:
                 outbound.cycle(sides)
             except Exception as error:
                 log.error("outbound_cycle_failed", error=_describe(error))
+            finally:
+                self._outbound_busy_since = None
             outbound.wake.wait(sweep)
             outbound.wake.clear()
 
@@ -247,8 +294,37 @@ class Daemon:
             self.health.set_journal(False, _describe(error))
             raise
 
+    def _load_certificate(self) -> None:
+        """Load the signing key before READY=1. A certificate that cannot be read (missing file,
+        wrong password, key mismatch) stops the start (exit 2, one line). One that is merely
+        expired (or not yet valid) does not: receiving goes on, signing stops with a loud
+        ``signing_stopped`` error per item, ``/readyz`` says why and the
+        ``edxml_connector_signing_blocked`` metric is 1 — so monitoring shows the real cause
+        instead of a service that restarts forever. ``systemctl reload`` after the renewal
+        resumes sending."""
+        from connector.errors import CertificateError
+
+        try:
+            key = self.runtime.signing_key
+        except CertificateError as error:
+            dates = _certificate_dates(self.settings)
+            if dates is None:
+                raise
+            not_before, not_after, subject = dates
+            now = dt.datetime.now(dt.timezone.utc)
+            if not_before <= now <= not_after:
+                raise  # valid dates: the refusal is about something else
+            log.error("certificate_unusable_at_start", error=error.one_line(),
+                      note="the daemon runs without signing until a renewed certificate is "
+                           "installed and the service reloaded")
+            self.health.set_certificate(not_before, not_after, subject)
+            self._signing_blocked_logged = True
+            return
+        self.health.set_certificate(key.not_before, key.not_after, key.subject)
+
     def _hook_axis_responses(self) -> None:
-        """Every axis response's HTTP Date tells readiness how far our clock is off."""
+        """Every axis response's HTTP Date tells readiness how far our clock is off; every
+        request feeds the latency histogram (timed at the transport, see Metrics)."""
         from connector.health import clock_skew_from_date
 
         health = self.health
@@ -264,26 +340,52 @@ class Daemon:
         session = getattr(self.runtime.axis, "session", None)
         if session is not None:
             session.hooks.setdefault("response", []).append(on_response)
+            self.metrics.instrument_session(session)
 
     def _refresh_status(self) -> None:
+        """Every few seconds: item counts, oldest pending ages, journal size, certificate
+        standing -> metrics and systemd STATUS=. Also the scheduler's proof of life."""
         journal = self.runtime.journal
         try:
             counts = journal.counts_by_state()
             self.metrics.set_item_counts({(direction, state): count
                                           for direction, states in counts.items()
                                           for state, count in states.items()})
-            age = journal.oldest_pending_age()
-            self.metrics.set_oldest_pending_age("outgoing", age.total_seconds() if age else None)
+            outgoing_age, incoming_age = _oldest_pending(journal)
+            self.metrics.set_oldest_pending_age("outgoing", outgoing_age)
+            self.metrics.set_oldest_pending_age("incoming", incoming_age)
             self.health.set_journal(True, size_bytes=journal.size_bytes())
         except Exception as error:
             self.health.set_journal(False, _describe(error))
             raise
+        finally:
+            self._last_refresh = time.monotonic()
         self._counts = counts
+        self._watch_certificate()
         if self._notifier is not None:
             self._notifier.status(self._status_text())
 
+    def _watch_certificate(self) -> None:
+        """The moment the certificate expires, say so loudly once (the daily check repeats it)
+        and keep the metrics exact without waiting for a scrape."""
+        from connector.health import certificate_status
+
+        state = self.health.state()
+        now = dt.datetime.now(dt.timezone.utc)
+        status = certificate_status(state.certificate_not_before, state.certificate_not_after,
+                                    now, self.health.settings.certificate_warning_days,
+                                    state.certificate_subject)
+        self.metrics.set_certificate_expiry(state.certificate_not_after, now)
+        self.metrics.set_signing_blocked(not status.can_sign)
+        self._signing_blocked = not status.can_sign
+        if status.can_sign:
+            self._signing_blocked_logged = False
+        elif not self._signing_blocked_logged:
+            self._signing_blocked_logged = True
+            self.health.check_certificate_expiry()  # logs certificate_unusable (error)
+
     def _status_text(self) -> str:
-        counts = getattr(self, "_counts", None) or {"outgoing": {}, "incoming": {}}
+        counts = self._counts or {"outgoing": {}, "incoming": {}}
         out, inc = counts["outgoing"], counts["incoming"]
         pending = sum(out.get(state, 0) for state in ("queued", "packaged", "sending"))
         text = (f"outgoing: {pending} pending, {out.get('sent', 0)} sent, "
@@ -291,6 +393,8 @@ class Daemon:
                 f"{inc.get('quarantined', 0)} quarantined")
         if self.outbound is not None and self.outbound.paused:
             text += "; sending paused (axis refused our credentials)"
+        if self._signing_blocked:
+            text += "; SIGNING STOPPED (certificate expired: renew and reload)"
         return text
 
     def _reload(self) -> None:
@@ -344,10 +448,12 @@ class Daemon:
     def _busy_threads(self, until: float) -> list[str]:
         """Non-daemon threads still running (a poll or a send blocked on the network), after
         waiting for them until ``until``."""
-        current = threading.current_thread()
+        # The process's main thread is never ours to wait for (it is the caller when run from
+        # the command line, and a test runner when a test runs the daemon in a thread).
+        mine = (threading.current_thread(), threading.main_thread())
         while True:
             busy = [thread for thread in threading.enumerate()
-                    if thread is not current and not thread.daemon and thread.is_alive()]
+                    if thread not in mine and not thread.daemon and thread.is_alive()]
             if not busy or time.monotonic() >= until:
                 return [thread.name for thread in busy]
             busy[0].join(min(0.1, max(0.0, until - time.monotonic())))
@@ -357,6 +463,47 @@ class Daemon:
             self.runtime.close()
         except Exception as error:
             log.warning("close_failed", error=_describe(error))
+
+
+def _oldest_pending(journal) -> tuple[float | None, float | None]:
+    """Seconds since the oldest outgoing item not yet done (queued/packaged/sending) and the
+    oldest received item stored but not yet acknowledged or delivered; None when none."""
+    now = dt.datetime.now(dt.timezone.utc)
+    outgoing = journal.list_outgoing(("queued", "packaged", "sending"), limit=1,
+                                     newest_first=False)
+    incoming = journal.pending_incoming()
+
+    def age(records) -> float | None:
+        if not records:
+            return None
+        created = records[0].created_at
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=dt.timezone.utc)
+        return max(0.0, (now - created).total_seconds())
+
+    return age(outgoing), age(incoming)
+
+
+def _certificate_dates(settings: Settings) -> tuple[dt.datetime, dt.datetime, str] | None:
+    """(not_before, not_after, subject) of the configured certificate read WITHOUT the validity
+    check, to report an expired one; None when it cannot be read at all."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    config = settings.certificate
+    password = config.password.get_secret_value() if config.password is not None else None
+    try:
+        if config.p12_file is not None:
+            _key, certificate, _extra = pkcs12.load_key_and_certificates(
+                Path(config.p12_file).read_bytes(), password.encode() if password else None)
+        else:
+            certificate = x509.load_pem_x509_certificates(Path(config.cert_file).read_bytes())[0]
+    except (OSError, ValueError, TypeError, IndexError):
+        return None
+    if certificate is None:
+        return None
+    return (certificate.not_valid_before_utc, certificate.not_valid_after_utc,
+            certificate.subject.rfc4514_string())
 
 
 def _flush() -> None:

@@ -38,8 +38,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select
-
 from connector.dms.base import IncomingDocument, IncomingStatus, LifecycleEvent, StatusRequest
 from connector.errors import EdxmlError
 from connector.journal import KV_LAST_AXIS_CONTACT, KV_LAST_POLL, IncomingRecord, IncomingState
@@ -51,6 +49,10 @@ log = get_logger(__name__)
 MESSAGE_TYPES = ("edoc", "status")
 LIFECYCLE_EVENTS = {1: "revoked", 2: "updated", 3: "replaced"}
 ARRIVED_KEY = "arrived:{incoming_id}"
+ORIGINAL_BUSINESS_TYPES = (0, 3)
+"""New documents and replacements; revoke (1) and update (2) reuse their original's DocumentId."""
+POLLER_LEASE = "inbound-poller"
+"""On a journal shared by two connectors, only the holder of this lease polls the axis."""
 
 
 def find_received_document(journal: Any, document_id: str, sender: str | None = None, *,
@@ -58,21 +60,10 @@ def find_received_document(journal: Any, document_id: str, sender: str | None = 
                            originals_only: bool = False) -> IncomingRecord | None:
     """The first stored received document with ``document_id`` (from ``sender`` when given):
     the original a revoke, update, take-back or status is about. ``originals_only`` skips
-    revokes and updates (which reuse the original's DocumentId)."""
-    from connector.journal import schema as t
-
-    i = t.incoming.c
-    query = select(i.id).where(i.messagetype == "edoc", i.document_id == document_id,
-                               i.stored_at.is_not(None), i.duplicate_of.is_(None))
-    if sender is not None:
-        query = query.where(i.sender == sender)
-    if exclude_id is not None:
-        query = query.where(i.id != exclude_id)
-    if originals_only:
-        query = query.where(or_(i.business_type.is_(None), i.business_type.in_([0, 3])))
-    with journal.engine.connect() as conn:
-        found = conn.execute(query.order_by(i.created_at, i.id).limit(1)).scalar()
-    return None if found is None else journal.get_incoming(found)
+    revokes and updates (which reuse the original's DocumentId). See
+    :meth:`connector.journal.Journal.find_received`."""
+    return journal.find_received(document_id, sender, exclude_id=exclude_id,
+                                 business_types=ORIGINAL_BUSINESS_TYPES if originals_only else None)
 
 
 class Inbound:
@@ -98,8 +89,44 @@ class Inbound:
     # ============================================================================ polling
     def poll(self) -> dict[str, int]:
         """List documents and statuses pending for us and take each one as far as it goes.
-        Raises when a list cannot be had (the caller logs it; nothing is assumed empty)."""
+        Raises when a list cannot be had (the caller logs it; nothing is assumed empty).
+
+        Two connectors sharing one journal must not pull at the same time (both would fetch,
+        store and deliver the same items): the poll runs only while this process holds the
+        ``inbound-poller`` lease, renewed as it goes and released at the end, so the other
+        connector takes over at its next poll — or when the lease of a holder that died runs
+        out. A poll that does not get the lease returns ``{"listed": 0, "failed": 0,
+        "skipped": 1}``."""
         counts = {"listed": 0, "failed": 0}
+        self._lease_renewed: float | None = None
+        if not self._hold_lease():
+            log.debug("inbound_poll_skipped", reason="another connector holds the poller lease")
+            return {**counts, "skipped": 1}
+        try:
+            self._poll(counts)
+        finally:
+            self.journal.release_lease(POLLER_LEASE)
+        return counts
+
+    @property
+    def _lease_ttl(self) -> dt.timedelta:
+        """Long enough to outlast a slow item between renewals, short enough that a dead
+        holder's lease runs out within a few polls."""
+        return dt.timedelta(seconds=max(300.0, 3 * float(self.settings.schedules.axis_poll_seconds)))
+
+    def _hold_lease(self) -> bool:
+        """Take or renew the poller lease (renewals at most every ttl/10, to spare writes)."""
+        now = time.monotonic()
+        renewed = self._lease_renewed
+        if renewed is not None and now - renewed < self._lease_ttl.total_seconds() / 10:
+            return True
+        if self.journal.acquire_lease(POLLER_LEASE, ttl=self._lease_ttl):
+            self._lease_renewed = now
+            return True
+        self._lease_renewed = None
+        return False
+
+    def _poll(self, counts: dict[str, int]) -> None:
         self.resume()
         for messagetype in MESSAGE_TYPES:
             with self._timer("getReceivedEdocList"):
@@ -112,15 +139,14 @@ class Inbound:
             if self.health is not None:
                 self.health.record_axis_success(poll_complete=messagetype == MESSAGE_TYPES[-1])
             for entry in listed:
-                if self.stopping.is_set():
-                    return counts
+                if self.stopping.is_set() or not self._hold_lease():
+                    return
                 counts["listed"] += 1
                 if not self.process(entry.doc_id, messagetype, sender=entry.from_ or None):
                     counts["failed"] += 1
         now = dt.datetime.now(dt.timezone.utc)
         self.journal.set_time(KV_LAST_POLL, now)
         self.journal.set_time(KV_LAST_AXIS_CONTACT, now)
-        return counts
 
     def resume(self) -> int:
         """Finish items stored but not yet acknowledged or delivered (after a crash, or after a

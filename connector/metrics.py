@@ -36,6 +36,8 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -62,6 +64,7 @@ AXIS_OPERATIONS = (
     "sendEdoc",
     "getReceivedEdocList",
     "getEdoc",
+    "downloadEdoc",     # the raw form of getEdoc the connector uses for packages
     "updateStatus",
     "getAgenciesList",
     "other",
@@ -147,6 +150,7 @@ class Metrics:
             self.retries.labels(direction=direction)
             self.oldest_pending_age.labels(direction=direction).set(0)
         self._item_label_sets: set[tuple[str, str]] = set()
+        self._transport_timed = False
 
     # -- the pipelines call these ------------------------------------------------------------
 
@@ -166,13 +170,45 @@ class Metrics:
     @contextmanager
     def time_axis_request(self, operation: str) -> Iterator[None]:
         """``with metrics.time_axis_request("sendEdoc"): client.send(...)`` — failures count too:
-        a slow timeout is exactly what the histogram is for."""
+        a slow timeout is exactly what the histogram is for.
+
+        Once :meth:`instrument_session` has hooked the HTTP transport, this is a no-op: the
+        transport observes every request (each retry on its own, getAgenciesList too), and a
+        call-level timer on top would count the same request twice and the retry back-off
+        sleeps as latency."""
         _check(operation, AXIS_OPERATIONS, "axis operation")
+        if self._transport_timed:
+            yield
+            return
         started = time.perf_counter()
         try:
             yield
         finally:
             self.observe_axis_request(operation, time.perf_counter() - started)
+
+    def instrument_session(self, session: Any) -> None:
+        """Observe every HTTP request the axis client's ``requests.Session`` makes.
+
+        WHY at the transport: the histogram must see *every* axis call — each retry, the agency
+        list refresh, a download — without each pipeline remembering to time it. The operation
+        is the last path segment of the URL (the API names its operations that way); the time
+        is until the response headers arrived, or until the request failed (connection refused,
+        timeout: exactly the slow cases the histogram is for)."""
+        if getattr(session, "_edxml_metrics_instrumented", False):
+            return
+        send = session.send
+
+        def timed_send(request, **kwargs):
+            operation = axis_operation_of(getattr(request, "url", "") or "")
+            started = time.perf_counter()
+            try:
+                return send(request, **kwargs)
+            finally:
+                self.observe_axis_request(operation, time.perf_counter() - started)
+
+        session.send = timed_send
+        session._edxml_metrics_instrumented = True
+        self._transport_timed = True
 
     # -- the daemon's periodic refresh calls these --------------------------------------------
 
@@ -225,6 +261,14 @@ class Metrics:
     def exposition(self) -> bytes:
         """The text format that ``/metrics`` serves."""
         return generate_latest(self.registry)
+
+
+def axis_operation_of(url: str) -> str:
+    """The API operation a request URL names (``.../getEdoc`` → ``getEdoc``); anything else
+    (a simulator admin path, a proxy's own page) is ``other``."""
+    path = urlsplit(url).path.rstrip("/")
+    name = path.rsplit("/", 1)[-1]
+    return name if name in AXIS_OPERATIONS else "other"
 
 
 def sqlite_journal_size(database_path: str | os.PathLike) -> int:

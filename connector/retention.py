@@ -9,64 +9,22 @@ touched: ``inbox/``, ``quarantine/``, the store's received packages, and anythin
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import os
-import shutil
-import time
 from pathlib import Path
 from typing import Any
 
-from connector import fsutil
+from connector.dms.folder_retention import purge_archive_dir
 from connector.logs import get_logger
 
 log = get_logger(__name__)
 
-_SIDECARS = (".receipt.json", ".error.txt")
-
 
 def purge_archive(directory: Path, older_than: dt.timedelta, *, now: float | None = None) -> int:
-    """Remove items of ``sent/`` or ``failed/`` (``NAME``, ``NAME.edxml`` and their sidecars,
-    together) whose newest part is older than ``older_than``; also in ``statuses/``.
-    Returns the number of items removed."""
-    if not directory.is_dir():
-        return 0
-    cutoff = (now or time.time()) - older_than.total_seconds()
-    groups: dict[str, list[os.DirEntry[str]]] = {}
-    removed = 0
-    for entry in os.scandir(directory):
-        if entry.name.startswith("."):
-            continue
-        if entry.name == "statuses" and entry.is_dir(follow_symlinks=False):
-            removed += purge_archive(Path(entry.path), older_than, now=now)
-            continue
-        key = entry.name
-        for suffix in _SIDECARS:
-            if key.endswith(suffix):
-                key = key[: -len(suffix)]
-                break
-        groups.setdefault(key, []).append(entry)
-    for members in groups.values():
-        newest = max(_mtime(entry) for entry in members)
-        if newest >= cutoff:
-            continue
-        for entry in members:
-            with contextlib.suppress(FileNotFoundError):
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path)
-                else:
-                    os.unlink(entry.path)
-        removed += 1
-    if removed:
-        fsutil.fsync_dir(directory)
-    return removed
-
-
-def _mtime(entry: os.DirEntry[str]) -> float:
-    try:
-        return entry.stat(follow_symlinks=False).st_mtime
-    except FileNotFoundError:
-        return 0.0
+    """Remove items of one ``sent/`` or ``failed/`` folder (item and sidecar together, judged by
+    the newest of them; ``statuses/`` too) older than ``older_than``; returns how many files or
+    folders were removed. The daemon uses ``FolderSide.purge_archives``, which also knows
+    ``work/`` (a sidecar whose item is still being moved is kept)."""
+    return len(purge_archive_dir(Path(directory), older_than, now=now))
 
 
 def run_retention(runtime: Any) -> dict[str, int]:
@@ -78,10 +36,11 @@ def run_retention(runtime: Any) -> dict[str, int]:
                                 dedupe_window=dt.timedelta(days=settings.inbox.dedupe_window_days)))
     folder = runtime.folder
     if folder is not None:
-        counts["sent_archive"] = purge_archive(folder.layout.sent,
-                                               dt.timedelta(days=retention.sent_archive_days))
-        counts["failed_archive"] = purge_archive(folder.layout.failed,
-                                                 dt.timedelta(days=retention.failed_archive_days))
+        removed = folder.purge_archives(
+            dt.timedelta(days=retention.sent_archive_days),
+            failed_older_than=dt.timedelta(days=retention.failed_archive_days))
+        counts["sent_archive"] = len(removed["sent"])
+        counts["failed_archive"] = len(removed["failed"])
 
     def keep(item_id: str) -> bool:
         record = journal.find_outgoing(item_id)

@@ -26,6 +26,7 @@ of: ``folder_layout`` (tree and start checks), ``folder_claims`` (work names), `
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import fcntl
 import os
@@ -44,6 +45,7 @@ from connector.dms.folder_claims import ClaimName, check_instance, default_insta
 from connector.dms.folder_inbox import InboxWriter
 from connector.dms.folder_layout import ExchangeLayout
 from connector.dms.folder_outbox import SettleTracker, load_item, scan_outbox
+from connector.dms.folder_retention import DEFAULT_STAGING_GRACE, purge_archive_dir, sweep_staging
 from connector.dms.folder_watcher import FolderWatcher
 from connector.errors import ConfigError
 
@@ -70,6 +72,7 @@ class FolderSide:
         self._handed_out: set[str] = set()
         self._settle = SettleTracker(settle_seconds) if settle_seconds else None
         self._inbox = InboxWriter(self.layout, zip_limits=zip_limits)
+        self.sweep_staging()
 
     # -- life cycle ---------------------------------------------------------------------------
     def _lock_instance(self) -> int:
@@ -98,6 +101,32 @@ class FolderSide:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    # -- housekeeping -------------------------------------------------------------------------
+    def sweep_staging(self, grace: dt.timedelta = DEFAULT_STAGING_GRACE) -> list[Path]:
+        """Remove hidden ``.ITEM.tmp-*`` delivery folders in inbox/ and quarantine/ left by a
+        crash (unchanged for ``grace``; never one this process is writing, never a completed
+        item). Runs at start; each removal is logged. The journal delivers those items again."""
+        return sweep_staging((self.layout.inbox, self.layout.quarantine), grace=grace,
+                             active=self._inbox.active_staging())
+
+    def purge_archives(self, older_than: dt.timedelta, *,
+                       failed_older_than: dt.timedelta | None = None,
+                       now: float | None = None) -> dict[str, list[str]]:
+        """Retention of the archives: items of ``sent/`` older than ``older_than`` and of
+        ``failed/`` older than ``failed_older_than`` (default: the same) are removed with their
+        sidecars (see :mod:`connector.dms.folder_retention`). Never the outbox, work/, inbox/
+        or quarantine/. Returns ``{"sent": [names], "failed": [names]}``."""
+        removed = {
+            "sent": purge_archive_dir(self.layout.sent, older_than, work=self.layout.work, now=now),
+            "failed": purge_archive_dir(self.layout.failed, failed_older_than or older_than,
+                                        work=self.layout.work, now=now),
+        }
+        for archive, names in removed.items():
+            if names:
+                log.info("folder_archive_purged", archive=archive, count=len(names),
+                         names=names[:50])
+        return removed
 
     def watcher(self, on_ready: Callable[[], None], *, rescan_seconds: float = 30.0,
                 polling: bool = False) -> FolderWatcher:

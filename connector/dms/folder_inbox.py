@@ -21,6 +21,7 @@ import json
 import re
 import secrets
 import shutil
+import threading
 import time
 import unicodedata
 from collections.abc import Callable
@@ -104,6 +105,13 @@ class InboxWriter:
         self._now = now or (lambda: dt.datetime.now(dt.timezone.utc))
         self.statuses = AppendOnceLog(layout.statuses_log)
         self.events = AppendOnceLog(layout.events_log)
+        self._active_lock = threading.Lock()
+        self._active_staging: set[Path] = set()
+
+    def active_staging(self) -> set[Path]:
+        """Staging folders of deliveries running now in this process (never swept)."""
+        with self._active_lock:
+            return set(self._active_staging)
 
     # -- documents ---------------------------------------------------------------------------
     def deliver(self, document: IncomingDocument, *, quarantine_info: dict[str, Any] | None = None) -> Path:
@@ -172,15 +180,21 @@ class InboxWriter:
         fsutil.ensure_directory(day, mode)
         self._remove_stale_staging(day, final.name)
         staging = day / f".{final.name}.tmp-{secrets.token_hex(4)}"
-        staging.mkdir(mode)
-        staging.chmod(mode)
+        with self._active_lock:
+            self._active_staging.add(staging)
         try:
-            fill(staging, final.name)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        if fsutil.publish_directory(staging, final):
-            log.info("folder_item_delivered", to=str(final), journal_id=document.journal_id)
+            staging.mkdir(mode)
+            staging.chmod(mode)
+            try:
+                fill(staging, final.name)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            if fsutil.publish_directory(staging, final):
+                log.info("folder_item_delivered", to=str(final), journal_id=document.journal_id)
+        finally:
+            with self._active_lock:
+                self._active_staging.discard(staging)
         return final
 
     @staticmethod

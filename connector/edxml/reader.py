@@ -14,27 +14,25 @@ file, the line and the element path, so an operator can tell the sender exactly 
 that is not well-formed beyond that repair, no ``From/OrganId``, a document without ``To``, a
 duplicate ``To/OrganId``, a manifest entry without its attachment, invalid base64, a status
 without ``StatusCode``.
+
+The work is split by concern: :mod:`connector.edxml.prefix_repair` parses (and repairs) the
+bytes, :mod:`connector.edxml.element_reader` holds the lenient lookup helpers,
+:mod:`connector.edxml.attachment_reader` reads the manifest and the base64 parts, and this module
+interprets the header, the trace list and status packages.
 """
 
 from __future__ import annotations
 
-import binascii
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lxml import etree
 
-from connector.edxml.identifiers import (
-    normalize_content_id,
-    organ_id_problem,
-    parse_date,
-    parse_timestamp,
-)
+from connector.edxml.attachment_reader import AttachmentReader
+from connector.edxml.element_reader import ElementReader, split_tag
 from connector.edxml.model import (
     LEGACY_NAMESPACE,
     NAMESPACE,
-    Attachment,
     Business,
     BusinessDocumentInfo,
     BusinessType,
@@ -53,28 +51,13 @@ from connector.edxml.model import (
     StatusPackage,
     TraceHeader,
 )
-from connector.edxml.xmlparse import ParseLimits, hardened_parser, parse_bytes, read_limited
-from connector.errors import EdxmlError, HostilePackage, PackageTooLarge
-
-XLINK_NAMESPACE = "http://www.w3.org/1999/xlink"
-XMLDSIG_NAMESPACE = "http://www.w3.org/2000/09/xmldsig#"
+from connector.edxml.prefix_repair import parse_package
+from connector.edxml.xmlparse import ParseLimits, read_limited
+from connector.errors import EdxmlError
 
 MAX_SUBJECT_LENGTH = 500
 MAX_CONTENT_LENGTH = 500
 MAX_PLACE_LENGTH = 150
-
-# Prefixes whose meaning is certain enough to repair a package that forgot to declare them.
-_WELL_KNOWN_PREFIXES = {
-    "xlink": XLINK_NAMESPACE,
-    "ds": XMLDSIG_NAMESPACE,
-    "dsig": XMLDSIG_NAMESPACE,
-}
-_MAX_REPAIRED_PREFIXES = 16
-_BASE64_WHITESPACE = (" ", "\n", "\r", "\t")
-_NCNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
-_SAFE_URI = re.compile(r"^[^\"'<>&\s]+$")
-_UNDEFINED_PREFIX = re.compile(
-    r"Namespace prefix (?P<prefix>\S+) (?:for (?P<attribute>\S+) )?on (?P<element>\S+) is not defined")
 
 _ORGANIZATION_FIELDS = {
     "OrganId": "organ_id", "OrganizationInCharge": "organization_in_charge",
@@ -91,9 +74,6 @@ _BUSINESS_CHILDREN = {
     "DocumentId", "BussinessDocType", "BusinessDocType", "BussinessDocReason", "BusinessDocReason",
     "Paper", "BussinessDocumentInfo", "BusinessDocumentInfo", "ReplacementInfoList", "StaffInfo",
 }
-_ATTACHMENT_CHILDREN = {"ContentId", "AttachmentName", "Description", "ContentType",
-                        "ContentTransferEncoded"}
-_REFERENCE_CHILDREN = {"ContentId", "ContentType", "Description", "AttachmentName"}
 
 
 @dataclass
@@ -124,250 +104,18 @@ def read_package(source: bytes | str | Path, *, limits: ParseLimits = ParseLimit
     return _PackageReader(tree.getroot(), file, warnings).read()
 
 
-# --------------------------------------------------------------------------------------------
-# Parsing, and the one repair we make: declaring prefixes a writer forgot to declare.
-# --------------------------------------------------------------------------------------------
-
-def parse_package(data: bytes, *, limits: ParseLimits = ParseLimits(),
-                  file: str | None = None) -> tuple[etree._ElementTree, list[str]]:
-    """Parse package bytes with the hardened parser, repairing undeclared prefixes.
-
-    Returns the tree and the repair warnings. Signature verification should use this too, so
-    that it sees the same tree the reader saw (a repaired package's signature cannot match —
-    the repair changed the bytes — which is the truth about such a package).
-    """
-    try:
-        return parse_bytes(data, limits=limits, file=file), []
-    except (HostilePackage, PackageTooLarge):
-        raise
-    except EdxmlError as error:
-        syntax = error.__cause__
-        if not isinstance(syntax, etree.XMLSyntaxError):
-            raise
-        entries = _parse_errors(data)
-        undefined = [entry for entry in entries if entry.type_name == "NS_ERR_UNDEFINED_NAMESPACE"]
-        fatal = [entry for entry in entries if entry.type_name != "NS_ERR_UNDEFINED_NAMESPACE"]
-        if fatal or not undefined:
-            raise _not_well_formed(fatal[0] if fatal else None, error, file) from syntax
-        prefixes = _prefixes_to_declare(undefined, data)
-        repaired = _declare_on_root(data, prefixes) if prefixes else None
-        if repaired is None:
-            raise _not_well_formed(undefined[0], error, file) from syntax
-        del data
-        tree = parse_bytes(repaired, limits=limits, file=file)
-        return tree, _repair_warnings(undefined, prefixes)
-
-
-def _parse_errors(data: bytes) -> list:
-    """The errors of parsing ``data`` alone. (An exception's ``error_log`` can also hold entries
-    from earlier parses in the same thread; a parser's own log cannot.) The DOCTYPE check has
-    already passed, and the parser resolves nothing."""
-    parser = hardened_parser()
-    try:
-        etree.fromstring(data, parser)
-    except etree.XMLSyntaxError:
-        pass
-    return [entry for entry in parser.error_log if entry.level >= etree.ErrorLevels.ERROR]
-
-
-def _not_well_formed(entry, error: EdxmlError, file: str | None) -> EdxmlError:
-    if entry is None:
-        return error
-    return EdxmlError(f"not well-formed XML: {entry.message.strip()}", file=file, line=entry.line,
-                      hint="the package is damaged (an element is not closed or a prefix is "
-                           "unknown); ask the sender to send it again")
-
-
-def _prefixes_to_declare(undefined, data: bytes) -> dict[str, str] | None:
-    """Map each undeclared prefix to the URI it most plausibly means, or None when unsafe."""
-    prefixes: dict[str, str] = {}
-    for entry in undefined:
-        match = _UNDEFINED_PREFIX.search(entry.message)
-        if not match:
-            return None
-        prefix = match.group("prefix")
-        if not _NCNAME.match(prefix) or prefix.lower().startswith("xml"):
-            return None
-        if prefix not in prefixes:
-            prefixes[prefix] = _uri_for_prefix(prefix, data)
-    if len(prefixes) > _MAX_REPAIRED_PREFIXES:
-        return None
-    return prefixes
-
-
-def _uri_for_prefix(prefix: str, data: bytes) -> str:
-    """The URI the package itself binds ``prefix`` to elsewhere, else a well-known one, else
-    (for ``edXML``) the QCVN namespace, else a placeholder that makes the elements 'unknown'."""
-    declared = re.search(rb"xmlns:" + re.escape(prefix.encode()) + rb"\s*=\s*[\"']([^\"'<>]*)[\"']",
-                         data)
-    if declared:
-        uri = declared.group(1).decode("utf-8", "replace")
-        if _SAFE_URI.match(uri):
-            return uri
-    if prefix in _WELL_KNOWN_PREFIXES:
-        return _WELL_KNOWN_PREFIXES[prefix]
-    if prefix.lower() == "edxml":
-        return NAMESPACE
-    return f"urn:x-edxml-connector:undeclared:{prefix}"
-
-
-_PROLOG_ITEM = re.compile(rb"\s+|<\?.*?\?>|<!--.*?-->", re.DOTALL)
-_ROOT_NAME = re.compile(rb"<[A-Za-z_][A-Za-z0-9_.\-]*(?::[A-Za-z_][A-Za-z0-9_.\-]*)?")
-
-
-def _declare_on_root(data: bytes, prefixes: dict[str, str]) -> bytes | None:
-    """Insert ``xmlns:p="uri"`` right after the root element's name — no newline is added, so
-    every line number the parser reports afterwards is the line in the received file."""
-    position = 3 if data.startswith(b"\xef\xbb\xbf") else 0
-    if not data.startswith(b"<", position) and not data[position:position + 1].isspace():
-        return None  # not an ASCII-compatible encoding we can safely edit
-    while True:
-        item = _PROLOG_ITEM.match(data, position)
-        if not item or item.end() == position:
-            break
-        position = item.end()
-    root = _ROOT_NAME.match(data, position)
-    if not root:
-        return None
-    declarations = "".join(f' xmlns:{prefix}="{uri}"' for prefix, uri in prefixes.items())
-    return data[:root.end()] + declarations.encode("ascii") + data[root.end():]
-
-
-def _repair_warnings(undefined, prefixes: dict[str, str]) -> list[str]:
-    warnings = []
-    for prefix, uri in prefixes.items():
-        uses = [entry for entry in undefined
-                if (m := _UNDEFINED_PREFIX.search(entry.message)) and m.group("prefix") == prefix]
-        first = uses[0]
-        match = _UNDEFINED_PREFIX.search(first.message)
-        where = match.group("element") + (f"/@{match.group('attribute')}" if match.group("attribute")
-                                           else "")
-        warnings.append(
-            f"recovered defect: namespace prefix '{prefix}' is used without a declaration "
-            f"({len(uses)} time(s), first on {where} at line {first.line}); read as bound to {uri}")
-    return warnings
-
-
-# --------------------------------------------------------------------------------------------
-# Interpreting the tree.
-# --------------------------------------------------------------------------------------------
-
-def _split(tag: str) -> tuple[str | None, str]:
-    if tag.startswith("{"):
-        namespace, _, local = tag[1:].partition("}")
-        return namespace, local
-    return None, tag
-
-
-class _PackageReader:
+class _PackageReader(ElementReader):
     """One pass over a parsed tree. Collects warnings; raises on the first unusable defect."""
 
     def __init__(self, root: etree._Element, file: str | None, warnings: list[str]) -> None:
+        namespace, _ = split_tag(root.tag) if isinstance(root.tag, str) else (None, "")
+        super().__init__(file, warnings, {NAMESPACE, LEGACY_NAMESPACE, None, namespace})
         self.root = root
-        self.file = file
-        self.warnings = warnings
-        namespace, _ = _split(root.tag) if isinstance(root.tag, str) else (None, "")
         self.namespace = namespace or ""
-        self.accepted = {NAMESPACE, LEGACY_NAMESPACE, None, namespace}
-
-    # ---- small helpers ------------------------------------------------------------------
-
-    def warn(self, message: str) -> None:
-        self.warnings.append(message)
-
-    def error(self, message: str, *, element: str, line: int | None = None,
-              hint: str | None = None) -> EdxmlError:
-        return EdxmlError(message, file=self.file, line=line, element=element, hint=hint)
-
-    def children(self, parent: etree._Element, path: str, known: set[str],
-                 *, foreign_ok: set[str] = frozenset()) -> dict[str, list[etree._Element]]:
-        """Group the element children of ``parent`` by local name; warn about unknown ones."""
-        groups: dict[str, list[etree._Element]] = {}
-        for child in parent:
-            if not isinstance(child.tag, str):
-                continue  # comments and processing instructions
-            namespace, local = _split(child.tag)
-            if local in known and (namespace in self.accepted or local in foreign_ok):
-                groups.setdefault(local, []).append(child)
-            else:
-                shown = local if namespace in self.accepted else f"{{{namespace}}}{local}"
-                self.warn(f"ignored unknown element {path}/{shown} (line {child.sourceline})")
-        return groups
-
-    def one(self, groups, name: str, path: str) -> etree._Element | None:
-        found = groups.get(name)
-        if not found:
-            return None
-        if len(found) > 1:
-            self.warn(f"{path}/{name} appears {len(found)} times (lines "
-                      f"{', '.join(str(e.sourceline) for e in found)}); the first is used")
-        return found[0]
-
-    def either(self, groups, names: tuple[str, ...], path: str) -> tuple[etree._Element | None, str]:
-        """The first present of several accepted spellings, and the name it was found under."""
-        for name in names:
-            element = self.one(groups, name, path)
-            if element is not None:
-                for other in names:
-                    if other != name and groups.get(other):
-                        self.warn(f"{path} has both {name} and {other}; {name} is used")
-                return element, name
-        return None, names[0]
-
-    def text(self, element: etree._Element | None, path: str) -> str | None:
-        """Text of a leaf element, stripped; None when absent, "" when present but empty."""
-        if element is None:
-            return None
-        parts = [element.text or ""]
-        for child in element:
-            if isinstance(child.tag, str):
-                self.warn(f"{path} should hold text only; its child element "
-                          f"{_split(child.tag)[1]} (line {child.sourceline}) is ignored")
-            parts.append(child.tail or "")
-        return "".join(parts).strip()
-
-    def field_text(self, groups, name: str, path: str) -> str | None:
-        return self.text(self.one(groups, name, path), f"{path}/{name}")
-
-    def field_date(self, groups, name: str, path: str):
-        element = self.one(groups, name, path)
-        value = self.text(element, f"{path}/{name}")
-        if not value:
-            return None
-        try:
-            return parse_date(value)
-        except ValueError:
-            self.warn(f"{path}/{name} {value!r} (line {element.sourceline}) is not a date in "
-                      "yyyy/MM/dd or dd/MM/yyyy; ignored")
-            return None
-
-    def field_timestamp(self, groups, name: str, path: str):
-        element = self.one(groups, name, path)
-        value = self.text(element, f"{path}/{name}")
-        if not value:
-            return None
-        try:
-            return parse_timestamp(value)
-        except ValueError:
-            self.warn(f"{path}/{name} {value!r} (line {element.sourceline}) is not a timestamp "
-                      "in yyyy/MM/dd HH:mm:ss or dd/MM/yyyy HH:mm:ss; ignored")
-            return None
-
-    def check_organ_id(self, value: str | None, path: str) -> None:
-        if value:
-            problem = organ_id_problem(value)
-            if problem:
-                self.warn(f"{path}: {problem}")
-
-    def check_length(self, value: str | None, limit: int, path: str) -> None:
-        if value is not None and len(value) > limit:
-            self.warn(f"{path} is {len(value)} characters long, more than the {limit} allowed")
-
-    # ---- structure ----------------------------------------------------------------------
 
     def read(self) -> ReadResult:
         root = self.root
-        namespace, local = _split(root.tag)
+        namespace, local = split_tag(root.tag)
         if local != "edXML":
             raise self.error(f"the root element is {local!r}, not edXML: this is not an edXML "
                              "package", element=local, line=root.sourceline,
@@ -405,7 +153,7 @@ class _PackageReader:
                              line=header.sourceline, hint="ask the sender for a complete package")
         body = self.one(env, "edXMLBody", env_path)
 
-        peek = {(_split(c.tag)[1]) for c in message_header if isinstance(c.tag, str)}
+        peek = {(split_tag(c.tag)[1]) for c in message_header if isinstance(c.tag, str)}
         if "StatusCode" in peek:
             if body is not None or encoded_blocks or hdr.get("TraceHeaderList"):
                 self.warn("a status package carries a body, attachments or a TraceHeaderList; "
@@ -531,7 +279,8 @@ class _PackageReader:
         trace_list = self.one(hdr, "TraceHeaderList", header_path)
         if trace_list is not None:
             self.read_trace_list(trace_list, f"{header_path}/TraceHeaderList", package)
-        package.attachments = self.read_attachments(body, body_path, encoded_blocks)
+        package.attachments = AttachmentReader(self.file, self.warnings, self.accepted).read(
+            body, body_path, encoded_blocks)
         return package
 
     def read_other_info(self, element, path: str) -> OtherInfo:
@@ -647,159 +396,6 @@ class _PackageReader:
 
     # ---- attachments --------------------------------------------------------------------
 
-    def read_attachments(self, body, body_path: str, encoded_blocks) -> list[Attachment]:
-        references = []
-        if body is not None:
-            bg = self.children(body, body_path, {"edXMLManifest"})
-            manifest = self.one(bg, "edXMLManifest", body_path)
-            if manifest is not None:
-                mpath = f"{body_path}/edXMLManifest"
-                for element in self.children(manifest, mpath, {"Reference"}).get("Reference", []):
-                    rpath = f"{mpath}/Reference"
-                    rg = self.children(element, rpath, _REFERENCE_CHILDREN)
-                    references.append({
-                        "element": element,
-                        "content_id": normalize_content_id(self.field_text(rg, "ContentId", rpath)),
-                        "content_type": self.field_text(rg, "ContentType", rpath),
-                        "description": self.field_text(rg, "Description", rpath),
-                        "name": self.field_text(rg, "AttachmentName", rpath),
-                    })
-
-        parts = []
-        for block in encoded_blocks:
-            block_path = "edXML/AttachmentEncoded"
-            for element in self.children(block, block_path, {"Attachment"}).get("Attachment", []):
-                parts.append((element, f"{block_path}/Attachment"))
-
-        attachments: list[Attachment] = []
-        matched: set[int] = set()
-        for position, (element, path) in enumerate(parts, start=1):
-            ag = self.children(element, path, _ATTACHMENT_CHILDREN)
-            content_id = normalize_content_id(self.field_text(ag, "ContentId", path))
-            name = self.field_text(ag, "AttachmentName", path)
-            reference = self.match_reference(references, matched, content_id, name)
-            encoded = self.one(ag, "ContentTransferEncoded", path)
-            if encoded is None:
-                raise self.error(f"attachment {content_id or name or position} has no "
-                                 "ContentTransferEncoded", element=f"{path}/ContentTransferEncoded",
-                                 line=element.sourceline,
-                                 hint="the attachment's content is missing; ask the sender again")
-            data = self.decode(encoded, f"{path}/ContentTransferEncoded")
-            content_type = self.field_text(ag, "ContentType", path)
-            description = self.field_text(ag, "Description", path)
-            if reference is not None:
-                name = self.reconcile(name, reference["name"], "AttachmentName", content_id)
-                content_type = self.reconcile(content_type, reference["content_type"],
-                                              "ContentType", content_id)
-                description = self.reconcile(description, reference["description"],
-                                             "Description", content_id, warn=False)
-            else:
-                self.warn(f"attachment {content_id or name or position} (line {element.sourceline}) "
-                          "is not listed in the manifest; kept")
-            if not name:
-                name = f"attachment-{position}"
-                self.warn(f"attachment {content_id or position} has no AttachmentName; "
-                          f"named {name!r}")
-            if not content_type:
-                content_type = "application/octet-stream"
-                self.warn(f"attachment {name!r} has no ContentType; read as {content_type}")
-            if not data:
-                self.warn(f"attachment {name!r} is empty")
-            attachments.append(Attachment(name=name, content_type=content_type,
-                                          content_id=content_id, description=description,
-                                          data=data))
-
-        for index, reference in enumerate(references):
-            if index in matched:
-                continue
-            label = reference["content_id"] or reference["name"] or f"#{index + 1}"
-            raise self.error(f"the manifest references attachment {label}, which the package does "
-                             "not contain", element=f"{body_path}/edXMLManifest/Reference",
-                             line=reference["element"].sourceline,
-                             hint="ask the sender to send the package again with all attachments")
-        return attachments
-
-    def match_reference(self, references, matched: set[int], content_id, name):
-        """The manifest entry for an attachment: same ContentId, else (when ids are missing)
-        the same AttachmentName."""
-        for by in ("content_id", "name"):
-            key = content_id if by == "content_id" else name
-            if not key:
-                continue
-            for index, reference in enumerate(references):
-                if index in matched or reference[by] != key:
-                    continue
-                if by == "name" and reference["content_id"] and content_id:
-                    continue
-                if by == "name":
-                    self.warn(f"attachment {name!r} matched to its manifest entry by name "
-                              "(ContentId missing)")
-                matched.add(index)
-                return reference
-        return None
-
-    def reconcile(self, own: str | None, manifest: str | None, label: str, content_id,
-                  *, warn: bool = True) -> str | None:
-        """The attachment's own value wins; the manifest fills a gap; a conflict is reported."""
-        if not own:
-            return manifest if manifest else own
-        if manifest and manifest != own and warn:
-            self.warn(f"attachment {content_id}: {label} is {own!r} but the manifest says "
-                      f"{manifest!r}; {own!r} is used")
-        return own
-
-    def decode(self, element, path: str) -> bytes:
-        """Base64 text to bytes in linear time and without needless copies: the text is taken
-        out of the tree first, decoded straight from the string when it has no line breaks (the
-        SDK and our writer emit one line), else after one C-level whitespace strip."""
-        text = element.text or ""
-        for child in element:  # comments inside the base64 (seen in hand-edited files)
-            if isinstance(child.tag, str):
-                raise self.error("ContentTransferEncoded holds an element instead of base64 text",
-                                 element=path, line=child.sourceline,
-                                 hint="ask the sender to send the package again")
-            text += child.tail or ""
-        line = element.sourceline
-        element.text = None
-        if not text.isascii():
-            raise self.bad_base64(text, line, path, re.search(r"[^\x00-\x7f]", text).start())
-        if any(ch in text for ch in _BASE64_WHITESPACE):
-            encoded: str | bytes = text.encode("ascii").translate(None, b" \t\r\n")
-        else:
-            encoded = text
-        try:
-            return binascii.a2b_base64(encoded, strict_mode=True)
-        except binascii.Error:
-            raw = encoded.encode("ascii") if isinstance(encoded, str) else encoded
-            return self.decode_leniently(raw, text, line, path)
-
-    def decode_leniently(self, raw: bytes, text: str, line: int | None, path: str) -> bytes:
-        bad = re.search(rb"[^A-Za-z0-9+/=]", raw)
-        if bad is None:
-            stripped = raw.rstrip(b"=")
-            if b"=" not in stripped and len(stripped) % 4 != 1:
-                padded = stripped + b"=" * (-len(stripped) % 4)
-                try:
-                    data = binascii.a2b_base64(padded, strict_mode=True)
-                except binascii.Error:
-                    pass
-                else:
-                    self.warn(f"{path} (line {line}): base64 padding was wrong; "
-                              "recovered")
-                    return data
-            raise self.error("invalid base64: the length or padding is wrong", element=path,
-                             line=line,
-                             hint="the attachment is damaged; ask the sender to send it again")
-        index = re.search(r"[^A-Za-z0-9+/=\s]", text)
-        raise self.bad_base64(text, line, path, index.start() if index else 0)
-
-    def bad_base64(self, text: str, first_line: int | None, path: str, index: int) -> EdxmlError:
-        line = (first_line or 0) + text.count("\n", 0, index)
-        shown = text[index:index + 12]
-        return self.error(f"invalid base64: unexpected {shown!r}", element=path, line=line or None,
-                          hint="the attachment is damaged; ask the sender to send it again")
-
-    # ---- status packages ----------------------------------------------------------------
 
     def read_status(self, message_header, mh_path: str) -> StatusPackage:
         groups = self.children(message_header, mh_path, _STATUS_HEADER)
@@ -837,3 +433,7 @@ class _PackageReader:
                         if staff_element is not None else None),
             description=self.field_text(groups, "Description", mh_path),
             timestamp=self.field_timestamp(groups, "Timestamp", mh_path))
+
+
+__all__ = ["MAX_CONTENT_LENGTH", "MAX_PLACE_LENGTH", "MAX_SUBJECT_LENGTH", "ReadResult",
+           "parse_package", "read_package"]

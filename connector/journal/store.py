@@ -13,6 +13,16 @@ the axis DocId and on (sender, DocumentId, business type, package SHA-256).
 
 Inbound: a document is acknowledged to the axis only after ``record_stored`` committed, and
 ``find_duplicate`` plus the unique axis DocId make a redelivery harmless.
+
+Two connectors on one PostgreSQL journal: each item remembers the ``instance`` that took it in,
+because its stored package (and, outgoing, its folder claim in ``work/``) lives on that
+instance's server. ``claim_for_sending``, ``recover_interrupted`` and ``pending_incoming`` only
+hand out this instance's items (and rows without an instance, written by an older connector),
+unless the journal was opened with ``any_instance=True`` (package store and exchange folder on
+storage both servers share). When a server is gone for good, an operator makes its items this
+instance's with :meth:`Journal.adopt` after restoring its state directory and ``work/`` here —
+or cancels them and lets the DMS send again. Inbound polls are serialised by the
+``inbound-poller`` lease (:meth:`Journal.acquire_lease`).
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import true as sa_true
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 
@@ -36,6 +47,7 @@ from connector.journal.records import (
     IncomingRecord,
     OutgoingRecord,
     StatusRecord,
+    default_instance,
     default_owner,
     new_id,
     utcnow,
@@ -73,17 +85,24 @@ class Journal:
     connection from the engine's pool.
 
     ``max_attempts`` (the ``outbound.max_attempts`` setting) turns a failed attempt into ``failed``
-    once that many attempts were made; ``owner`` names this process in claims and leases.
+    once that many attempts were made; ``owner`` names this *process* in claims and leases (host
+    and pid: a restart is a new owner). ``instance`` names this *installation* (stable across
+    restarts; default the host name — pass the folder adapter's instance name): new items are
+    stamped with it and only its items are handed out, unless ``any_instance`` is true.
     """
 
     def __init__(self, engine: Engine, *, max_attempts: int | None = None,
-                 owner: str | None = None) -> None:
+                 owner: str | None = None, instance: str | None = None,
+                 any_instance: bool = False) -> None:
         self.engine = engine
         self.max_attempts = max_attempts
         self.owner = owner or default_owner()
+        self.instance = instance or default_instance()
+        self.any_instance = any_instance
 
     @classmethod
     def open(cls, url: str | URL, *, max_attempts: int | None = None, owner: str | None = None,
+             instance: str | None = None, any_instance: bool = False,
              migrate: bool = True) -> Journal:
         """Connect, and upgrade the schema to the newest revision (creating it when empty)."""
         engine = create_journal_engine(url)
@@ -93,7 +112,14 @@ class Journal:
         except Exception:
             engine.dispose()
             raise
-        return cls(engine, max_attempts=max_attempts, owner=owner)
+        return cls(engine, max_attempts=max_attempts, owner=owner, instance=instance,
+                   any_instance=any_instance)
+
+    def _mine(self, column):
+        """Rows this instance may work on: its own, and rows from before instances existed."""
+        if self.any_instance:
+            return sa_true()
+        return or_(column == self.instance, column.is_(None))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -218,11 +244,12 @@ class Journal:
                     id=item_id, source=source, source_ref=source_ref, kind=kind_value,
                     document_id=document_id, business_type=business_type,
                     state=OutgoingState.QUEUED.value, attempts=0, next_attempt_at=None,
-                    meta=meta or {}, created_at=now, updated_at=now))
+                    meta=meta or {}, created_at=now, updated_at=now, instance=self.instance))
                 self._set_recipients(conn, item_id, recipients, now)
                 self._event(conn, item_id, "outgoing", "enqueued", EventOutcome.OK,
                             {"source": source, "source_ref": source_ref, "kind": kind_value,
-                             "document_id": document_id, "recipients": list(recipients)}, now)
+                             "document_id": document_id, "recipients": list(recipients),
+                             "instance": self.instance}, now)
                 return self._outgoing_record(conn, self._outgoing_row(conn, item_id))
         except IntegrityError:
             # Another process inserted the same (source, source_ref) between our read and write.
@@ -296,6 +323,10 @@ class Journal:
         ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, and every claim is a conditional UPDATE whose
         row count is checked (SQLite also serialises writers with BEGIN IMMEDIATE).
         A claimed item whose ``needs_packaging`` is true must be packaged before it is sent.
+
+        Only this journal's ``instance``'s items are claimed (see the module docstring): another
+        instance's package and folder claim are on its own server. ``owner`` is the process
+        recorded as the claim holder (default: this journal's owner).
         """
         if limit <= 0:
             return []
@@ -308,7 +339,8 @@ class Journal:
         claimed: list[OutgoingRecord] = []
         with self._write() as conn:
             candidates = conn.execute(
-                select(c.id, c.state, c.claimed_at, c.claimed_by, c.attempts).where(or_(due, stale))
+                select(c.id, c.state, c.claimed_at, c.claimed_by, c.attempts)
+                .where(or_(due, stale), self._mine(c.instance))
                 .order_by(c.created_at, c.id).limit(limit).with_for_update(skip_locked=True)).mappings().all()
             for candidate in candidates:
                 guard = [c.id == candidate["id"], c.state == candidate["state"]]
@@ -334,15 +366,17 @@ class Journal:
         """At start-up: put items left in ``sending`` by a dead process back in line, due now.
 
         The interrupted attempt may have reached the axis, so the item will be sent again
-        (at-least-once; receivers de-duplicate). With a shared PostgreSQL journal pass this
-        process's previous ``owner`` (or rely on ``stale_after``) so another live connector's
-        claims are left alone. Returns the ids put back.
+        (at-least-once; receivers de-duplicate). Only this instance's items are touched, so on
+        a shared PostgreSQL journal another live connector's claims are left alone (one live
+        process per instance name: the folder adapter's instance lock sees to that);
+        ``claimed_by`` narrows it further to one previous process. Returns the ids put back.
         """
         now = now or utcnow()
         c = t.outgoing.c
         with self._write() as conn:
             query = select(c.id, c.package_sha256, c.claimed_by).where(
-                c.state == OutgoingState.SENDING.value).with_for_update(skip_locked=True)
+                c.state == OutgoingState.SENDING.value, self._mine(c.instance)
+            ).with_for_update(skip_locked=True)
             if claimed_by is not None:
                 query = query.where(c.claimed_by == claimed_by)
             rows = conn.execute(query).mappings().all()
@@ -498,51 +532,94 @@ class Journal:
                                 now: dt.datetime | None = None) -> OutgoingRecord | None:
         """A status ``code`` arrived from ``organ_id`` about ``document_id``.
 
-        The history row is always kept. The latest outgoing item with that DocumentId sent to
-        ``organ_id`` (else the latest with that DocumentId) has its delivery row for ``organ_id``
-        set to this status unless a status with a later timestamp is already there (statuses can
-        arrive out of order). Returns that item, or None when no outgoing item matches.
+        One history row per status. A status is the same status again — a redelivery after a
+        crash between recording it and acknowledging it to the axis — when it has the same
+        ``incoming_id`` (the journal id of the status package), or, without one, the same
+        (DocumentId, sender, code, timestamp ``at``); it is then not recorded a second time and
+        the call returns the item as it is. Without ``incoming_id`` and ``at`` a status has no
+        identity and is always recorded.
+
+        The latest outgoing item with that DocumentId sent to ``organ_id`` (else the latest
+        with that DocumentId) has its delivery row for ``organ_id`` set to this status unless
+        the status already there has a later timestamp: statuses arrive out of order, and an
+        older 01 arriving after 03 must not make 03 look undone (history keeps both).
+        Returns that item, or None when no outgoing item matches.
         """
         now = now or utcnow()
+        identified_by_time = at is not None
         at = at or now
-        c = t.outgoing.c
-        with self._write() as conn:
-            base = select(c.id).where(c.document_id == document_id,
-                                      c.kind != OutgoingKind.STATUS.value)
-            order = (c.created_at.desc(), c.id.desc())
-            item_id = conn.execute(base.where(c.id.in_(
-                select(t.deliveries.c.outgoing_id).where(t.deliveries.c.organ_id == organ_id)))
-                .order_by(*order).limit(1)).scalar()
-            if item_id is None:
-                item_id = conn.execute(base.order_by(*order).limit(1)).scalar()
-            conn.execute(insert(t.statuses).values(
-                outgoing_id=item_id, incoming_id=incoming_id, document_id=document_id,
-                from_organ_id=organ_id, to_organ_id=to_organ_id, code=code,
-                description=description, status_at=at, recorded_at=now))
-            if item_id is None:
-                self._event(conn, incoming_id, "incoming", "status_unmatched", EventOutcome.INFO,
-                            {"document_id": document_id, "from": organ_id, "code": code}, now)
-                return None
-            d = t.deliveries.c
-            current = conn.execute(select(t.deliveries).where(
-                d.outgoing_id == item_id, d.organ_id == organ_id)).mappings().first()
-            if current is None:
-                conn.execute(insert(t.deliveries).values(
-                    outgoing_id=item_id, organ_id=organ_id, status_code=code,
-                    description=description, status_at=at, updated_at=now))
-                latest = True
-            elif current["status_at"] is None or current["status_at"] <= at:
-                conn.execute(update(t.deliveries).where(
-                    d.outgoing_id == item_id, d.organ_id == organ_id).values(
-                    status_code=code, description=description, status_at=at, updated_at=now))
-                latest = True
-            else:
-                latest = False
-            self._event(conn, item_id, "outgoing", "recipient_status",
-                        EventOutcome.ERROR if code == "02" else EventOutcome.OK,
-                        {"organ_id": organ_id, "code": code, "description": description,
-                         "at": at.isoformat(), "latest": latest, "incoming_id": incoming_id}, now)
-            return self._outgoing_record(conn, self._outgoing_row(conn, item_id))
+        c, s = t.outgoing.c, t.statuses.c
+        try:
+            with self._write() as conn:
+                if incoming_id is not None:
+                    seen = select(s.outgoing_id).where(s.incoming_id == incoming_id)
+                elif identified_by_time:
+                    seen = select(s.outgoing_id).where(
+                        s.document_id == document_id, s.from_organ_id == organ_id,
+                        s.code == code, s.status_at == at)
+                else:
+                    seen = None
+                if seen is not None:
+                    known = conn.execute(seen.limit(1)).first()
+                    if known is not None:
+                        return self._record_or_none(conn, known[0])
+                base = select(c.id).where(c.document_id == document_id,
+                                          c.kind != OutgoingKind.STATUS.value)
+                order = (c.created_at.desc(), c.id.desc())
+                item_id = conn.execute(base.where(c.id.in_(
+                    select(t.deliveries.c.outgoing_id).where(t.deliveries.c.organ_id == organ_id)))
+                    .order_by(*order).limit(1)).scalar()
+                if item_id is None:
+                    item_id = conn.execute(base.order_by(*order).limit(1)).scalar()
+                conn.execute(insert(t.statuses).values(
+                    outgoing_id=item_id, incoming_id=incoming_id, document_id=document_id,
+                    from_organ_id=organ_id, to_organ_id=to_organ_id, code=code,
+                    description=description, status_at=at, recorded_at=now))
+                if item_id is None:
+                    self._event(conn, incoming_id, "incoming", "status_unmatched", EventOutcome.INFO,
+                                {"document_id": document_id, "from": organ_id, "code": code}, now)
+                    return None
+                latest = self._apply_delivery_status(conn, item_id, organ_id, code,
+                                                     description, at, now)
+                self._event(conn, item_id, "outgoing", "recipient_status",
+                            EventOutcome.ERROR if code == "02" else EventOutcome.OK,
+                            {"organ_id": organ_id, "code": code, "description": description,
+                             "at": at.isoformat(), "latest": latest, "incoming_id": incoming_id},
+                            now)
+                return self._outgoing_record(conn, self._outgoing_row(conn, item_id))
+        except IntegrityError:
+            # The same status package recorded concurrently (unique incoming_id): theirs stands.
+            with self._read() as conn:
+                known = conn.execute(select(s.outgoing_id).where(
+                    s.incoming_id == incoming_id).limit(1)).first()
+                if known is None:
+                    raise
+                return self._record_or_none(conn, known[0])
+
+    def _record_or_none(self, conn: Connection, item_id: str | None) -> OutgoingRecord | None:
+        if item_id is None:
+            return None
+        row = conn.execute(select(t.outgoing).where(t.outgoing.c.id == item_id)).mappings().first()
+        return None if row is None else self._outgoing_record(conn, row)
+
+    @staticmethod
+    def _apply_delivery_status(conn: Connection, item_id: str, organ_id: str, code: str,
+                               description: str | None, at: dt.datetime, now: dt.datetime) -> bool:
+        """Set the recipient's current status unless a later one is there; True when set."""
+        d = t.deliveries.c
+        current = conn.execute(select(t.deliveries).where(
+            d.outgoing_id == item_id, d.organ_id == organ_id)).mappings().first()
+        if current is None:
+            conn.execute(insert(t.deliveries).values(
+                outgoing_id=item_id, organ_id=organ_id, status_code=code,
+                description=description, status_at=at, updated_at=now))
+            return True
+        if current["status_at"] is not None and current["status_at"] > at:
+            return False
+        conn.execute(update(t.deliveries).where(
+            d.outgoing_id == item_id, d.organ_id == organ_id).values(
+            status_code=code, description=description, status_at=at, updated_at=now))
+        return True
 
     def statuses(self, key: str) -> list[StatusRecord]:
         """Every received status about an outgoing item (by journal id) or a DocumentId."""
@@ -588,6 +665,29 @@ class Journal:
                                .order_by(i.created_at.desc(), i.id.desc()).limit(1)).mappings().first()
             return None if row is None else self._incoming_record(row)
 
+    def find_received(self, document_id: str, sender: str | None = None, *,
+                      business_types: Iterable[int] | None = None,
+                      exclude_id: str | None = None) -> IncomingRecord | None:
+        """The first stored received *document* with ``document_id`` (from ``sender`` when
+        given), duplicates left out: the original that a revoke, update, take-back or status is
+        about. ``business_types`` keeps only those types (a revoke or update reuses its
+        original's DocumentId; pass ``(0, 3)`` for originals — a row without a type counts as
+        an original). ``exclude_id`` leaves out the item being processed itself."""
+        i = t.incoming.c
+        query = select(t.incoming).where(
+            i.messagetype == MessageType.EDOC.value, i.document_id == document_id,
+            i.stored_at.is_not(None), i.duplicate_of.is_(None))
+        if sender is not None:
+            query = query.where(i.sender == sender)
+        if exclude_id is not None:
+            query = query.where(i.id != exclude_id)
+        if business_types is not None:
+            query = query.where(or_(i.business_type.is_(None),
+                                    i.business_type.in_(list(business_types))))
+        with self._read() as conn:
+            row = conn.execute(query.order_by(i.created_at, i.id).limit(1)).mappings().first()
+        return None if row is None else self._incoming_record(row)
+
     def find(self, key: str) -> OutgoingRecord | IncomingRecord | None:
         """What an operator's ID means: an outgoing item first, then an incoming one."""
         return self.find_outgoing(key) or self.find_incoming(key)
@@ -627,7 +727,7 @@ class Journal:
                 conn.execute(insert(t.incoming).values(
                     id=item_id, axis_doc_id=axis_doc_id, messagetype=kind,
                     state=IncomingState.LISTED.value, sender=sender, quarantined=False,
-                    meta=meta or {}, created_at=now, updated_at=now))
+                    meta=meta or {}, created_at=now, updated_at=now, instance=self.instance))
                 self._event(conn, item_id, "incoming", "listed", EventOutcome.OK,
                             {"axis_doc_id": axis_doc_id, "messagetype": kind, "sender": sender}, now)
                 return self._incoming_record(self._incoming_row(conn, item_id))
@@ -690,7 +790,8 @@ class Journal:
         values: dict[str, Any] = {
             "package_path": str(package_path), "package_sha256": sha256, "package_size": size,
             "sender": sender, "document_id": document_id, "business_type": business_type,
-            "signature_state": signature_state, "stored_at": now, "last_error": None}
+            "signature_state": signature_state, "stored_at": now, "last_error": None,
+            "instance": self.instance}  # the package is in this server's store
         if meta:
             values["meta"] = meta
         return self._advance(item_id, IncomingState.STORED, "stored", EventOutcome.OK,
@@ -797,17 +898,105 @@ class Journal:
 
     def pending_incoming(self) -> list[IncomingRecord]:
         """Stored items whose later steps did not all happen (crash recovery): not yet
-        acknowledged, or acknowledged but neither delivered, quarantined, refused nor a duplicate."""
+        acknowledged, or acknowledged but neither delivered, quarantined, refused nor a duplicate.
+        Only this instance's items: their packages are in this server's package store."""
         i = t.incoming.c
         unfinished = or_(
             i.acknowledged_at.is_(None),
             and_(i.delivered_at.is_(None), i.quarantined.is_(False), i.duplicate_of.is_(None),
                  i.state != IncomingState.REFUSED.value))
         query = select(t.incoming).where(
-            or_(i.stored_at.is_not(None), i.duplicate_of.is_not(None)), unfinished
+            or_(i.stored_at.is_not(None), i.duplicate_of.is_not(None)), unfinished,
+            self._mine(i.instance)
         ).order_by(i.created_at, i.id)
         with self._read() as conn:
             return [self._incoming_record(row) for row in conn.execute(query).mappings()]
+
+    # -- instances -----------------------------------------------------------------------------
+
+    def adopt(self, from_instance: str, *, stale_after: dt.timedelta = DEFAULT_STALE_AFTER,
+              force: bool = False, now: dt.datetime | None = None) -> dict[str, list[str]]:
+        """Make the unfinished items of instance ``from_instance`` (a server gone for good) this
+        instance's, so that this one sends or finishes them.
+
+        What the operator does first: copy the gone server's state directory (the package store,
+        ``STATE/packages``) and its exchange ``work/`` claims to this server — or, when they are
+        lost, adopt anyway and then ``cancel`` the items whose package is missing (an attempt
+        whose stored bytes are missing fails with that reason) so that the DMS sends them anew.
+
+        Adopted: outgoing items not yet ``sent`` (``sending`` ones are put back in line, due
+        now; ``failed`` ones so that ``retry`` works here) and incoming items stored but not
+        finished. Refused while ``from_instance`` still looks alive (a claim fresher than
+        ``stale_after``) unless ``force``. Each item gets an ``adopted`` event. Returns
+        ``{"outgoing": [ids], "incoming": [ids]}``.
+        """
+        now = now or utcnow()
+        if from_instance == self.instance:
+            raise JournalError(f"instance {from_instance!r} is this instance; nothing to adopt",
+                               hint="give the name of the instance that is gone")
+        o, i = t.outgoing.c, t.incoming.c
+        adopted: dict[str, list[str]] = {"outgoing": [], "incoming": []}
+        detail = {"from_instance": from_instance, "to_instance": self.instance}
+        with self._write() as conn:
+            rows = conn.execute(select(o.id, o.state, o.claimed_at, o.claimed_by, o.package_sha256)
+                                .where(o.instance == from_instance,
+                                       o.state != OutgoingState.SENT.value)
+                                .order_by(o.created_at, o.id).with_for_update()).mappings().all()
+            live = [row for row in rows if row["state"] == OutgoingState.SENDING.value
+                    and row["claimed_at"] is not None and row["claimed_at"] > now - stale_after]
+            if live and not force:
+                raise JournalError(
+                    f"instance {from_instance!r} claimed {len(live)} item(s) less than "
+                    f"{stale_after} ago (e.g. {live[0]['id']} by {live[0]['claimed_by']}); "
+                    "it may still be running",
+                    hint="stop that connector first, or wait, or adopt with force")
+            for row in rows:
+                values: dict[str, Any] = {"instance": self.instance, "updated_at": now}
+                if row["state"] == OutgoingState.SENDING.value:
+                    back = (OutgoingState.QUEUED if row["package_sha256"] is None
+                            else OutgoingState.PACKAGED)
+                    values.update(state=back.value, next_attempt_at=now, claimed_at=None,
+                                  claimed_by=None)
+                conn.execute(update(t.outgoing).where(o.id == row["id"]).values(**values))
+                self._event(conn, row["id"], "outgoing", "adopted", EventOutcome.INFO,
+                            {**detail, "state": row["state"],
+                             "previous_owner": row["claimed_by"]}, now)
+                adopted["outgoing"].append(row["id"])
+            unfinished = or_(
+                i.acknowledged_at.is_(None),
+                and_(i.delivered_at.is_(None), i.quarantined.is_(False), i.duplicate_of.is_(None),
+                     i.state != IncomingState.REFUSED.value))
+            in_ids = list(conn.execute(select(i.id).where(i.instance == from_instance, unfinished)
+                                       .order_by(i.created_at, i.id)).scalars())
+            for item_id in in_ids:
+                conn.execute(update(t.incoming).where(i.id == item_id).values(
+                    instance=self.instance, updated_at=now))
+                self._event(conn, item_id, "incoming", "adopted", EventOutcome.INFO, detail, now)
+            adopted["incoming"] = in_ids
+            self._event(conn, None, "journal", "instance_adopted", EventOutcome.INFO,
+                        {**detail, "outgoing": len(rows), "incoming": len(in_ids),
+                         "forced": bool(force and live)}, now)
+        return adopted
+
+    def instances(self) -> dict[str, dict[str, int]]:
+        """Unfinished item counts per instance (``None``: rows from before instances): what an
+        operator looks at before :meth:`adopt`."""
+        o, i = t.outgoing.c, t.incoming.c
+        result: dict[str, dict[str, int]] = {}
+        with self._read() as conn:
+            for instance, count in conn.execute(
+                    select(o.instance, func.count()).where(
+                        o.state.in_([st.value for st in PENDING_OUTGOING]))
+                    .group_by(o.instance)):
+                result.setdefault(instance, {"outgoing": 0, "incoming": 0})["outgoing"] = count
+            for instance, count in conn.execute(
+                    select(i.instance, func.count()).where(
+                        i.acknowledged_at.is_(None) | and_(
+                            i.delivered_at.is_(None), i.quarantined.is_(False),
+                            i.duplicate_of.is_(None), i.state != IncomingState.REFUSED.value))
+                    .group_by(i.instance)):
+                result.setdefault(instance, {"outgoing": 0, "incoming": 0})["incoming"] = count
+        return result
 
     # -- history, counters, housekeeping -------------------------------------------------------
 

@@ -29,9 +29,12 @@ def inbox_by_code(node: AgencyNode, number: str, business_type: str | None = "ne
 
 
 def failed_at_sender(lab: Lab, receiver: AgencyNode):
-    """A ``fail_if`` for waits at ``receiver``: any error file in the other agency's failed/."""
+    """A ``fail_if`` for waits at ``receiver``: an error file that appears in the other agency's
+    failed/ while we wait (the item will never arrive, so waiting longer is pointless)."""
     sender = lab.a if receiver is lab.b else lab.b
-    return lambda: {name: text.splitlines()[2:3] for name, text in sender.error_files().items()}
+    before = set(sender.error_files())
+    return lambda: {name: text.splitlines()[2:3] for name, text in sender.error_files().items()
+                    if name not in before}
 
 
 def wait_inbox(lab: Lab, node: AgencyNode, number: str, business_type: str | None = "new",

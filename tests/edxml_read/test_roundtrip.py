@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from connector.edxml import writer
 from connector.edxml.model import (
     Attachment,
     Business,
@@ -38,8 +39,6 @@ from connector.edxml.model import (
     TraceHeader,
 )
 from connector.edxml.reader import read_package
-
-writer = pytest.importorskip("connector.edxml.writer")
 
 READABLE = [
     "sdk-samples/edoc_new.edxml", "sdk-samples/edoc_revocation.edxml",

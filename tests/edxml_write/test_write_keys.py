@@ -74,14 +74,19 @@ def test_encrypted_pem_key_needs_its_password(dev_certs, tmp_path):
     assert str(encrypted) in error.value.one_line()
 
 
-def test_pkcs12_made_by_openssl_loads(dev_certs, tmp_path):
+# OpenSSL 3's defaults (AES-256 + PBKDF2), and the SHA-1/3DES form older CA tools and Windows
+# exports still produce.
+@pytest.mark.parametrize("encryption", [[], ["-certpbe", "PBE-SHA1-3DES", "-keypbe", "PBE-SHA1-3DES",
+                                             "-macalg", "sha1"]], ids=["openssl3-default", "sha1-3des"])
+def test_pkcs12_made_by_openssl_loads(dev_certs, tmp_path, encryption):
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("openssl command not installed")
     bundle = tmp_path / "agency.pfx"
     subprocess.run([openssl, "pkcs12", "-export", "-inkey", str(dev_certs.agency_a.key),
                     "-in", str(dev_certs.agency_a.cert), "-certfile", str(dev_certs.ca_cert),
-                    "-name", "agency", "-out", str(bundle), "-passout", "pass:Mật-khẩu-1"],
+                    "-name", "agency", "-out", str(bundle), "-passout", "pass:Mật-khẩu-1",
+                    *encryption],
                    check=True, capture_output=True, timeout=60)
     key = SigningKey.from_pkcs12(bundle, "Mật-khẩu-1")
     assert "000.00.00.G22" in key.subject and len(key.chain) == 1

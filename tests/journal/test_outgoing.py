@@ -182,7 +182,8 @@ def test_recipient_status_updates_latest_item_and_keeps_history(journal):
     updated = journal.record_recipient_status(old.document_id, A, "01", description="Đã đến", at=t1)
     assert updated.id == new.id
     journal.record_recipient_status(old.document_id, A, "03", at=t2)
-    journal.record_recipient_status(old.document_id, A, "01", at=t1)  # late, out of order
+    # late, out of order (another 01, older than the 03; the same (01, t1) again would be a redelivery)
+    journal.record_recipient_status(old.document_id, A, "01", at=t1 + dt.timedelta(minutes=30))
     delivery = {d.organ_id: d for d in journal.get_outgoing(new.id).deliveries}[A]
     assert delivery.status_code == "03" and delivery.status_at == t2
     # B only received the first version: its status goes to that one

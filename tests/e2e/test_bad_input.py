@@ -1,0 +1,206 @@
+"""Bad input end to end: each gives a clear error where an operator looks — ``failed/NAME`` with
+``NAME.error.txt``, a log line, ``edxml-connector status`` — and loses nothing.
+
+Outbox problems share one lab; the certificate, the unreachable axis and the full disk each need
+their own connector set-up.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from flows import wait_inbox
+
+from connector.demo import document_metadata, pdf_bytes
+
+pytestmark = pytest.mark.slow
+
+
+def wait_failed(lab, node, name: str) -> str:
+    """The text of ``failed/NAME.error.txt`` once it is there."""
+    return lab.wait_for(lambda: node.error_files().get(name), timeout=20,
+                        what=f"failed/{name}.error.txt at {node.label}",
+                        seen=lambda: (node.entries("outbox"), node.entries("work"),
+                                      node.entries("sent"), node.entries("failed")),
+                        require_running=lab.processes)
+
+
+def failed_row(node, name: str) -> dict:
+    rows = node.status_json("--state", "failed")["items"]
+    matching = [row for row in rows if row["name"] == name]
+    assert matching, f"{name} not among failed items in `status`: {[r['name'] for r in rows]}"
+    return matching[0]
+
+
+def logged(node, event: str, **fields) -> list[dict]:
+    return [r for r in node.process.log_records() if r.get("event") == event
+            and all(str(value) in str(r.get(key)) for key, value in fields.items())]
+
+
+CASES = {
+    # name: (document.yaml mapping or raw text, files, what the error must name)
+    "bad-organ": (document_metadata(["000.00.00.G22"], "401", "x") | {
+        "to": [{"organ_id": "G22"}]}, {"a.pdf": b"%PDF"}, ["bad-organ/document.yaml", "to.", "organ_id"]),
+    "no-subject": ({k: v for k, v in document_metadata(["000.00.00.H41"], "402", "x").items()
+                    if k != "subject"}, {"a.pdf": b"%PDF"}, ["no-subject/document.yaml", "subject"]),
+    "broken-yaml": ("to: [unclosed\n  code: {number: 1", {"a.pdf": b"%PDF"},
+                    ["broken-yaml/document.yaml", "YAML"]),
+    "missing-attachment": (document_metadata(["000.00.00.H41"], "403", "thiếu tệp",
+                                             attachments=[{"file": "không có.pdf"}]),
+                           {"khác.pdf": b"%PDF"}, ["missing-attachment/document.yaml", "attachments.", "không có.pdf"]),
+    "unknown-recipient": (document_metadata(["000.00.00.Z99"], "404", "không ai nhận"),
+                          {"a.pdf": b"%PDF"}, ["000.00.00.Z99"]),
+}
+
+
+def test_bad_outbox_items_fail_with_a_clear_reason_and_keep_their_files(module_lab):
+    lab = module_lab
+    a = lab.a
+    for name, (metadata, files, _) in CASES.items():
+        if isinstance(metadata, str):
+            staging = a.outbox / f".{name}"
+            staging.mkdir(parents=True)
+            for file_name, data in files.items():
+                (staging / file_name).write_bytes(data)
+            (staging / "document.yaml").write_text(metadata, encoding="utf-8")
+            staging.rename(a.outbox / name)
+        else:
+            a.drop_bundle(name, metadata, files)
+    a.drop_package("not-xml.edxml", b"this is not an edXML package\n")
+    a.drop_status("bad-code", {"code": "99", "document_id": "000.00.00.H41,2026/11/20,1/X"})
+
+    for name, (_, files, needles) in CASES.items():
+        error = wait_failed(lab, a, name)
+        for needle in needles:
+            assert needle in error, f"{name}: {needle!r} not in\n{error}"
+        assert "edxml-connector retry" in error, error
+        # nothing lost: the bundle and its files are in failed/
+        for file_name, data in files.items():
+            assert (a.exchange / "failed" / name / file_name).read_bytes() == data
+        row = failed_row(a, name)
+        assert row["last_error"]
+    assert "not-xml" in wait_failed(lab, a, "not-xml")
+    assert (a.exchange / "failed" / "not-xml.edxml").is_file()
+    assert "99" in wait_failed(lab, a, "statuses/bad-code")
+    assert logged(a, "outgoing_failed"), "no outgoing_failed log line"
+    # nothing was left half-way, and the axis never saw any of them
+    assert a.entries("work") == []
+    assert not [t for t in lab.sim.transfers() if t.get("sender") == a.organ_id
+                and any(c in json.dumps(t, ensure_ascii=False) for c in ("401", "402", "403"))]
+
+
+def test_fixed_item_is_sent_after_retry(module_lab):
+    """An operator fixes failed/NAME/document.yaml and runs `retry`: the same item is sent."""
+    lab = module_lab
+    a, b = lab.a, lab.b
+    a.drop_bundle("fix-me", document_metadata([b.organ_id], "405", "sửa rồi gửi lại",
+                                              attachments=[{"file": "thiếu.pdf"}]),
+                  {"có.pdf": pdf_bytes("405")})
+    wait_failed(lab, a, "fix-me")
+    row = failed_row(a, "fix-me")
+    fixed = document_metadata([b.organ_id], "405", "sửa rồi gửi lại")
+    import yaml
+    (a.exchange / "failed" / "fix-me" / "document.yaml").write_text(
+        yaml.safe_dump(fixed, allow_unicode=True), encoding="utf-8")
+    a.cli("retry", row["id"])
+    wait_inbox(lab, b, "405")
+    lab.wait_for(lambda: "fix-me" in a.entries("sent"), what="fix-me in A's sent/",
+                 seen=lambda: (a.entries("work"), a.entries("failed")))
+    assert "fix-me.error.txt" not in a.entries("failed")
+
+
+def test_expired_certificate_refuses_to_start_with_a_clear_message(new_lab):
+    lab = new_lab()
+    a = lab.a
+    a.configure(certificate={"p12_file": None, "password_file": None,
+                             "key_file": str(lab.certs.expired_key),
+                             "cert_file": str(lab.certs.expired_cert)})
+    a.write_config()
+    lab.sim.start()
+    result = subprocess.run(
+        [*a.process.argv[:0], *__import__("connector.demo", fromlist=["cli_command"]).cli_command(
+            "run", "--config", str(a.config_path))],
+        capture_output=True, text=True, timeout=60)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-2000:]
+    assert "expired" in output.lower(), output[-2000:]
+    assert str(lab.certs.expired_cert) in output or "certificate" in output.lower()
+    checked = a.cli("check", check=False)
+    assert checked.returncode != 0
+    assert "FAIL" in checked.stdout and "expired" in (checked.stdout + checked.stderr).lower()
+
+
+def test_unreachable_axis_keeps_items_queued_and_retries(new_lab):
+    lab = new_lab()
+    a, b = lab.a, lab.b
+    a.configure(health={"readiness": {"axis_poll_intervals": 1}})
+    a.start()  # the simulator is not running: the axis is unreachable from the start
+    a.wait_started()
+    a.drop_bundle("queued", document_metadata([b.organ_id], "406", "chờ trục"),
+                  {"a.pdf": pdf_bytes("406")})
+    lab.wait_for(lambda: a.http_status("/readyz") == 503, timeout=15, what="/readyz 503",
+                 seen=lambda: a.http_get("/readyz"))
+
+    def pending_with_error():
+        rows = [r for r in a.status_json("--direction", "out")["items"] if r["name"] == "queued"]
+        return rows and rows[0]["state"] in ("queued", "packaged", "sending") \
+            and rows[0]["last_error"] and rows[0]
+    row = lab.wait_for(pending_with_error, timeout=20,
+                       what="the item pending with an error in `status`",
+                       seen=lambda: a.status_json("--direction", "out")["items"])
+    assert a.entries("failed") == [] and a.error_files() == {}
+    assert "edxml_connector_retries_total" in a.http_get("/metrics")[1].decode()
+
+    lab.sim.start()
+    b.start()
+    wait_inbox(lab, b, "406", timeout=30)
+    lab.wait_for(lambda: "queued" in a.entries("sent"), what="queued sent",
+                 seen=lambda: a.entries("work"))
+    assert row["id"] in {r["id"] for r in a.status_json("--state", "sent")["items"]}
+
+
+def _mount_tmpfs(directory: Path, size: str) -> bool:
+    directory.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                             str(directory)], capture_output=True, text=True)
+    return result.returncode == 0
+
+
+def test_full_disk_under_the_inbox_loses_nothing(new_lab):
+    lab = new_lab()
+    a, b = lab.a, lab.b
+    inbox = b.exchange / "inbox"
+    if not _mount_tmpfs(inbox, "1m"):
+        pytest.skip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN): full-disk test "
+                    "not run")
+    try:
+        filler = inbox / "filler.bin"
+        with open(filler, "wb") as handle:
+            try:
+                handle.write(b"\0" * (1024 * 1024))
+            except OSError:
+                pass
+        lab.start()
+        big = pdf_bytes("407", size=300_000)
+        a.drop_bundle("big", document_metadata([b.organ_id], "407", "tệp lớn khi đĩa đầy"),
+                      {"lon.pdf": big})
+        lab.wait_for(lambda: [r for r in b.process.log_records()
+                              if r.get("level") in ("error", "warning")
+                              and "space" in json.dumps(r, ensure_ascii=False).lower()],
+                     timeout=30, what="a log line at B about the full disk",
+                     seen=lambda: [r.get("event") for r in b.process.log_records()][-10:])
+        assert b.inbox_folders() == []
+        incoming = b.status_json("--direction", "in")["items"]
+        assert incoming and incoming[0]["state"] != "delivered", incoming
+        assert incoming[0]["last_error"], incoming
+        # space comes back: the same document is delivered, once
+        filler.unlink()
+        doc = wait_inbox(lab, b, "407", timeout=30)
+        assert (Path(doc["_folder"]) / "lon.pdf").read_bytes() == big
+        assert len(b.inbox_folders()) == 1
+    finally:
+        lab.close()
+        subprocess.run(["umount", "-l", str(inbox)], capture_output=True)
