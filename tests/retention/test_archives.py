@@ -77,7 +77,7 @@ def test_old_sent_and_failed_items_go_with_their_sidecars(side):
 
     removed = side.purge_archives(dt.timedelta(days=30), now=NOW)
 
-    assert sorted(removed["sent"]) == ["ack.yaml", "old.edxml"]
+    assert sorted(removed["sent"]) == ["old.edxml", "statuses/ack.yaml"]
     assert removed["failed"] == ["oldbundle"]
     assert _names(sent) == ["fresh.edxml", "fresh.receipt.json", "statuses"]
     assert _names(sent / "statuses") == []
