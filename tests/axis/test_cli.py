@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -22,24 +23,20 @@ from connector.errors import InputError
 from axis_helpers import AGENCIES, FAST_RETRY, G22, H41, SECRETS
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_axis_sim_serves_until_sigterm_and_keeps_state(tmp_path):
     agencies = tmp_path / "agencies.yaml"
     agencies.write_text(yaml.safe_dump(AGENCIES, allow_unicode=True), encoding="utf-8")
-    port = free_port()
-    command = [sys.executable, "-m", "connector", "axis-sim", "--listen", f"127.0.0.1:{port}",
+    # Port 0 and the port read back from the banner: no race with other processes for a port.
+    command = [sys.executable, "-m", "connector", "axis-sim", "--listen", "127.0.0.1:0",
                "--data", str(tmp_path / "state"), "--agencies", str(agencies), "--seed", "1",
                "--error-rate", "1", "--error-status", "502", "--fault-operations",
                "getAgenciesList"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     try:
         banner = process.stderr.readline()
-        assert f"http://127.0.0.1:{port}" in banner, banner
+        found = re.search(r"http://127\.0\.0\.1:(\d+)", banner)
+        assert found, banner
+        port = int(found.group(1))
         settings = AxisSettings(endpoint=f"http://127.0.0.1:{port}", systemid=G22,
                                 secret=SECRETS[G22], retry=FAST_RETRY)
         with AxisClient(settings) as client:

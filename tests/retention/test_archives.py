@@ -81,7 +81,7 @@ def test_old_sent_and_failed_items_go_with_their_sidecars(side):
     assert removed["failed"] == ["oldbundle"]
     assert _names(sent) == ["fresh.edxml", "fresh.receipt.json", "statuses"]
     assert _names(sent / "statuses") == []
-    assert _names(failed) == []
+    assert _names(failed) == ["statuses"]
 
 
 def test_a_receipt_updated_by_a_late_status_keeps_its_old_item(side):

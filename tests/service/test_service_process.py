@@ -5,6 +5,7 @@ back; nothing secret in anything the daemon wrote."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 
@@ -83,7 +84,8 @@ def test_notify_metrics_and_readiness_follow_the_daemon(tmp_path, dev_certs, sim
                - time.time()) < 15
     assert metric(text, "edxml_connector_journal_size_bytes") > 0
     assert metric(text, "edxml_connector_ready") == 1
-    wait_for(lambda: any("1 sent" in s for s in notify_socket.fields("STATUS")), 10,
+    wait_for(lambda: any(re.search(r"outgoing: 0 pending, [1-9]\d* sent", s)
+                         for s in notify_socket.fields("STATUS")), 10,
              "STATUS= with the sent count")
 
     # --- the axis goes down: sends retried, oldest pending grows, /readyz turns 503 ---------
@@ -102,6 +104,7 @@ def test_notify_metrics_and_readiness_follow_the_daemon(tmp_path, dev_certs, sim
         return (metric(text, "edxml_connector_retries_total", direction="outgoing") or 0) >= 1 \
             and (metric(text, "edxml_connector_oldest_pending_age_seconds",
                         direction="outgoing") or 0) > 0 and text
+    print("\n".join(l for l in daemon.lines if "outgoing" in l or "cv102" in l)[-4000:])
     text = wait_for(retried, 15, "a retry and an oldest-pending age")
     assert metric(text, "edxml_connector_sends_total", outcome="retryable_error") >= 1
     assert metric(text, "edxml_connector_ready") == 0
