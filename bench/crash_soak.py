@@ -19,7 +19,7 @@ Checks (each failure names the items concerned):
 - nothing stuck: every outgoing item of both journals is ``sent``; ``outbox/`` and ``work/`` are
   empty; no ``failed/`` entries; every received item is delivered or a recorded duplicate;
 - nothing lost: each inbox document's attachment equals the bytes dropped;
-- history: each outgoing item's events start with ``queued`` and contain ``sent``; each incoming
+- history: each outgoing item's events start with ``enqueued`` and contain ``sent``; each incoming
   item's events contain its final state.
 """
 
@@ -160,7 +160,7 @@ def _check_history(node: AgencyNode, report: CrashReport) -> None:
     try:
         for record in journal.list_outgoing(limit=100_000):
             names = [event.event for event in journal.events(record.id)]
-            if not names or names[0] != "queued" or "sent" not in names:
+            if not names or names[0] != "enqueued" or "sent" not in names:
                 report.problems.append(f"{node.label}: history of outgoing {record.id} "
                                        f"({record.state.value}) does not explain it: {names}")
         for record in journal.list_incoming(limit=100_000):

@@ -39,6 +39,9 @@ __all__ = [
 ]
 
 
+SEND_TIMEOUT_SECONDS = 0.5
+"""How long one notification may wait for room in the supervisor's socket queue."""
+
 def _socket_address(path: str) -> str | bytes:
     """``$NOTIFY_SOCKET`` as a ``sendto`` address; ``@name`` is Linux's abstract namespace."""
     if path.startswith("@"):
@@ -77,6 +80,11 @@ class Notifier:
         try:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                # A datagram send blocks while the receiver's queue is full (only ~10 datagrams
+                # on Linux: net.unix.max_dgram_qlen). A congested or wedged supervisor must never
+                # hang the daemon — not its main loop, not its stop — so give up quickly: a lost
+                # WATCHDOG=1 or STATUS= is harmless, a hung service is not.
+                self._sock.settimeout(SEND_TIMEOUT_SECONDS)
             self._sock.sendto(payload, _socket_address(self.socket_path))  # type: ignore[arg-type]
         except OSError:
             # The supervisor is gone or the socket is not ours to use: carry on working.

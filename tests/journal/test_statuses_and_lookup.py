@@ -118,3 +118,36 @@ def test_inbound_helper_uses_the_journal_api(journal):
                                    originals_only=True)
     assert found is None
     assert find_received_document(journal, RECEIVED, SENDER).id == original.id
+
+
+def test_upgrade_from_0001_keeps_one_row_per_status_package_and_the_items(journal_url):
+    """A journal written by the first schema (which could hold a redelivered status twice) is
+    upgraded in place: duplicates go, everything else stays, old items belong to any instance."""
+    from alembic import command
+    from sqlalchemy import insert
+
+    from connector.journal import Journal
+    from connector.journal import schema as t
+    from connector.journal.engine import create_journal_engine
+    from connector.journal.migrate import alembic_config, current_revision
+
+    engine = create_journal_engine(journal_url)
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+    row = {"document_id": DOC, "from_organ_id": A, "code": "01", "recorded_at": T0,
+           "incoming_id": "IN-1"}
+    with engine.begin() as conn:
+        conn.execute(insert(t.outgoing).values(
+            id="OUT-1", source="folder", source_ref="r", kind="document", state="queued",
+            attempts=0, created_at=T0, updated_at=T0, document_id=DOC))
+        for incoming_id in ("IN-1", "IN-1", "IN-2", None, None):
+            conn.execute(insert(t.statuses).values(**{**row, "incoming_id": incoming_id}))
+    engine.dispose()
+    with Journal.open(journal_url, instance="node-x") as journal:
+        assert current_revision(journal.engine) == "0002"
+        assert sorted((s.incoming_id or "-") for s in journal.statuses(DOC)) == [
+            "-", "-", "IN-1", "IN-2"]
+        [claimed] = journal.claim_for_sending(5, now=T0)
+        assert claimed.id == "OUT-1" and claimed.instance is None

@@ -124,3 +124,18 @@ def test_json_schemas_are_printed(cli):
     config = json.loads(cli("schema", "config", config=False)[1])
     assert "secret" not in config["$defs"]["AxisConfig"]["properties"]
     assert "secret_file" in config["$defs"]["AxisConfig"]["properties"]
+
+
+def test_send_take_back_bundle_queues_status_13_to_each_receiver(ctx, site, cli, tmp_path):
+    bundle = tmp_path / "take-back"
+    bundle.mkdir()
+    (bundle / "document.yaml").write_text(
+        "take_back:\n  document_id: 'DOC-OLD'\n  code: '12/UBND-VP'\n"
+        f"  to: ['{site.peer}', '000.00.00.H09']\n  reason: 'Gửi nhầm'\n", encoding="utf-8")
+    code, out, err = cli("send", str(bundle))
+    assert code == 0, err
+    [record] = ctx.journal.list_outgoing()
+    assert record.kind == "status" and record.document_id == "DOC-OLD"
+    assert record.meta["status"]["code"] == "13"
+    assert record.recipients == sorted([site.peer, "000.00.00.H09"])
+    assert cli("send", str(bundle))[0] == 0 and len(ctx.journal.list_outgoing()) == 1

@@ -103,3 +103,23 @@ def test_watchdog_interval(env, expected):
 def test_ping_interval_is_half_the_timeout():
     assert sdnotify.watchdog_ping_interval({"WATCHDOG_USEC": "30000000"}) == 15.0
     assert sdnotify.watchdog_ping_interval({}) is None
+
+
+def test_a_full_supervisor_queue_never_blocks_the_daemon(tmp_path):
+    """Nobody reads the socket: once its small queue is full, sends fail (False) instead of
+    blocking — a wedged supervisor must not hang the main loop or the stop."""
+    import socket as socket_module
+
+    path = tmp_path / "full.sock"
+    receiver = socket_module.socket(socket_module.AF_UNIX, socket_module.SOCK_DGRAM)
+    receiver.bind(str(path))
+    try:
+        notifier = sdnotify.Notifier(str(path))
+        results = [notifier.watchdog() for _ in range(200)]  # pytest-timeout guards a hang
+        assert results[0] is True
+        assert False in results
+        receiver.recv(100)  # room again: the notifier reconnects and sends
+        assert notifier.watchdog() is True
+        notifier.close()
+    finally:
+        receiver.close()

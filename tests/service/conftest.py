@@ -67,8 +67,8 @@ def write_config(base: Path, endpoint: str, cert, ca: Path, *, organ_id: str = A
         "state_dir": str(base / "state"),
         "exchange": {"root": str(base / "exchange"), "rescan_seconds": 0.5},
         "schedules": {"axis_poll_seconds": 1, "dms_poll_seconds": 1, "retry_sweep_seconds": 1},
-        "outbound": {"concurrency": 2, "max_attempts": 5, "retry_initial_seconds": 0.2,
-                     "retry_max_seconds": 0.5},
+        "outbound": {"concurrency": 2, "max_attempts": 50, "retry_initial_seconds": 0.5,
+                     "retry_max_seconds": 1},
         # The config refuses port 0, so a free port is picked here (tiny race, loopback only).
         "health": {"enabled": True, "listen": f"127.0.0.1:{free_port()}",
                    "readiness": {"axis_poll_intervals": 2, "min_free_disk_mb": 1}},
@@ -135,7 +135,8 @@ def metric(text: str, name: str, **labels) -> float | None:
 
 
 class NotifySocket:
-    """The datagram socket systemd would own: collects every notification the daemon sends."""
+    """The datagram socket systemd would own: a thread collects every notification the daemon
+    sends, with its arrival time (as systemd reads them at once)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -143,22 +144,35 @@ class NotifySocket:
         self.sock.bind(str(path))
         self.sock.settimeout(0.1)
         self.messages: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._collect, name="notify-socket", daemon=True)
+        self._thread.start()
 
-    def collect(self) -> list[str]:
-        while True:
+    def _collect(self) -> None:
+        while not self._stop.is_set():
             try:
                 data = self.sock.recv(65536)
             except (TimeoutError, BlockingIOError, socket.timeout):
-                break
+                continue
+            except OSError:
+                return
             self.messages.append((time.monotonic(), data.decode()))
-        return [text for _, text in self.messages]
+
+    def collect(self) -> list[str]:
+        return [text for _, text in list(self.messages)]
 
     def fields(self, name: str) -> list[str]:
         """Every value sent for ``NAME=`` (a datagram may carry several lines)."""
         return [line.split("=", 1)[1] for text in self.collect() for line in text.splitlines()
                 if line.startswith(name + "=")]
 
+    def times(self, field: str) -> list[float]:
+        """Arrival times of the datagrams carrying ``field`` (e.g. ``WATCHDOG=1``)."""
+        return [at for at, text in list(self.messages) if field in text.splitlines()]
+
     def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
         self.sock.close()
 
 
@@ -166,7 +180,7 @@ class DaemonProcess:
     """``python -m connector run --config FILE`` with its stdout read line by line."""
 
     def __init__(self, config: Path, *, env: dict[str, str] | None = None) -> None:
-        environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        environment = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
         for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
             environment.pop(name, None)
         environment.update(env or {})
@@ -234,8 +248,13 @@ class DaemonProcess:
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                # Hung: SIGABRT makes faulthandler print every thread's stack to stderr.
+                self.process.send_signal(signal.SIGABRT)
+                try:
+                    self.process.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
         for reader in self._readers:
             reader.join(timeout=5)
         return self.process.returncode
