@@ -58,11 +58,45 @@ class _Section(BaseModel):
 
 
 def _secret(model: BaseModel, base: str, info: ValidationInfo, *, required: bool) -> SecretStr | None:
-    """Resolve ``<base>_file|_env|_credential`` on ``model`` (validation context collects warnings)."""
-    warnings = (info.context or {}).get("warnings") if info is not None else None
+    """Resolve ``<base>_file|_env|_credential`` on ``model`` (validation context collects warnings).
+
+    With ``resolve_secrets: False`` in the validation context nothing is read: only the choice of
+    source is checked (exactly one, a usable credential name) and the model resolves the value on
+    first use (:func:`_resolve_later`)."""
+    context = (info.context or {}) if info is not None else {}
+    warnings = context.get("warnings")
+    if not context.get("resolve_secrets", True):
+        _check_source(model, base, required=required)
+        return None
     return read_secret(base, file=getattr(model, f"{base}_file"), env=getattr(model, f"{base}_env"),
                        credential=getattr(model, f"{base}_credential"), required=required,
                        warnings=warnings)
+
+
+def _check_source(model: BaseModel, base: str, *, required: bool) -> None:
+    """The part of :func:`read_secret`'s checks that does not read the secret."""
+    given = [name for name in ("file", "env", "credential")
+             if getattr(model, f"{base}_{name}") not in (None, "")]
+    if len(given) > 1:
+        raise SecretSourceError(f"{base}_{given[0]}",
+                                f"give only one of {', '.join(f'{base}_{n}' for n in given)}")
+    if not given and required:
+        raise SecretSourceError(f"{base}_file", f"missing: set {base}_file, {base}_env or "
+                                                f"{base}_credential")
+
+
+def _resolve_later(model: BaseModel, section: str, base: str, *, required: bool) -> SecretStr | None:
+    """Read a secret that loading skipped (``load_config(..., resolve_secrets=False)``): an
+    operator command that needs it reads it now, and one that does not never fails for it.
+    Errors are the same one-line ConfigError as at load, naming the key and the fix."""
+    try:
+        return read_secret(base, file=getattr(model, f"{base}_file"),
+                           env=getattr(model, f"{base}_env"),
+                           credential=getattr(model, f"{base}_credential"), required=required)
+    except SecretSourceError as error:
+        raise ConfigError(f"{section}.{error.key}: {error} (this command needs the secret; run it "
+                          "as the service user, with the credentials the service has)",
+                          file=getattr(model, "_config_file", None), hint=_HINT) from None
 
 
 def _refuse_inline(data: Any, names: tuple[str, ...]) -> Any:
@@ -111,6 +145,8 @@ class CertificateConfig(_Section):
     algorithm: SignatureAlgorithm = SignatureAlgorithm.RSA_SHA256
     expiry_warning_days: int = Field(default=30, ge=0, le=365)
     password: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    _deferred: bool = PrivateAttr(default=False)
+    _config_file: str | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
@@ -127,7 +163,15 @@ class CertificateConfig(_Section):
             if self.cert_file is None:
                 raise SecretSourceError("cert_file", "missing: give the PEM certificate next to key_file")
         self.password = _secret(self, "password", info, required=False)
+        self._deferred = not (info.context or {}).get("resolve_secrets", True)
         return self
+
+    def resolved_password(self) -> SecretStr | None:
+        """The key's password (read now if loading skipped the secrets)."""
+        if self._deferred:
+            self.password = _resolve_later(self, "certificate", "password", required=False)
+            self._deferred = False
+        return self.password
 
 
 class TrustConfig(_Section):
@@ -188,6 +232,8 @@ class AxisConfig(_Section):
     permanent_codes: list[str] | None = Field(default=None, description="default: the client's list")
     auth_codes: list[str] | None = None
     secret: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    _deferred: bool = PrivateAttr(default=False)
+    _config_file: str | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
@@ -217,7 +263,16 @@ class AxisConfig(_Section):
                                     "the documents would travel unencrypted — use https://, or set "
                                     "axis.allow_plain_http: true for a test axis")
         self.secret = _secret(self, "secret", info, required=True)
+        self._deferred = not (info.context or {}).get("resolve_secrets", True)
         return self
+
+    def resolved_secret(self) -> SecretStr:
+        """The axis secret (read now if loading skipped the secrets)."""
+        if self._deferred:
+            self.secret = _resolve_later(self, "axis", "secret", required=True)
+            self._deferred = False
+        assert self.secret is not None
+        return self.secret
 
     def client_settings(self, organ_id: str):
         """The axis client's settings object (``connector.axis.client.AxisSettings``)."""
@@ -228,10 +283,9 @@ class AxisConfig(_Section):
             extra["permanent_codes"] = frozenset(self.permanent_codes)
         if self.auth_codes is not None:
             extra["auth_codes"] = frozenset(self.auth_codes)
-        assert self.secret is not None
         return AxisSettings(
             endpoint=self.endpoint, systemid=self.systemid or organ_id,
-            secret=self.secret.get_secret_value(), organ_id=organ_id,
+            secret=self.resolved_secret().get_secret_value(), organ_id=organ_id,
             connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
             ca_bundle=str(self.ca_bundle) if self.ca_bundle else None, proxy=self.proxy,
             retry=RetryPolicy(max_attempts=self.retry.max_attempts,
@@ -246,6 +300,24 @@ class JournalConfig(_Section):
     """``journal:`` — where the connector's durable state lives."""
 
     url: str = DEFAULT_JOURNAL_URL
+    instance: str | None = Field(
+        default=None, description="this installation's name in the journal and in the exchange "
+        "folder claims (default: the host name; `run --instance` overrides it)")
+    send_any_instance: bool = Field(
+        default=False, description="send/finish items another instance took in (only when every "
+        "connector sharing the journal also shares state_dir and the exchange folders)")
+
+    @field_validator("instance")
+    @classmethod
+    def _instance(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        from connector.dms.folder_claims import check_instance
+
+        try:
+            return check_instance(value)
+        except ConfigError as error:
+            raise ValueError(f"{error.message} — {error.hint}") from None
 
     @field_validator("url")
     @classmethod
@@ -444,6 +516,7 @@ class Settings(_Section):
 
     _source: Path | None = PrivateAttr(default=None)
     _warnings: list[str] = PrivateAttr(default_factory=list)
+    _secrets_resolved: bool = PrivateAttr(default=True)
 
     @field_validator("timezone")
     @classmethod
@@ -482,8 +555,18 @@ class Settings(_Section):
         values = [secret.get_secret_value() for secret in (self.axis.secret, self.certificate.password)
                   if secret is not None]
         if self.database is not None and hasattr(self.database, "resolved_url"):
-            values.append(self.database.resolved_url())
+            try:
+                values.append(self.database.resolved_url())
+            except ConfigError:
+                if self._secrets_resolved:
+                    raise
+                # not readable here (an operator shell): the command fails later if it needs it
         return values
+
+    @property
+    def secrets_resolved(self) -> bool:
+        """False when loaded with ``resolve_secrets=False`` (secrets are read on first use)."""
+        return self._secrets_resolved
 
     @classmethod
     def example(cls) -> Settings:
@@ -552,8 +635,15 @@ def substitute_env(value: Any, *, environ: typing.Mapping[str, str] | None = Non
     return _ENV_REFERENCE.sub(replace, value)
 
 
-def load_config(path: str | os.PathLike[str], *, environ: typing.Mapping[str, str] | None = None) -> Settings:
-    """Read, substitute, validate and resolve secrets; raise ConfigError (one line) on any problem."""
+def load_config(path: str | os.PathLike[str], *, environ: typing.Mapping[str, str] | None = None,
+                resolve_secrets: bool = True) -> Settings:
+    """Read, substitute, validate and resolve secrets; raise ConfigError (one line) on any problem.
+
+    ``resolve_secrets=False`` is for operator commands run from a shell that does not have the
+    service's credentials (no ``$CREDENTIALS_DIRECTORY``): where each secret is must still be
+    well-formed, but it is read only when a command uses it (``axis.client_settings``,
+    ``certificate.resolved_password()``, ``database.resolved_url()``), and a missing one is then
+    a ConfigError naming its key. ``status``, ``inbox list`` or ``journal backup`` never need one."""
     path = Path(path)
     file = str(path)
     try:
@@ -583,21 +673,26 @@ def load_config(path: str | os.PathLike[str], *, environ: typing.Mapping[str, st
     except ConfigError as error:
         error.file = file
         raise
-    return settings_from_mapping(data, file=file)
+    return settings_from_mapping(data, file=file, resolve_secrets=resolve_secrets)
 
 
-def settings_from_mapping(data: dict[str, Any], *, file: str | None = None) -> Settings:
+def settings_from_mapping(data: dict[str, Any], *, file: str | None = None,
+                          resolve_secrets: bool = True) -> Settings:
     """Validate an already-parsed (and substituted) mapping. ``file`` only labels errors."""
     warnings: list[str] = []
     try:
-        settings = Settings.model_validate(data, context={"warnings": warnings})
+        settings = Settings.model_validate(data, context={"warnings": warnings,
+                                                          "resolve_secrets": resolve_secrets})
     except ValidationError as error:
         raise ConfigError(describe_config_error(error), file=file, hint=_HINT) from None
     except SecretSourceError as error:  # pragma: no cover - pydantic wraps these; kept for safety
         raise ConfigError(f"{error.key}: {error}", file=file, hint=_HINT) from None
     settings._source = Path(file) if file else None
     settings._warnings = warnings
-    if settings.database is not None and hasattr(settings.database, "resolved_url"):
+    settings._secrets_resolved = resolve_secrets
+    settings.axis._config_file = file
+    settings.certificate._config_file = file
+    if resolve_secrets and settings.database is not None and hasattr(settings.database, "resolved_url"):
         try:  # read the DMS database URL now, so a missing url_file fails at load like any secret
             settings.database.resolved_url()
         except ConfigError as error:

@@ -119,7 +119,7 @@ class Daemon:
         from connector.outbound import Outbound
 
         settings = self.settings
-        runtime = self.runtime.open_all()
+        runtime = self._open_runtime()
         self._notifier = sdnotify.Notifier()
         self.metrics = Metrics()
         disk_paths = [settings.state_dir]
@@ -294,6 +294,22 @@ class Daemon:
             self.health.set_journal(False, _describe(error))
             raise
 
+    def _open_runtime(self):
+        """Open every part of the runtime now, so that a bad journal URL, exchange tree or DMS
+        database stops the start with one clear error — except a certificate that is merely
+        out of its validity dates (see :meth:`_load_certificate`)."""
+        from connector.errors import CertificateError
+
+        try:
+            return self.runtime.open_all()
+        except CertificateError:
+            if not _certificate_out_of_dates(self.settings):
+                raise
+        runtime = self.runtime
+        for part in ("journal", "axis", "store", "directory", "folder", "database"):
+            getattr(runtime, part)
+        return runtime
+
     def _load_certificate(self) -> None:
         """Load the signing key before READY=1. A certificate that cannot be read (missing file,
         wrong password, key mismatch) stops the start (exit 2, one line). One that is merely
@@ -307,13 +323,9 @@ class Daemon:
         try:
             key = self.runtime.signing_key
         except CertificateError as error:
-            dates = _certificate_dates(self.settings)
-            if dates is None:
-                raise
-            not_before, not_after, subject = dates
-            now = dt.datetime.now(dt.timezone.utc)
-            if not_before <= now <= not_after:
-                raise  # valid dates: the refusal is about something else
+            if not _certificate_out_of_dates(self.settings):
+                raise  # unreadable, or refused for another reason than its dates
+            not_before, not_after, subject = _certificate_dates(self.settings)
             log.error("certificate_unusable_at_start", error=error.one_line(),
                       note="the daemon runs without signing until a renewed certificate is "
                            "installed and the service reloaded")
@@ -411,7 +423,7 @@ class Daemon:
             try:
                 fresh = load_config(self.settings.source)
                 set_level(fresh.logging.level.value)
-                log.info("log_level_reloaded", level=fresh.logging.level.value)
+                log.info("log_level_reloaded", log_level=fresh.logging.level.value)
             except Exception as error:
                 log.error("config_reload_failed", error=_describe(error))
         self._notifier.ready(self._status_text())
@@ -504,6 +516,15 @@ def _certificate_dates(settings: Settings) -> tuple[dt.datetime, dt.datetime, st
         return None
     return (certificate.not_valid_before_utc, certificate.not_valid_after_utc,
             certificate.subject.rfc4514_string())
+
+
+def _certificate_out_of_dates(settings: Settings) -> bool:
+    """True when the configured certificate is readable but expired or not yet valid."""
+    dates = _certificate_dates(settings)
+    if dates is None:
+        return False
+    now = dt.datetime.now(dt.timezone.utc)
+    return not dates[0] <= now <= dates[1]
 
 
 def _flush() -> None:

@@ -526,7 +526,9 @@ class Lab:
 
     @property
     def processes(self) -> list[ManagedProcess]:
-        return [self.sim.process, self.a.process, self.b.process]
+        """The processes started so far (those a wait should require to stay up)."""
+        return [p for p in (self.sim.process, self.a.process, self.b.process)
+                if p.popen is not None]
 
     def start(self, *, agencies: Iterable[AgencyNode] | None = None,
               timeout: float = 30.0) -> Lab:

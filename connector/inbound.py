@@ -278,13 +278,14 @@ class Inbound:
 
     def _verify(self, path: Path, package: Any) -> dict[str, Any]:
         from connector.edxml.model import DocumentPackage
-        from connector.edxml.signing import verify_package
+        from connector.edxml.signing import verify_package_file
 
         if not isinstance(package, DocumentPackage):
             return {"state": "absent", "reason": "status packages are not signed"}
         try:
-            outcome = verify_package(path.read_bytes(), trust=self.runtime.trust_bundle,
-                                     limits=self.runtime.limits, file=str(path))
+            # From the file: long attachment texts are digested from disk, not held in memory.
+            outcome = verify_package_file(path, trust=self.runtime.trust_bundle,
+                                          limits=self.runtime.limits)
         except Exception as error:  # a verifier crash must not lose the document
             return {"state": "unverifiable", "reason": f"verification failed: {_describe(error)}"}
         return {"state": outcome.state.value, "reason": outcome.reason,

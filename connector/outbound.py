@@ -461,6 +461,13 @@ class Outbound:
         from connector.package_store import PackageStore, sha256_of
 
         path = Path(record.package_path or "")
+        if not record.package_path or not path.is_file():
+            # Not a passing hiccup: the bytes this item was packaged into are gone (e.g. adopted
+            # from another server whose package store was not copied). Rebuilding them would
+            # send a different package under the same journal item, so fail it with the fix.
+            raise InputError("the stored package is missing", file=str(path),
+                             hint="copy it back from the server that packaged it, or `cancel` the "
+                                  "item and send the document again")
         digest, _ = sha256_of(path)
         if digest != record.package_sha256:
             raise InputError("the stored package changed on disk since it was packaged",

@@ -112,7 +112,7 @@ class PackageBuilder:
     def ready_package(self, record: OutgoingRecord, path: Path, display: str | None) -> Built:
         from connector.edxml.model import DocumentPackage
         from connector.edxml.reader import read_package
-        from connector.edxml.signing import SignatureState, sign_package_file, verify_package
+        from connector.edxml.signing import SignatureState, sign_package_file
 
         label = display or path.name
         data_limits = self.runtime.limits
@@ -135,7 +135,7 @@ class PackageBuilder:
                          signed=False)
         recipients = [organization.organ_id for organization in package.to]
         self.check_recipients(recipients, label)
-        verification = verify_package(path.read_bytes(), limits=data_limits, file=label)
+        verification = _verify_file(path, data_limits, label)
         state = verification.state
         if state is SignatureState.INVALID:
             raise InputError(f"the package carries a signature that does not verify "
@@ -215,6 +215,19 @@ class PackageBuilder:
             raise InputError(f"unknown recipient OrganId(s) {', '.join(unknown)}: the axis's "
                              "agency list does not have them", file=label, element="to",
                              hint="correct the recipients and send again")
+
+
+def _verify_file(path: Path, limits: Any, label: str):
+    """Verify a ready package from its file (constant memory whatever its attachments' size);
+    an error names the item as the DMS knows it, not the connector's work/ path."""
+    from connector.edxml.signing import verify_package_file
+    from connector.errors import EdxmlError
+
+    try:
+        return verify_package_file(path, limits=limits)
+    except EdxmlError as error:
+        error.file = label
+        raise
 
 
 def _request(data: dict[str, Any]) -> StatusRequest:

@@ -39,7 +39,8 @@ def load_signing_key(settings: Settings):
     from connector.edxml.keys import SigningKey
 
     config = settings.certificate
-    password = config.password.get_secret_value() if config.password is not None else None
+    secret = config.resolved_password()
+    password = secret.get_secret_value() if secret is not None else None
     if config.p12_file is not None:
         return SigningKey.from_pkcs12(config.p12_file, password)
     return SigningKey.from_pem(config.key_file, config.cert_file, password)
@@ -56,17 +57,35 @@ def agency_organization(settings: Settings):
         telephone=agency.telephone, fax=agency.fax, website=agency.website)
 
 
+class _LazyAxis:
+    """Stands for ``runtime.axis`` until a call is made on it."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._runtime.axis, name)
+
+
 class Runtime:
     """The live objects of one connector, opened on first use and closed together.
 
-    ``folder_instance`` names this process in the folder contract's claims (default: the host
-    name); ``axis_session`` lets tests pass a prepared ``requests.Session``.
+    ``folder_instance`` (``run --instance``) overrides ``journal.instance``; the result names
+    this installation ONCE for both the folder contract's claims and the journal's items (see
+    :attr:`instance`). ``axis_session`` lets tests pass a prepared ``requests.Session``.
     """
 
     def __init__(self, settings: Settings, *, folder_instance: str | None = None,
                  axis_session: Any = None) -> None:
+        from connector.dms.folder_claims import check_instance, default_instance
+
         self.settings = settings
-        self.folder_instance = folder_instance
+        self.instance = check_instance(folder_instance or settings.journal.instance
+                                       or default_instance())
+        """WHY one name: an item's journal row and its claim in ``work/`` must belong to the same
+        installation, or after a restart the journal hands out items whose folder claim this
+        process does not own (and the other way round)."""
+        self.folder_instance = self.instance
         self._axis_session = axis_session
         self._key_lock = threading.Lock()
         self._signing_key = None
@@ -78,7 +97,9 @@ class Runtime:
         from connector.journal import Journal
 
         journal = Journal.open(self.settings.journal.url,
-                               max_attempts=self.settings.outbound.max_attempts)
+                               max_attempts=self.settings.outbound.max_attempts,
+                               instance=self.instance,
+                               any_instance=self.settings.journal.send_any_instance)
         self._opened.append(journal)
         return journal
 
@@ -117,7 +138,9 @@ class Runtime:
     def directory(self):
         from connector.agency_directory import AgencyDirectory
 
-        return AgencyDirectory(self.axis, self.settings.state_dir / AGENCY_CACHE_FILE)
+        # The client is reached only on refresh: an operator command that merely consults the
+        # cached list (``send``) needs neither the axis nor its secret.
+        return AgencyDirectory(_LazyAxis(self), self.settings.state_dir / AGENCY_CACHE_FILE)
 
     @cached_property
     def agency(self):

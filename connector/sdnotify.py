@@ -57,11 +57,13 @@ class Notifier:
     """
 
     def __init__(self, socket_path: str | None = None,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, *,
+                 send_timeout: float = SEND_TIMEOUT_SECONDS) -> None:
         env = os.environ if environ is None else environ
         path = env.get("NOTIFY_SOCKET", "") if socket_path is None else socket_path
         self.socket_path = path or None
         self._sock: socket.socket | None = None
+        self.send_timeout = send_timeout
 
     @property
     def enabled(self) -> bool:
@@ -84,7 +86,7 @@ class Notifier:
                 # on Linux: net.unix.max_dgram_qlen). A congested or wedged supervisor must never
                 # hang the daemon — not its main loop, not its stop — so give up quickly: a lost
                 # WATCHDOG=1 or STATUS= is harmless, a hung service is not.
-                self._sock.settimeout(SEND_TIMEOUT_SECONDS)
+                self._sock.settimeout(self.send_timeout)
             self._sock.sendto(payload, _socket_address(self.socket_path))  # type: ignore[arg-type]
         except OSError:
             # The supervisor is gone or the socket is not ours to use: carry on working.

@@ -44,13 +44,14 @@ class _Stderr:
 
 
 @contextmanager
-def _context(args: argparse.Namespace) -> Iterator[Any]:
+def _context(args: argparse.Namespace, *, instance: str | None = None) -> Iterator[Any]:
     """The configuration loaded, and logging sent to stderr at warning level: an operator
-    command's stdout is its answer (a table, or JSON a script parses), never log lines."""
+    command's stdout is its answer (a table, or JSON a script parses), never log lines.
+    ``instance`` overrides ``journal.instance`` (``journal adopt --instance``)."""
     from connector.logs import configure_logging
     from connector.ops.context import OpsContext
 
-    context = OpsContext.from_config(args.config)
+    context = OpsContext.from_config(args.config, instance=instance)
     configure_logging("warning", json_lines=False, stream=_Stderr(),
                       secrets=context.settings.secret_values())
     try:
@@ -192,7 +193,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="sent to the sender with status 02")
     parser.set_defaults(handler=quarantine_refuse_command)
 
-    journal = subparsers.add_parser("journal", help="the journal database: backup")
+    journal = subparsers.add_parser("journal", help="the journal database: backup, instances, adopt")
     journal_commands = journal.add_subparsers(dest="journal_command", metavar="ACTION", required=True)
     parser = journal_commands.add_parser(
         "backup", help="a consistent online copy of the journal",
@@ -202,6 +203,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _config(parser)
     parser.add_argument("file", metavar="FILE", type=Path)
     parser.set_defaults(handler=journal_backup_command)
+
+    parser = journal_commands.add_parser(
+        "instances", help="unfinished items per connector instance (shared journal)",
+        description="Count the unfinished items of each connector instance sharing this journal "
+                    "(outgoing not yet sent or failed; incoming not yet delivered). An instance "
+                    "that is gone for good is taken over with `journal adopt`.")
+    _config(parser)
+    parser.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    parser.set_defaults(handler=journal_instances_command)
+
+    parser = journal_commands.add_parser(
+        "adopt", help="take over the unfinished items of an instance that is gone for good",
+        description="Make the unfinished items of INSTANCE this instance's, so that this server "
+                    "sends or finishes them. First stop that connector for sure and copy its "
+                    "STATE/packages and exchange work/ here if they can be recovered. Refused "
+                    "while INSTANCE claimed an item in the last 10 minutes, unless --force.")
+    _config(parser)
+    parser.add_argument("from_instance", metavar="INSTANCE", help="the instance that is gone")
+    parser.add_argument("--force", action="store_true",
+                        help="adopt even though INSTANCE claimed something recently")
+    parser.add_argument("--instance", metavar="NAME", default=None,
+                        help="the instance taking over (default: journal.instance, else the "
+                             "host name — the name the surviving daemon runs with)")
+    parser.set_defaults(handler=journal_adopt_command)
 
 
 # --------------------------------------------------------------------------- handlers
@@ -365,3 +390,44 @@ def journal_backup_command(args: argparse.Namespace) -> int:
         target = backup(ctx.journal, args.file)
     print(f"journal copied to {target} ({target.stat().st_size} bytes)")
     return 0
+
+
+def journal_instances_command(args: argparse.Namespace) -> int:
+    with _context(args) as ctx:
+        counts = ctx.journal.instances()
+        this = ctx.journal.instance
+    rows = [{"instance": name, "outgoing_pending": value["outgoing"],
+             "incoming_unfinished": value["incoming"], "this": name == this}
+            for name, value in sorted(counts.items(), key=lambda item: str(item[0] or ""))]
+    if args.json:
+        _print_json({"this_instance": this, "instances": rows})
+        return 0
+    print(f"this instance: {this}")
+    if not rows:
+        print("no unfinished items")
+    for row in rows:
+        name = row["instance"] if row["instance"] is not None else "(none: rows from before instances)"
+        print(f"{name}{' (this)' if row['this'] else ''}: {row['outgoing_pending']} outgoing "
+              f"pending, {row['incoming_unfinished']} incoming unfinished")
+    return 0
+
+
+def journal_adopt_command(args: argparse.Namespace) -> int:
+    if args.instance:
+        from connector.dms.folder_claims import check_instance
+
+        check_instance(args.instance)
+    with _context(args, instance=args.instance) as ctx:
+        adopted = ctx.journal.adopt(args.from_instance, force=args.force)
+        this = ctx.journal.instance
+    print(f"adopted {len(adopted['outgoing'])} outgoing and {len(adopted['incoming'])} incoming "
+          f"item(s) from {args.from_instance} into {this}")
+    for direction in ("outgoing", "incoming"):
+        for item_id in adopted[direction]:
+            print(f"  {direction} {item_id}")
+    if adopted["outgoing"] or adopted["incoming"]:
+        print("the daemon of this instance sends/finishes them on its next pass; an outgoing item "
+              "whose package was not copied here fails with 'stored package missing' — `cancel` "
+              "it and let the DMS send it again")
+    return 0
+

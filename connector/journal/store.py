@@ -206,6 +206,14 @@ class Journal:
                     .limit(1)).mappings().first()
             return None if row is None else self._outgoing_record(conn, row)
 
+    def find_by_source(self, source: str, source_ref: str) -> OutgoingRecord | None:
+        """The item an agency side (or ``send``) handed over as (``source``, ``source_ref``)."""
+        with self._read() as conn:
+            row = conn.execute(select(t.outgoing).where(
+                t.outgoing.c.source == source, t.outgoing.c.source_ref == source_ref)
+            ).mappings().first()
+            return None if row is None else self._outgoing_record(conn, row)
+
     def list_outgoing(self, state: OutgoingState | str | Iterable[OutgoingState | str] | None = None,
                       *, kind: str | None = None, limit: int = 100, offset: int = 0,
                       newest_first: bool = True) -> list[OutgoingRecord]:

@@ -61,16 +61,20 @@ class OpsContext:
     needs, each opened on first use (``status`` never loads the certificate); close it (or use
     ``with``) when done."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, instance: str | None = None) -> None:
         from connector.runtime import Runtime
 
         self.settings = settings
-        self.runtime = Runtime(settings)
+        self.runtime = Runtime(settings, folder_instance=instance)
         self._sides: dict[str, Any] = {}
 
     @classmethod
-    def from_config(cls, path: str | os.PathLike[str]) -> OpsContext:
-        return cls(load_config(path))
+    def from_config(cls, path: str | os.PathLike[str], *, instance: str | None = None) -> OpsContext:
+        """Secrets are read only when the command uses one: an operator's shell has no
+        ``$CREDENTIALS_DIRECTORY``, and ``status`` or ``inbox list`` need none (``send`` reads
+        the key's password, ``retry`` of a database item the DMS URL — a missing one is then a
+        one-line error naming its key)."""
+        return cls(load_config(path, resolve_secrets=False), instance=instance)
 
     @property
     def journal(self) -> Journal:

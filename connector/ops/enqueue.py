@@ -50,6 +50,14 @@ def _digest_paths(paths: Sequence[Path]) -> str:
     return digest.hexdigest()
 
 
+def _digest_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def spool_dir(ctx: OpsContext) -> Path:
     directory = ctx.settings.state_dir / "spool" / CLI_SOURCE
     fsutil.ensure_directory(directory.parent, 0o750)
@@ -102,36 +110,87 @@ def _check_sender(ctx: OpsContext, package: model.DocumentPackage, file: str) ->
                          hint="add a To with the receiver's OrganId")
 
 
+def check_recipients(ctx: OpsContext, organ_ids: Sequence[str], *, file: str) -> None:
+    """Refuse OrganIds that the axis's agency list does not have — the check the daemon makes
+    before packaging, made here because ``send`` packages the item itself (the daemon then only
+    transmits it). The list is the daemon's cache (``STATE/agencies.json``, refreshed on its
+    schedule); without one, it is fetched once from the axis (one attempt, short timeouts).
+    When no list can be had (axis unreachable, no secret in this shell) nothing is refused —
+    the axis stays the judge — and a warning says so."""
+    if not ctx.settings.outbound.check_recipients or not organ_ids:
+        return
+    directory = ctx.runtime.directory
+    if not directory.loaded:
+        directory = _fetched_directory(ctx)
+    unknown = directory.unknown(list(organ_ids)) if directory is not None else []
+    if unknown:
+        raise InputError(f"unknown recipient OrganId(s) {', '.join(unknown)}: the axis's agency "
+                         "list does not have them", file=file, element="To/OrganId",
+                         hint="correct the recipients; the list the axis gave is in "
+                              f"{ctx.settings.state_dir / 'agencies.json'}")
+
+
+def _fetched_directory(ctx: OpsContext):
+    import dataclasses
+
+    from connector.agency_directory import AgencyDirectory
+    from connector.axis.client import AxisClient, RetryPolicy
+    from connector.logs import get_logger
+    from connector.runtime import AGENCY_CACHE_FILE
+
+    try:
+        settings = ctx.settings.axis.client_settings(ctx.settings.agency.organ_id)
+        settings = dataclasses.replace(
+            settings, connect_timeout=min(settings.connect_timeout, 5.0),
+            read_timeout=min(settings.read_timeout, 15.0),
+            retry=RetryPolicy(max_attempts=1, max_total_seconds=0, initial_backoff=0,
+                              max_backoff=0))
+        with AxisClient(settings) as client:
+            directory = AgencyDirectory(client, ctx.settings.state_dir / AGENCY_CACHE_FILE)
+            directory.refresh()
+        return directory
+    except Exception as error:  # noqa: BLE001 - any reason means "no list": the axis judges
+        from connector.outbound import _describe
+
+        get_logger(__name__).warning(
+            "recipients_not_checked", reason=_describe(error),
+            note="the axis's agency list is not available here; unknown recipients are "
+                 "refused by the axis when the daemon sends")
+        return None
+
+
 def _send_package(ctx: OpsContext, path: Path) -> OutgoingRecord:
     from connector.edxml.reader import read_package
-    from connector.edxml.signing import SignatureState, sign_package_file, verify_package
+    from connector.edxml.signing import SignatureState, sign_package_file, verify_package_file
 
-    data = path.read_bytes()
-    result = read_package(data, limits=ctx.limits, file=str(path))
+    result = read_package(path, limits=ctx.limits, file=str(path))
     package = result.package
     if not isinstance(package, model.DocumentPackage):
         raise InputError("this is a status package; `send` takes documents", file=str(path),
                          hint="send statuses with `edxml-connector status-send`")
     _check_sender(ctx, package, str(path))
-    verdict = verify_package(data, limits=ctx.limits, file=str(path))
+    check_recipients(ctx, [item.organ_id for item in package.to if item.organ_id], file=str(path))
+    verdict = verify_package_file(path, limits=ctx.limits)
     if verdict.state is SignatureState.INVALID:
         raise InputError(f"the package carries a signature that does not verify ({verdict.reason})",
                          file=str(path), element="Signature",
                          hint="sign it again (`edxml-connector sign`) or remove the signature")
-    fingerprint = hashlib.sha256(data).hexdigest()
+    fingerprint = _digest_file(path)
     spooled = spool_dir(ctx) / f"{fingerprint}.edxml"
     if not spooled.exists():
-        if verdict.state in (SignatureState.ABSENT, SignatureState.UNVERIFIABLE):
-            key = ctx.signing_key
-            key.check_validity()
-            staging = fsutil.temporary_name(spooled)
-            try:
+        # Written under a temporary name and renamed: a spooled file that exists is complete
+        # (an interrupted `send` run again reuses it).
+        staging = fsutil.temporary_name(spooled)
+        try:
+            if verdict.state in (SignatureState.ABSENT, SignatureState.UNVERIFIABLE):
+                key = ctx.signing_key
+                key.check_validity()
                 sign_package_file(path, staging, key, algorithm=ctx.algorithm, limits=ctx.limits)
-                fsutil.durable_rename(staging, spooled)
-            finally:
-                staging.unlink(missing_ok=True)
-        else:
-            fsutil.write_file_durably(spooled, data)
+            else:
+                fsutil.copy_file_durably(path, staging)
+            fsutil.durable_rename(staging, spooled)
+        finally:
+            staging.unlink(missing_ok=True)
     return _queue_package(ctx, spooled, kind=OutgoingKind.PACKAGE, fingerprint=fingerprint,
                           display=path.name, origin=path.resolve(), package=package)
 
@@ -163,6 +222,8 @@ def _send_bundle(ctx: OpsContext, bundle: Path) -> OutgoingRecord:
     package = build_document(metadata, files, agency=ctx.agency, convention=ctx.zip_convention,
                              source=str(metadata_path))
     _check_sender(ctx, package, str(metadata_path))
+    check_recipients(ctx, [item.organ_id for item in package.to if item.organ_id],
+                     file=str(metadata_path))
     spooled = spool_dir(ctx) / f"{fingerprint}.edxml"
     if not spooled.exists():
         key = ctx.signing_key

@@ -6,7 +6,7 @@ import json
 
 from connector.journal import IncomingState, OutgoingState
 
-from conftest import A, B, PDF, document_metadata, drop_bundle, drop_status, inbox_entries
+from .conftest import A, B, PDF, document_metadata, drop_bundle, drop_status, inbox_entries
 
 
 def test_document_reaches_b_verified_and_statuses_come_back(pair):

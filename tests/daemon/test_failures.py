@@ -9,7 +9,7 @@ import time
 
 from connector.journal import IncomingState, OutgoingState
 
-from conftest import B, PDF, document_metadata, drop_bundle, inbox_entries
+from .conftest import B, PDF, document_metadata, drop_bundle, inbox_entries
 
 
 def _send_one(a, number="101"):

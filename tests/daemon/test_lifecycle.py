@@ -7,7 +7,7 @@ import json
 
 from connector.journal import OutgoingState
 
-from conftest import A, B, PDF, document_metadata, drop_bundle, inbox_entries
+from .conftest import A, B, PDF, document_metadata, drop_bundle, inbox_entries
 
 
 def _send_original(a, b):

@@ -47,7 +47,7 @@ def site(tmp_path: Path, dev_certs) -> Site:
         "agency": {"organ_id": agency.organ_id, "name": "Cơ quan A"},
         "certificate": {"key_file": str(agency.key), "cert_file": str(agency.cert)},
         "axis": {"endpoint": "http://127.0.0.1:9/axis", "secret_file": str(secret)},
-        "journal": {"url": f"sqlite:///{tmp_path / 'state' / 'journal.db'}"},
+        "journal": {"url": f"sqlite:///{tmp_path / 'state' / 'journal.db'}", "instance": "node1"},
         "state_dir": str(tmp_path / "state"),
         "exchange": {"root": str(tmp_path / "exchange")},
         "health": {"enabled": False},

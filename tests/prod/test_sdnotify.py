@@ -114,8 +114,8 @@ def test_a_full_supervisor_queue_never_blocks_the_daemon(tmp_path):
     receiver = socket_module.socket(socket_module.AF_UNIX, socket_module.SOCK_DGRAM)
     receiver.bind(str(path))
     try:
-        notifier = sdnotify.Notifier(str(path))
-        results = [notifier.watchdog() for _ in range(200)]  # pytest-timeout guards a hang
+        notifier = sdnotify.Notifier(str(path), send_timeout=0.01)
+        results = [notifier.watchdog() for _ in range(100)]  # pytest-timeout guards a hang
         assert results[0] is True
         assert False in results
         receiver.recv(100)  # room again: the notifier reconnects and sends

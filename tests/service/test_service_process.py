@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import (A, AXIS_SECRET_A, drop_bundle, metric, wait_for, write_config)
+from service_harness import (A, AXIS_SECRET_A, drop_bundle, metric, wait_for, write_config)
 
 pytestmark = pytest.mark.slow
 

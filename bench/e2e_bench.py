@@ -1,0 +1,191 @@
+"""End-to-end benchmark: documents dropped in agency A's outbox → accepted by the axis simulator.
+
+    python -m bench.e2e_bench                 # ~1-2 minutes
+    python -m bench.e2e_bench --quick         # smoke run (small batches, 2 repetitions)
+
+Real processes, as in production: ``edxml-connector run`` (folder mode, SQLite journal, WAL +
+synchronous=FULL) and ``edxml-connector axis-sim`` on loopback. Each document is a bundle with one
+100 KB attachment of random bytes; the daemon builds, signs (RSA-2048, SHA-256), stores, journals
+and sends it, then archives it in ``sent/`` with a receipt.
+
+Figures (see ../shared/docs/benchmarks.md for the method: median of >= 5 after a warm-up):
+- ``throughput``: a batch of N bundles renamed into the outbox at once; documents per second from
+  the first rename to the simulator's stored time of the last document (its ``created``).
+- ``cpu_per_doc``: CPU seconds (user+system, /proc) per document over a batch, for the daemon
+  and for the simulator separately.
+- ``idle latency``: one document at a time on an otherwise idle daemon, from its rename to the
+  simulator's stored time; p50 and p99 over the samples.
+Targets (issue 4): >= 100 documents/s sustained on 2 cores; idle p50 <= 300 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from connector.demo import Lab, document_metadata
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+TARGET_DOCS_PER_SECOND = 100.0
+TARGET_IDLE_P50_MS = 300.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads) from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+class Bench:
+    def __init__(self, base: Path, size: int, concurrency: int, log_level: str) -> None:
+        self.lab = Lab(base)
+        self.size = size
+        self.a = self.lab.a
+        self.a.configure(outbound={"concurrency": concurrency}, logging={"level": log_level})
+        self.serial = 0
+
+    def stage(self, count: int) -> list[Path]:
+        """Bundles written under dot-names (not yet visible to the connector)."""
+        staged = []
+        outbox = self.a.outbox
+        outbox.mkdir(parents=True, exist_ok=True)
+        for _ in range(count):
+            self.serial += 1
+            number = f"{self.serial:06d}"
+            staging = outbox / f".bench-{number}"
+            staging.mkdir()
+            (staging / f"tep-{number}.pdf").write_bytes(os.urandom(self.size))
+            (staging / "document.yaml").write_text(yaml.safe_dump(document_metadata(
+                [self.lab.b.organ_id], number, f"Đo hiệu năng {number}", notation="DO-HN"),
+                allow_unicode=True), encoding="utf-8")
+            staged.append(staging)
+        return staged
+
+    def accepted(self) -> int:
+        totals = self.lab.sim.admin("counters")["agencies"][self.a.organ_id]
+        return int(totals.get("sent", 0))
+
+    def wait_accepted(self, total: int, timeout: float = 120.0) -> None:
+        self.lab.wait_for(lambda: self.accepted() >= total, timeout=timeout, interval=0.02,
+                          what=f"{total} documents accepted by the simulator",
+                          seen=self.accepted, require_running=self.lab.processes)
+
+    def created_times(self, first_doc: int) -> list[float]:
+        return [t["created"] for t in self.lab.sim.transfers()
+                if t["sender"] == self.a.organ_id and int(t["doc_id"]) > first_doc]
+
+    def batch(self, count: int) -> dict[str, float]:
+        staged = self.stage(count)
+        before = self.accepted()
+        last_doc = max([int(t["doc_id"]) for t in self.lab.sim.transfers()] or [0])
+        daemon_cpu, sim_cpu = cpu_seconds(self.a.process.pid), cpu_seconds(self.lab.sim.process.pid)
+        started = time.time()
+        for staging in staged:
+            staging.rename(staging.with_name(staging.name[1:]))
+        self.wait_accepted(before + count)
+        finished = max(self.created_times(last_doc))
+        daemon_cpu = cpu_seconds(self.a.process.pid) - daemon_cpu
+        sim_cpu = cpu_seconds(self.lab.sim.process.pid) - sim_cpu
+        elapsed = finished - started
+        return {"docs_per_second": count / elapsed, "seconds": elapsed,
+                "daemon_cpu_per_doc": daemon_cpu / count, "sim_cpu_per_doc": sim_cpu / count}
+
+    def one(self) -> float:
+        """Latency (s) of one document on an idle daemon."""
+        staging = self.stage(1)[0]
+        before = self.accepted()
+        last_doc = max([int(t["doc_id"]) for t in self.lab.sim.transfers()] or [0])
+        time.sleep(0.3)  # idle: nothing in flight, the watcher waiting
+        started = time.time()
+        staging.rename(staging.with_name(staging.name[1:]))
+        self.wait_accepted(before + 1, timeout=30)
+        return max(self.created_times(last_doc)) - started
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.e2e_bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=100, help="documents per batch (100)")
+    parser.add_argument("--repetitions", type=int, default=5, help="batches measured (5)")
+    parser.add_argument("--latency-samples", type=int, default=30, help="idle samples (30)")
+    parser.add_argument("--kb", type=int, default=100, help="attachment size in KB (100)")
+    parser.add_argument("--concurrency", type=int, default=4, help="outbound.concurrency (4)")
+    parser.add_argument("--log-level", default="info", help="daemon log level (info)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 20 docs x 2, 5 samples")
+    parser.add_argument("--work", type=Path, help="work folder (default: a temporary one)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.batch, args.repetitions, args.latency_samples = 20, 2, 5
+    base = args.work or Path(tempfile.mkdtemp(prefix="e2e-bench-"))
+    bench = Bench(base, args.kb * 1024, args.concurrency, args.log_level)
+    started = time.monotonic()
+    results: list[dict] = []
+    with bench.lab:
+        bench.lab.start(agencies=[bench.a])
+        bench.batch(max(10, args.batch // 5))  # warm-up: imports, caches, SQLite pages
+        for repetition in range(args.repetitions):
+            result = bench.batch(args.batch)
+            results.append(result)
+            print(json.dumps({"figure": "throughput", "repetition": repetition + 1,
+                              "batch": args.batch, "kb": args.kb,
+                              **{k: round(v, 4) for k, v in result.items()}}), flush=True)
+        latencies = []
+        for sample in range(args.latency_samples):
+            latencies.append(bench.one())
+        print(json.dumps({"figure": "idle_latency", "samples": len(latencies),
+                          "ms": [round(x * 1000, 1) for x in latencies]}), flush=True)
+        exit_code = bench.a.stop()
+
+    rates = [r["docs_per_second"] for r in results]
+    daemon_cpu = [r["daemon_cpu_per_doc"] for r in results]
+    sim_cpu = [r["sim_cpu_per_doc"] for r in results]
+    p50, p99 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
+    summary = {
+        "figure": "summary", "nproc": os.cpu_count(), "kb": args.kb, "batch": args.batch,
+        "repetitions": args.repetitions, "concurrency": args.concurrency,
+        "docs_per_second_median": round(statistics.median(rates), 1),
+        "docs_per_second_min": round(min(rates), 1), "docs_per_second_max": round(max(rates), 1),
+        "daemon_cpu_ms_per_doc_median": round(statistics.median(daemon_cpu) * 1000, 1),
+        "sim_cpu_ms_per_doc_median": round(statistics.median(sim_cpu) * 1000, 1),
+        "idle_latency_p50_ms": round(p50, 1), "idle_latency_p99_ms": round(p99, 1),
+        "idle_latency_min_ms": round(min(latencies) * 1000, 1),
+        "idle_latency_max_ms": round(max(latencies) * 1000, 1),
+        "daemon_exit_code": exit_code, "wall_seconds": round(time.monotonic() - started, 1),
+    }
+    print(json.dumps(summary), flush=True)
+    print()
+    print(f"{'figure':<44}{'value':>10}{'min':>10}{'max':>10}{'target':>10}")
+    print(f"{'docs/s (outbox -> accepted), 100 KB':<44}{summary['docs_per_second_median']:>10}"
+          f"{summary['docs_per_second_min']:>10}{summary['docs_per_second_max']:>10}"
+          f"{'>= 100':>10}")
+    print(f"{'daemon CPU ms / document':<44}{summary['daemon_cpu_ms_per_doc_median']:>10}"
+          f"{round(min(daemon_cpu) * 1000, 1):>10}{round(max(daemon_cpu) * 1000, 1):>10}")
+    print(f"{'simulator CPU ms / document':<44}{summary['sim_cpu_ms_per_doc_median']:>10}"
+          f"{round(min(sim_cpu) * 1000, 1):>10}{round(max(sim_cpu) * 1000, 1):>10}")
+    print(f"{'idle latency p50 ms':<44}{summary['idle_latency_p50_ms']:>10}"
+          f"{summary['idle_latency_min_ms']:>10}{summary['idle_latency_max_ms']:>10}"
+          f"{'<= 300':>10}")
+    print(f"{'idle latency p99 ms':<44}{summary['idle_latency_p99_ms']:>10}")
+    met = (summary["docs_per_second_median"] >= TARGET_DOCS_PER_SECOND,
+           summary["idle_latency_p50_ms"] <= TARGET_IDLE_P50_MS)
+    print(f"targets: throughput {'met' if met[0] else 'MISSED'}, "
+          f"idle p50 {'met' if met[1] else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
