@@ -218,6 +218,7 @@ class Inbound:
         from connector.edxml.reader import read_package
 
         store = self.runtime.store
+        started = time.monotonic()
         try:
             path = store.incoming_path(record.id)
             with self._timer("other"):
@@ -273,7 +274,7 @@ class Inbound:
         self._count("stored")
         log.info("incoming_stored", item_id=record.id, axis_doc_id=record.axis_doc_id,
                  messagetype=record.messagetype, sender=sender, document_id=document_id,
-                 signature=signature["state"], size=stored.size)
+                 signature=signature["state"], size=stored.size, duration_ms=_ms(started))
         return stored_record
 
     def _verify(self, path: Path, package: Any) -> dict[str, Any]:
@@ -293,6 +294,7 @@ class Inbound:
                 "algorithm": getattr(outcome, "algorithm", None)}
 
     def _acknowledge(self, record: IncomingRecord) -> IncomingRecord:
+        started = time.monotonic()
         try:
             with self._timer("updateStatus"):
                 self.runtime.axis.update_status(record.axis_doc_id, "done")
@@ -300,7 +302,8 @@ class Inbound:
             self.journal.record_incoming_failed(record.id, _describe(error), step="acknowledge")
             raise
         acknowledged = self.journal.record_acknowledged(record.id)
-        log.info("incoming_acknowledged", item_id=record.id, axis_doc_id=record.axis_doc_id)
+        log.info("incoming_acknowledged", item_id=record.id, axis_doc_id=record.axis_doc_id,
+                 duration_ms=_ms(started))
         return acknowledged
 
     # ============================================================================ delivery
@@ -327,6 +330,7 @@ class Inbound:
         from connector.edxml.summary import summarize
 
         side = self.side
+        started = time.monotonic()
         unreadable = record.meta.get("unreadable")
         if unreadable:
             summary = {"kind": record.messagetype, "from": {"organ_id": record.sender},
@@ -361,7 +365,8 @@ class Inbound:
             location = side.deliver_document(document)
             self.journal.record_delivered(record.id, str(location))
             log.info("incoming_delivered", item_id=record.id, document_id=record.document_id,
-                     sender=record.sender, to=str(location), to_state="delivered")
+                     sender=record.sender, to=str(location), to_state="delivered",
+                     duration_ms=_ms(started))
         for original in originals:
             self._record_event(record, LIFECYCLE_EVENTS[record.business_type], original,
                                {"business_type": record.business_type,
@@ -502,3 +507,8 @@ def _describe(error: BaseException) -> str:
 
 
 __all__ = ["Inbound", "find_received_document"]
+
+
+def _ms(started: float) -> float:
+    """Milliseconds since ``started`` (``time.monotonic()``), for the ``duration_ms`` log field."""
+    return round((time.monotonic() - started) * 1000, 1)

@@ -57,3 +57,6 @@ def module_lab(tmp_path_factory, dev_certs):
         yield lab
     finally:
         lab.close()
+    # SIGTERM must end each connector cleanly (exit 0, within the 10 s before SIGKILL)
+    codes = {node.label: node.process.exit_codes for node in lab.agencies}
+    assert all(c and c[-1] == 0 for c in codes.values()), f"connector exit codes: {codes}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -112,25 +113,49 @@ def test_fixed_item_is_sent_after_retry(module_lab):
     assert "fix-me.error.txt" not in a.entries("failed")
 
 
-def test_expired_certificate_refuses_to_start_with_a_clear_message(new_lab):
+def test_expired_certificate_stops_signing_loudly_and_loses_nothing(new_lab):
+    """An expired certificate: a specific error in the log at start, /readyz 503 naming the
+    certificate, the signing_blocked metric, `check` FAIL — and a document dropped meanwhile
+    waits (not failed, not sent unsigned). After the certificate is renewed and SIGHUP, it goes."""
+    import shutil
+    import signal
+
     lab = new_lab()
-    a = lab.a
+    a, b = lab.a, lab.b
+    key, cert = a.home / "agency.key", a.home / "agency.pem"
+    shutil.copy(lab.certs.expired_key, key)
+    shutil.copy(lab.certs.expired_cert, cert)
     a.configure(certificate={"p12_file": None, "password_file": None,
-                             "key_file": str(lab.certs.expired_key),
-                             "cert_file": str(lab.certs.expired_cert)})
-    a.write_config()
-    lab.sim.start()
-    result = subprocess.run(
-        [*a.process.argv[:0], *__import__("connector.demo", fromlist=["cli_command"]).cli_command(
-            "run", "--config", str(a.config_path))],
-        capture_output=True, text=True, timeout=60)
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output[-2000:]
-    assert "expired" in output.lower(), output[-2000:]
-    assert str(lab.certs.expired_cert) in output or "certificate" in output.lower()
+                             "key_file": str(key), "cert_file": str(cert)})
+    lab.start()
+    lab.wait_for(lambda: logged(a, "certificate_unusable_at_start") or
+                 [r for r in a.process.log_records() if "expired" in json.dumps(r)],
+                 what="a log line about the expired certificate",
+                 seen=lambda: [r.get("event") for r in a.process.log_records()][-8:])
+    message = json.dumps(a.process.log_records(), ensure_ascii=False)
+    assert "expired on" in message and str(cert) in message, message[-1500:]
+    status, body = a.http_get("/readyz")
+    assert status == 503 and "certificat" in body.decode().lower(), body
+    assert "edxml_connector_signing_blocked 1.0" in a.http_get("/metrics")[1].decode()
     checked = a.cli("check", check=False)
     assert checked.returncode != 0
     assert "FAIL" in checked.stdout and "expired" in (checked.stdout + checked.stderr).lower()
+
+    a.drop_bundle("cho-ky", document_metadata([b.organ_id], "408", "chờ chứng thư mới"),
+                  {"a.pdf": pdf_bytes("408")})
+    lab.wait_for(lambda: [r for r in a.status_json("--direction", "out")["items"]
+                          if r["name"] == "cho-ky"], what="the document in the journal",
+                 seen=lambda: a.entries("work"))
+    time.sleep(3)  # several outbound cycles: it must neither fail nor leave unsigned
+    assert a.error_files() == {} and a.entries("sent") == []
+    assert not [t for t in lab.sim.transfers() if t["sender"] == a.organ_id]
+
+    # renewed certificate + SIGHUP: the waiting document is signed and sent
+    shutil.copy(lab.certs.agency_a.key, key)
+    shutil.copy(lab.certs.agency_a.cert, cert)
+    a.process.popen.send_signal(signal.SIGHUP)
+    doc = wait_inbox(lab, b, "408", timeout=30)
+    assert doc["signature"]["state"] == "valid"
 
 
 def test_unreachable_axis_keeps_items_queued_and_retries(new_lab):
@@ -205,3 +230,46 @@ def test_full_disk_under_the_inbox_loses_nothing(new_lab):
     finally:
         lab.close()
         subprocess.run(["umount", "-l", str(inbox)], capture_output=True)
+
+
+def _tampered_package(lab, number: str) -> bytes:
+    """A package signed by A whose subject was changed afterwards: the signature is invalid."""
+    from connector.demo import pack_package
+
+    data = pack_package(document_metadata([lab.b.organ_id], number, "Nội dung gốc",
+                                          **{"from": {"organ_id": lab.a.organ_id}}),
+                        {"a.pdf": pdf_bytes(number)}, lab.base / f"pack-{number}",
+                        p12=lab.a.p12, password_file=lab.a.password_file)
+    tampered = data.replace("Nội dung gốc".encode(), "Nội dung SỬA".encode())
+    assert tampered != data
+    return tampered
+
+
+def test_tampered_package_is_refused_by_the_sender_and_quarantined_by_the_receiver(module_lab):
+    """The sender's connector refuses to send a package whose signature does not verify; one
+    that reaches the axis anyway (here: pushed with the axis client directly) is quarantined at
+    B — stored, acknowledged, not delivered — until an operator releases it."""
+    lab = module_lab
+    a, b = lab.a, lab.b
+    a.drop_package("tampered.edxml", _tampered_package(lab, "409"))
+    error = wait_failed(lab, a, "tampered")
+    assert "does not verify" in error, error
+
+    from connector.axis.client import AxisClient
+    from connector.config import load_config
+
+    settings = load_config(a.config_path)
+    with AxisClient(settings.axis.client_settings(a.organ_id)) as client:
+        client.send_edoc(_tampered_package(lab, "410"))
+    folder = lab.wait_for(lambda: b.quarantine_folders(), timeout=20,
+                          what="the tampered package in B's quarantine/",
+                          seen=lambda: b.entries("inbox"))[0]
+    assert (folder / "package.edxml").is_file()
+    assert "invalid" in (folder / "reason.txt").read_text(encoding="utf-8").lower()
+    assert not [d for d in b.inbox_documents() if (d.get("code") or "").startswith("410/")]
+    listed = b.cli("quarantine", "list", "--json").stdout
+    held = [row for row in json.loads(listed) if row.get("quarantined", True)]
+    assert held, listed
+    b.cli("quarantine", "release", held[0]["id"])
+    doc = wait_inbox(lab, b, "410")
+    assert doc["signature"]["state"] == "invalid"  # released as it is, the outcome kept

@@ -139,3 +139,21 @@ def test_send_take_back_bundle_queues_status_13_to_each_receiver(ctx, site, cli,
     assert record.meta["status"]["code"] == "13"
     assert record.recipients == sorted([site.peer, "000.00.00.H09"])
     assert cli("send", str(bundle))[0] == 0 and len(ctx.journal.list_outgoing()) == 1
+
+
+def test_send_refuses_a_package_whose_signature_does_not_verify(ctx, site, cli, tmp_path):
+    from connector.edxml.signing import sign_package
+
+    package = model.DocumentPackage(
+        from_=model.Organization(organ_id=site.organ_id, organ_name="A"),
+        to=[model.Organization(organ_id=site.peer)], code=model.Code(number="6", notation="A-B"),
+        subject="Gửi thử", document_type=model.DocumentType(type="1", type_detail="0"),
+        promulgation_info=model.PromulgationInfo(place="Hà Nội", date=dt.date(2026, 11, 23)))
+    signed = sign_package(write_package(package), ctx.signing_key)
+    path = tmp_path / "tampered.edxml"
+    path.write_bytes(signed.replace("Gửi thử".encode(), "Gửi khác".encode(), 1))
+    code, out, err = cli("send", str(path))
+    assert code == 2 and out == ""
+    assert "Signature" in err and "does not verify" in err and "digest mismatch" in err
+    assert ctx.journal.list_outgoing() == []
+    assert not list((site.state / "spool" / "cli").glob("*.edxml"))

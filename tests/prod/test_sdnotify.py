@@ -115,9 +115,13 @@ def test_a_full_supervisor_queue_never_blocks_the_daemon(tmp_path):
     receiver.bind(str(path))
     try:
         notifier = sdnotify.Notifier(str(path), send_timeout=0.01)
-        results = [notifier.watchdog() for _ in range(100)]  # pytest-timeout guards a hang
+        results = []
+        for _ in range(100):  # Linux queues ~10 datagrams; pytest-timeout guards a hang
+            results.append(notifier.watchdog())
+            if results[-1] is False:
+                break
         assert results[0] is True
-        assert False in results
+        assert results[-1] is False, "a full queue must make the send give up, not block"
         receiver.recv(100)  # room again: the notifier reconnects and sends
         assert notifier.watchdog() is True
         notifier.close()

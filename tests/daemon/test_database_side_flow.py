@@ -1,0 +1,149 @@
+"""The DMS-database agency side driven by the real pipelines (SQLite DMS databases with the
+sample schema): A's DMS row is claimed (the claim recorded in A's journal), packaged, signed and
+sent; B's connector inserts the document into B's DMS tables and answers 01; B's DMS asks for 03
+with a row in its status table; both statuses are written back on A's row."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from connector.journal import IncomingState, OutgoingState
+
+from .conftest import A, B, PDF
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "dms_db"))
+
+from sample_dms_schema import (  # noqa: E402
+    create_sample_schema,
+    incoming_attachments,
+    incoming_documents,
+    incoming_events,
+    outgoing_attachments,
+    outgoing_documents,
+    outgoing_statuses,
+)
+
+
+def _dms(tmp_path: Path, name: str) -> tuple[str, sa.Engine]:
+    url = f"sqlite:///{tmp_path / f'{name}-dms.db'}"
+    engine = sa.create_engine(url)
+    create_sample_schema(engine)
+    return url, engine
+
+
+def _row(engine: sa.Engine, table: sa.Table, **where) -> dict:
+    with engine.connect() as connection:
+        query = sa.select(table)
+        for key, value in where.items():
+            query = query.where(table.c[key] == value)
+        row = connection.execute(query).mappings().first()
+    assert row is not None, f"no row {where} in {table.name}"
+    return dict(row)
+
+
+def test_database_side_both_ways_through_the_pipelines(make_agency, tmp_path):
+    a_url, a_dms = _dms(tmp_path, "a")
+    b_url, b_dms = _dms(tmp_path, "b")
+    a = make_agency("A", exchange={"enabled": False},
+                    database={"url": a_url, "claim_owner": "connector-a"})
+    b = make_agency("B", exchange={"enabled": False},
+                    database={"url": b_url, "claim_owner": "connector-b"})
+
+    with a_dms.begin() as connection:  # what A's DMS does to send a document
+        row_id = connection.execute(outgoing_documents.insert().values(
+            subject="Công văn số 7 về việc thử nghiệm", code_number="7", code_notation="VPCP-TTĐT",
+            promulgation_place="Hà Nội", promulgation_date=dt.date(2026, 11, 23),
+            doc_type="1", doc_type_detail="0", doc_type_name="Công văn",
+            signer_name="Nguyễn Văn A", signer_position="Chánh Văn phòng",
+            recipients=json.dumps([B]), exchange_state="new")).inserted_primary_key[0]
+        connection.execute(outgoing_attachments.insert().values(
+            outgoing_id=row_id, position=0, file_name="Công văn số 7.pdf", content=PDF))
+
+    a.cycle()
+
+    [sent] = a.journal.list_outgoing(OutgoingState.SENT)
+    assert (sent.source, sent.source_ref) == ("database", str(row_id))  # the claim, journalled
+    assert [e.event for e in a.journal.events(sent.id)][0] == "enqueued"
+    row = _row(a_dms, outgoing_documents, id=row_id)
+    assert row["exchange_state"] == "sent" and row["exchange_claimed_by"] == "connector-a"
+    assert row["exchange_axis_doc_id"] == sent.axis_doc_id
+    assert row["exchange_document_id"] == sent.document_id
+    assert row["exchange_journal_id"] == sent.id
+
+    b.poll()  # B: stored, verified, acknowledged, inserted into B's DMS tables, 01 sent
+    [received] = b.journal.list_incoming(messagetype="edoc")
+    assert received.state is IncomingState.DELIVERED
+    inserted = _row(b_dms, incoming_documents, journal_id=received.id)
+    assert inserted["document_id"] == sent.document_id and inserted["from_organ_id"] == A
+    assert inserted["signature_state"] == "valid" and not inserted["quarantined"]
+    attachment = _row(b_dms, incoming_attachments, document_journal_id=received.id)
+    assert (attachment["file_name"], attachment["content"]) == ("Công văn số 7.pdf", PDF)
+    b.poll()  # polling again inserts nothing twice
+    with b_dms.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(incoming_documents)
+                                  ).scalar_one() == 1
+
+    a.poll()  # A receives 01: written back on the DMS row
+    assert _row(a_dms, outgoing_documents, id=row_id)["exchange_status"] == "01"
+
+    with b_dms.begin() as connection:  # B's DMS: "accepted" (03), addressed from the journal
+        status_id = connection.execute(outgoing_statuses.insert().values(
+            status_code="03", document_id=sent.document_id, description="Đã vào sổ",
+            staff_name="Trần Thị B", exchange_state="new")).inserted_primary_key[0]
+    b.cycle()
+    status_row = _row(b_dms, outgoing_statuses, id=status_id)
+    assert status_row["exchange_state"] == "sent", status_row["exchange_error"]
+
+    a.poll()
+    row = _row(a_dms, outgoing_documents, id=row_id)
+    assert row["exchange_status"] == "03"
+    assert json.loads(row["exchange_receipt"])[B]["status"] == "03"
+    assert {d.organ_id: d.status_code for d in a.journal.get_outgoing(sent.id).deliveries} == {
+        B: "03"}
+
+
+def test_revoke_and_take_back_rows_reach_the_receivers_dms_as_events(make_agency, tmp_path):
+    a_url, a_dms = _dms(tmp_path, "a")
+    b_url, b_dms = _dms(tmp_path, "b")
+    a = make_agency("A", exchange={"enabled": False},
+                    database={"url": a_url, "claim_owner": "connector-a",
+                              "outgoing": {"attachments": None}})
+    b = make_agency("B", exchange={"enabled": False},
+                    database={"url": b_url, "claim_owner": "connector-b"})
+    header = dict(code_notation="VPCP-TTĐT", promulgation_place="Hà Nội",
+                  promulgation_date=dt.date(2026, 11, 23), doc_type="1", doc_type_detail="0",
+                  recipients=json.dumps([B]), exchange_state="new")
+    with a_dms.begin() as connection:
+        connection.execute(outgoing_documents.insert().values(
+            subject="Công văn số 9", code_number="9", **header))
+    a.cycle()
+    [original] = a.journal.list_outgoing(OutgoingState.SENT)
+    b.poll()
+    [received] = b.journal.list_incoming(messagetype="edoc")
+
+    with a_dms.begin() as connection:  # revoke (business type 1) and take back (13), by columns
+        connection.execute(outgoing_documents.insert().values(
+            subject="Thu hồi công văn số 9", code_number="9", business_type="revoke",
+            document_id=original.document_id, business_reason="Ban hành nhầm", **header))
+        connection.execute(outgoing_documents.insert().values(
+            subject="Lấy lại", code_number="9", take_back_document_id=original.document_id,
+            take_back_reason="Gửi nhầm nơi nhận", **header))
+    a.cycle()
+    sent = a.journal.list_outgoing(OutgoingState.SENT)
+    assert sorted((r.kind, r.business_type) for r in sent) == [
+        ("document", 0), ("document", 1), ("status", None)]
+    b.poll()
+
+    with b_dms.connect() as connection:
+        events = connection.execute(sa.select(incoming_events)).mappings().all()
+        documents = connection.execute(sa.select(incoming_documents)).mappings().all()
+    assert sorted(e["event"] for e in events) == ["revoked", "take_back_requested"]
+    assert {e["document_id"] for e in events} == {original.document_id}
+    assert len(documents) == 2  # the original and the revoke; nothing deleted
+    assert _row(b_dms, incoming_documents, journal_id=received.id)["document_id"] == \
+        original.document_id
