@@ -25,8 +25,6 @@ import argparse
 import copy
 import json
 import os
-import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -49,8 +47,6 @@ STOP_GRACE_SECONDS = 10.0
 
 AGENCY_NAMES = {AGENCY_A_ORGAN_ID: "Văn phòng Chính phủ (demo)",
                 AGENCY_B_ORGAN_ID: "UBND tỉnh Nghệ An (demo)"}
-
-_SIM_URL = re.compile(r"listening on (http://\S+)")
 
 
 class LabError(ConnectorError):
@@ -601,7 +597,7 @@ class Lab:
                         observed = f"; (could not describe the state: {error})"
                 reason = (f"{', '.join(p.name for p in dead)} exited" if dead
                           else f"gave up ({hopeless})" if hopeless
-                          else f"timed out after {timeout:g} s")
+                          else f"timed out after {timeout:.1f} s")
                 raise LabError(f"{reason} waiting for {what}{observed}\n{self.diagnostics()}")
             time.sleep(interval)
 

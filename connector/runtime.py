@@ -216,11 +216,13 @@ class Runtime:
         return self.settings.trust.bundle_file
 
     # -- life cycle ------------------------------------------------------------------------------
-    def open_all(self) -> Runtime:
+    def open_all(self, *, signing_key: bool = True) -> Runtime:
         """Open every part now (the daemon's start): a bad certificate, journal URL, exchange
-        tree or DMS database stops the start with one clear error."""
+        tree or DMS database stops the start with one clear error. ``signing_key=False`` leaves
+        the key to the caller (the daemon starts with an expired certificate, see daemon.py)."""
         self.journal  # noqa: B018 - opening is the point
-        self.signing_key  # noqa: B018
+        if signing_key:
+            self.signing_key  # noqa: B018
         self.axis  # noqa: B018
         self.store  # noqa: B018
         self.directory  # noqa: B018

@@ -27,8 +27,10 @@ def register(subparsers) -> None:
     run.add_argument("--config", required=True, metavar="FILE", type=Path,
                      help="the connector's YAML configuration")
     run.add_argument("--instance", default=None, metavar="NAME",
-                     help="claim name in the exchange folders (default: the host name); two "
-                          "connectors sharing one exchange root need different names")
+                     help="this installation's name in the journal and in the exchange folder "
+                          "claims (default: journal.instance, else the host name); two "
+                          "connectors sharing one journal or exchange root need different "
+                          "names. Prefer journal.instance: operator commands read it too")
     run.set_defaults(handler=run_command)
 
     check = subparsers.add_parser(

@@ -195,15 +195,26 @@ def _mount_tmpfs(directory: Path, size: str) -> bool:
     return result.returncode == 0
 
 
-def test_full_disk_under_the_inbox_loses_nothing(new_lab):
+def _delivery_state(lab, organ_id: str, number: str) -> list[str]:
+    """The simulator's delivery state(s) to ``organ_id`` of the document with code ``number``."""
+    return [r["state"] for t in lab.sim.transfers() if f",{number}/" in t.get("document_id", "")
+            for r in t["recipients"] if r["recipient"] == organ_id]
+
+
+@pytest.mark.parametrize("where", ["inbox", "package store"])
+def test_full_disk_loses_nothing(new_lab, where):
+    """A full filesystem under B's inbox (delivery fails after the package is stored and
+    acknowledged: retried from the journal) or under its package store (the package cannot be
+    stored: NOT acknowledged, the axis lists it again): a log line and `status` say so; once
+    space is back the document is delivered exactly once."""
     lab = new_lab()
     a, b = lab.a, lab.b
-    inbox = b.exchange / "inbox"
-    if not _mount_tmpfs(inbox, "1m"):
+    full = b.exchange / "inbox" if where == "inbox" else b.state_dir / "packages"
+    if not _mount_tmpfs(full, "1m"):
         pytest.skip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN): full-disk test "
                     "not run")
     try:
-        filler = inbox / "filler.bin"
+        filler = full / ".filler.bin"
         with open(filler, "wb") as handle:
             try:
                 handle.write(b"\0" * (1024 * 1024))
@@ -220,16 +231,25 @@ def test_full_disk_under_the_inbox_loses_nothing(new_lab):
                      seen=lambda: [r.get("event") for r in b.process.log_records()][-10:])
         assert b.inbox_folders() == []
         incoming = b.status_json("--direction", "in")["items"]
-        assert incoming and incoming[0]["state"] != "delivered", incoming
-        assert incoming[0]["last_error"], incoming
+        if where == "package store":
+            # not stored, so not acknowledged: the axis still has it pending for B
+            assert _delivery_state(lab, b.organ_id, "407") == ["pending"], lab.sim.transfers()
+            assert all(row["state"] not in ("stored", "acknowledged", "delivered")
+                       for row in incoming), incoming
+        else:
+            assert incoming and incoming[0]["state"] != "delivered", incoming
+            assert incoming[0]["last_error"], incoming
         # space comes back: the same document is delivered, once
         filler.unlink()
         doc = wait_inbox(lab, b, "407", timeout=30)
         assert (Path(doc["_folder"]) / "lon.pdf").read_bytes() == big
         assert len(b.inbox_folders()) == 1
+        lab.wait_for(lambda: _delivery_state(lab, b.organ_id, "407") == ["done"],
+                     what="B's acknowledgement (done) at the axis",
+                     seen=lambda: _delivery_state(lab, b.organ_id, "407"))
     finally:
         lab.close()
-        subprocess.run(["umount", "-l", str(inbox)], capture_output=True)
+        subprocess.run(["umount", "-l", str(full)], capture_output=True)
 
 
 def _tampered_package(lab, number: str) -> bytes:

@@ -5,6 +5,7 @@ real processes, a real DMS database (SQLite; PostgreSQL too when it answers at 1
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 import uuid
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from flows import deliver, send_document, wait_inbox, wait_status
+from flows import send_document, wait_inbox, wait_status
 
 from connector.demo import pdf_bytes
 
@@ -98,7 +99,7 @@ def test_dms_database_side_both_directions_statuses_and_lifecycle(new_lab, dms_u
         with dms.begin() as connection:
             row_id = connection.execute(outgoing_documents.insert().values(
                 subject="Báo cáo từ CSDL", code_number="502", code_notation="UBND-VP",
-                promulgation_place="Vinh", promulgation_date=__import__("datetime").date.today(),
+                promulgation_place="Vinh", promulgation_date=dt.date.today(),
                 doc_type="1", doc_type_detail="0", recipients=json.dumps([a.organ_id]),
                 exchange_state="new")).inserted_primary_key[0]
             connection.execute(outgoing_attachments.insert().values(
