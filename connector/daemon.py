@@ -132,11 +132,12 @@ class Daemon:
         self._load_certificate()
         self._check_journal()
         self._hook_axis_responses()
-        if runtime.journal.dialect == "sqlite":
-            recovered = runtime.journal.recover_interrupted()
-            if recovered:
-                log.warning("outgoing_recovered", items=recovered,
-                            note="found in sending after a restart; sent again (at-least-once)")
+        # Items found in `sending` were interrupted by a crash: send them again (at-least-once).
+        # The journal only recovers this instance's items, so this is safe on a shared journal.
+        recovered = runtime.journal.recover_interrupted()
+        if recovered:
+            log.warning("outgoing_recovered", items=recovered,
+                        note="found in sending after a restart; sent again (at-least-once)")
         try:
             runtime.directory.refresh()
         except Exception as error:
@@ -305,10 +306,7 @@ class Daemon:
         except CertificateError:
             if not _certificate_out_of_dates(self.settings):
                 raise
-        runtime = self.runtime
-        for part in ("journal", "axis", "store", "directory", "folder", "database"):
-            getattr(runtime, part)
-        return runtime
+        return self.runtime.open_all(signing_key=False)
 
     def _load_certificate(self) -> None:
         """Load the signing key before READY=1. A certificate that cannot be read (missing file,
