@@ -781,6 +781,8 @@ def _known_keys(model: Any, loc: list[str]) -> list[str]:
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The settings section inside a field's annotation (``Foo``, ``Foo | None``, ``list[Foo]``),
+    or None for a plain value: the key walks of :func:`_did_you_mean` and the example-file test."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for argument in typing.get_args(annotation):

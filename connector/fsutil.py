@@ -35,6 +35,14 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written: one call may write fewer than asked."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
 def temporary_name(final: Path) -> Path:
     """A dot-name beside ``final`` that readers ignore and that no two writers share."""
     return final.with_name(f".{final.name}.tmp-{secrets.token_hex(4)}")
@@ -46,10 +54,7 @@ def write_file_durably(path: Path, data: bytes, *, mode: int = FILE_MODE) -> Non
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
         os.fchmod(fd, mode)  # explicit: the process umask must not decide who can read it
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        _write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -220,10 +225,7 @@ def append_line(path: Path, line: bytes, *, mode: int = FILE_MODE) -> None:
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
             line = b"\n" + line
-        view = memoryview(line)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        _write_all(fd, line)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -237,6 +239,52 @@ def is_regular_file(path: Path) -> bool:
         return stat.S_ISREG(os.lstat(path).st_mode)
     except FileNotFoundError:
         return False
+
+
+def sendable_file_problem(info: os.stat_result) -> str | None:
+    """Why a file handed over by the agency side must not be sent, or None.
+
+    Only a regular file is sent: a symlink could point at anything this process can read (its
+    private key, the axis secret, the journal), a FIFO or a device would block the daemon. A hard
+    link is a symlink in disguise when the file belongs to this process's user — the DMS user
+    cannot write such a file, so a second name for it in the outbox is someone linking one of
+    our files (possible where ``fs.protected_hardlinks`` is 0). The DMS's own hard-linked files
+    (another owner) are fine.
+    """
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link (links are not followed)"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file (a folder, FIFO or device)"
+    if info.st_nlink > 1 and info.st_uid == os.geteuid():
+        return ("is a hard link to a file owned by the connector's user (copy the file into "
+                "place instead of linking it)")
+    return None
+
+
+def open_sendable(path: str | os.PathLike[str]):
+    """Open a file the agency side handed over, for reading, refusing what
+    :func:`sendable_file_problem` refuses. The checks are made on the opened descriptor
+    (``O_NOFOLLOW``, then ``fstat``), so swapping the file for a link after an earlier check
+    gains nothing; ``O_NONBLOCK`` keeps a FIFO from blocking the open."""
+    from connector.errors import InputError
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise InputError("the attachment is a symbolic link (links are not followed)",
+                             file=str(path), hint="put the file itself in place") from None
+        raise
+    try:
+        problem = sendable_file_problem(os.fstat(fd))
+        if problem:
+            raise InputError(f"the attachment {problem}", file=str(path),
+                             hint="put a plain copy of the file in place")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def is_real_directory(path: Path) -> bool:

@@ -197,7 +197,6 @@ def _formatter(json_lines: bool) -> structlog.stdlib.ProcessorFormatter:
 
 
 _OUR_HANDLER = "_edxml_connector_handler"
-_configured_level = logging.INFO
 
 
 def configure_logging(level: str | int = "info", *, json_lines: bool = True,
@@ -251,16 +250,10 @@ def configure_logging(level: str | int = "info", *, json_lines: bool = True,
 
 def set_level(level: str | int) -> None:
     """Change the level at run time (SIGHUP reload). Takes effect on the next log call."""
-    global _configured_level
     numeric = parse_level(level)
-    _configured_level = numeric
     logging.getLogger().setLevel(numeric)
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
-
-
-def get_level() -> int:
-    return _configured_level
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -24,3 +25,21 @@ def dev_certs(tmp_path_factory):
     from connector.devcerts import make_dev_certs
 
     return make_dev_certs(tmp_path_factory.mktemp("dev-certs"))
+
+
+@pytest.fixture(scope="session")
+def agency_key(dev_certs):
+    """Agency A's signing key, from its PKCS#12 file (the edXML writing and verifying tests)."""
+    from connector.edxml.keys import SigningKey, read_password
+
+    return SigningKey.from_pkcs12(dev_certs.agency_a.p12,
+                                  read_password(dev_certs.agency_a.password_file))
+
+
+@pytest.fixture(scope="session")
+def xmlsec1() -> str:
+    """The ``xmlsec1`` program, the independent check that our signatures verify elsewhere too."""
+    path = shutil.which("xmlsec1")
+    if path is None:
+        pytest.skip("xmlsec1 is not installed (apt-get install xmlsec1); scripts/test.sh installs it")
+    return path

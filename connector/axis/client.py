@@ -40,11 +40,16 @@ from tenacity import (Retrying, retry_if_exception_type, stop_after_attempt, sto
 from connector.axis import protocol as p
 from connector.axis.errors import (AxisAuthError, AxisSettingsError, PermanentAxisError,
                                    TransientAxisError)
+from connector.edxml.xmlparse import DEFAULT_MAX_PACKAGE_SIZE
+from connector.errors import PackageTooLarge
 
 log = logging.getLogger("connector.axis.client")
 
 T = TypeVar("T")
 _CHUNK = 1 << 20
+DEFAULT_MAX_REPLY_SIZE = 32 * 1024 * 1024
+"""JSON replies other than getEdoc (lists, acknowledgements): a list of tens of thousands of
+pending items fits; an endless body from a broken or hostile axis does not fill our memory."""
 
 
 # --- settings --------------------------------------------------------------------------------
@@ -96,6 +101,8 @@ class AxisSettings:
     permanent_codes: frozenset[str] = p.PERMANENT_CODES
     auth_codes: frozenset[str] = p.AUTH_CODES
     pool_size: int = 4
+    max_package_size: int = DEFAULT_MAX_PACKAGE_SIZE
+    max_reply_size: int = DEFAULT_MAX_REPLY_SIZE
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.endpoint)
@@ -115,6 +122,11 @@ class AxisSettings:
                     or not math.isfinite(value) or value <= 0:
                 raise AxisSettingsError(f"axis.{name} must be a finite positive number of "
                                         f"seconds, not {value!r}")
+        for name in ("max_package_size", "max_reply_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise AxisSettingsError(f"axis.{name} must be a positive number of bytes, "
+                                        f"not {value!r}")
         if self.ca_bundle is not None and not Path(self.ca_bundle).is_file():
             raise AxisSettingsError(f"axis.ca_bundle {self.ca_bundle!r} is not a readable file")
         object.__setattr__(self, "permanent_codes", frozenset(map(str, self.permanent_codes)))
@@ -322,11 +334,19 @@ class AxisClient:
 
     def get_edoc(self, doc_id: str) -> bytes:
         """One package through the base64 JSON form (``getEdoc``)."""
-        reply = self._json_call(p.OP_GET, {"docId": str(doc_id)}, body=lambda: b"{}")
+        # base64 is 4/3 of the package, plus the JSON around it.
+        limit = (self.settings.max_package_size + 2) // 3 * 4 + 64 * 1024
+        reply = self._json_call(p.OP_GET, {"docId": str(doc_id)}, body=lambda: b"{}",
+                                reply_limit=limit,
+                                too_long=lambda size: self._too_large(doc_id, size * 3 // 4,
+                                                                      at_least=True))
         try:
-            return p.decode_base64_package(reply.body.get("data"))
+            data = p.decode_base64_package(reply.body.get("data"))
         except p.MalformedReply as error:
             raise TransientAxisError(str(error), operation=p.OP_GET) from None
+        if len(data) > self.settings.max_package_size:
+            raise self._too_large(doc_id, len(data))
+        return data
 
     def download_edoc(self, doc_id: str, destination: Path | str) -> Path:
         """One package through the raw GET form, streamed to ``destination`` (written to a
@@ -336,18 +356,30 @@ class AxisClient:
 
         def attempt() -> Path:
             response = self._send("GET", p.OP_DOWNLOAD, {"docId": str(doc_id)},
-                                  p.JSON_CONTENT_TYPE, None, stream=True)
+                                  p.JSON_CONTENT_TYPE, None)
             with response:
                 self._check_http(response, p.OP_DOWNLOAD)
                 ctype = response.headers.get("Content-Type", "")
                 if ctype.startswith("application/json"):
-                    reply = self._classify_reply(response.content, p.OP_DOWNLOAD)
+                    reply = self._classify_reply(
+                        self._read_body(response, self.settings.max_reply_size, p.OP_DOWNLOAD),
+                        p.OP_DOWNLOAD)
                     raise TransientAxisError(
                         f"downloadEdoc answered JSON instead of the package "
                         f"(status {reply.status})", operation=p.OP_DOWNLOAD)
+                limit = self.settings.max_package_size
+                announced = _content_length(response)
+                if announced is not None and announced > limit:
+                    raise self._too_large(doc_id, announced)
                 try:
+                    # Counted while streamed: a body longer than the limit (Content-Length
+                    # missing or lying) is cut off here, never allowed to fill the disk.
+                    received = 0
                     with open(partial, "wb") as out:
                         for chunk in response.iter_content(_CHUNK):
+                            received += len(chunk)
+                            if received > limit:
+                                raise self._too_large(doc_id, received, at_least=True)
                             out.write(chunk)
                         out.flush()
                         os.fsync(out.fileno())
@@ -355,6 +387,9 @@ class AxisClient:
                     partial.unlink(missing_ok=True)
                     raise TransientAxisError(f"download interrupted: {_describe(error)}",
                                              operation=p.OP_DOWNLOAD) from error
+                except BaseException:
+                    partial.unlink(missing_ok=True)
+                    raise
             os.replace(partial, destination)
             return destination
 
@@ -407,7 +442,11 @@ class AxisClient:
 
     def _json_call(self, operation: str, params: dict[str, str], *,
                    content_type: str = p.JSON_CONTENT_TYPE,
-                   body: Callable[[], Any] | None = None) -> p.AxisReply:
+                   body: Callable[[], Any] | None = None,
+                   reply_limit: int | None = None,
+                   too_long: Callable[[int], Exception] | None = None) -> p.AxisReply:
+        limit = reply_limit or self.settings.max_reply_size
+
         def attempt() -> p.AxisReply:
             payload = body() if body is not None else b""
             try:
@@ -417,7 +456,8 @@ class AxisClient:
                     payload.close()
             with response:
                 self._check_http(response, operation)
-                return self._classify_reply(response.content, operation)
+                return self._classify_reply(
+                    self._read_body(response, limit, operation, too_long), operation)
 
         return self._retrying(operation, attempt)
 
@@ -427,7 +467,8 @@ class AxisClient:
             response = self._send("POST", operation, params, p.JSON_CONTENT_TYPE, b"")
             with response:
                 self._check_http(response, operation)
-                reply = self._classify_reply(response.content, operation)
+                reply = self._classify_reply(
+                    self._read_body(response, self.settings.max_reply_size, operation), operation)
             data = reply.body.get("data")
             if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
                 # Never an empty list in disguise: an unreadable list is retried, then raised.
@@ -438,7 +479,9 @@ class AxisClient:
         return self._retrying(operation, attempt)
 
     def _send(self, method: str, operation: str, params: dict[str, str], content_type: str,
-              body: Any, *, stream: bool = False) -> requests.Response:
+              body: Any) -> requests.Response:
+        """One signed request. The body is always streamed (``stream=True``): the caller reads
+        it through :meth:`_read_body` or a counted loop, so no reply is read without a limit."""
         signed = p.build_signed_headers(systemid=self.settings.systemid,
                                         secret=self.settings.secret,
                                         content_type=content_type, params=params)
@@ -448,7 +491,7 @@ class AxisClient:
             return self.session.request(
                 method, self.settings.url(operation), headers=signed.wire, data=body,
                 timeout=(self.settings.connect_timeout, self.settings.read_timeout),
-                verify=self._verify, proxies=self._proxies, stream=stream,
+                verify=self._verify, proxies=self._proxies, stream=True,
                 allow_redirects=False)
         except requests.RequestException as error:
             raise TransientAxisError(_describe(error), operation=operation) from error
@@ -460,9 +503,9 @@ class AxisClient:
         if status in (401, 403):
             code = desc = None
             try:
-                reply = p.parse_reply(response.content)
+                reply = p.parse_reply(self._read_body(response, 64 * 1024, operation))
                 code, desc = reply.error_code, reply.error_desc
-            except (p.MalformedReply, requests.RequestException):
+            except (p.MalformedReply, TransientAxisError, requests.RequestException):
                 pass
             raise AxisAuthError(
                 f"the axis refused our credentials (HTTP {status}"
@@ -470,6 +513,42 @@ class AxisClient:
                 operation=operation, error_code=code, error_desc=desc, http_status=status)
         raise TransientAxisError(f"HTTP {status} {response.reason or ''}".strip(),
                                  operation=operation, http_status=status)
+
+    @staticmethod
+    def _read_body(response: requests.Response, limit: int, operation: str,
+                   too_long: Callable[[int], Exception] | None = None) -> bytes:
+        """The reply body, refused once it passes ``limit`` bytes — whether or not a
+        Content-Length announced it. The error is ``too_long(size)`` when given (getEdoc: the
+        package is too large), else transient (the axis is unwell)."""
+        announced = _content_length(response)
+        if announced is not None and announced > limit:
+            if too_long is not None:
+                raise too_long(announced)
+            raise TransientAxisError(f"{operation} reply announces {announced} bytes, more than "
+                                     f"the limit of {limit}", operation=operation)
+        chunks: list[bytes] = []
+        received = 0
+        try:
+            for chunk in response.iter_content(_CHUNK):
+                received += len(chunk)
+                if received > limit:
+                    if too_long is not None:
+                        raise too_long(received)
+                    raise TransientAxisError(f"{operation} reply is longer than the limit of "
+                                             f"{limit} bytes", operation=operation)
+                chunks.append(chunk)
+        except requests.RequestException as error:
+            raise TransientAxisError(f"reply interrupted: {_describe(error)}",
+                                     operation=operation) from error
+        return b"".join(chunks)
+
+    def _too_large(self, doc_id: str, size: int, *, at_least: bool = False) -> PackageTooLarge:
+        """Not retried: the same docId will be as large next time."""
+        return PackageTooLarge(
+            f"axis docId {doc_id} is {'more than ' if at_least else ''}{size} bytes, more than "
+            f"the limit of {self.settings.max_package_size} bytes; not downloaded",
+            element=p.OP_DOWNLOAD,
+            hint="raise edxml.max_package_size if packages this large are expected")
 
     def _classify_reply(self, raw: bytes, operation: str) -> p.AxisReply:
         try:
@@ -530,6 +609,13 @@ def _describe(error: Exception) -> str:
         cause = inner
     text = str(cause) if cause is not error else str(error)
     return f"{kind}: {text[:300]}" if text else kind
+
+
+def _content_length(response: requests.Response) -> int | None:
+    try:
+        return int(response.headers.get("Content-Length", ""))
+    except ValueError:
+        return None
 
 
 def _text(row: dict[str, Any], key: str) -> str:

@@ -275,30 +275,13 @@ def verify_request(headers: Iterable[tuple[str, str]],
     received: dict[str, list[str]] = {}
     for name, value in headers:
         received.setdefault(name.lower(), []).append(value)
-
-    def single(name: str) -> str | None:
-        values = received.get(name.lower())
-        if not values:
-            return None
-        if len(values) > 1:
-            raise RequestVerificationError(f"header {name} is repeated",
-                                           error_code=ERR_BAD_SIGNATURE)
-        return values[0]
-
-    sign_header = single(SIGN_HEADER)
-    hash_header = single(HASH_HEADER)
+    sign_header = _single_header(received, SIGN_HEADER)
+    hash_header = _single_header(received, HASH_HEADER)
     if sign_header is None or hash_header is None:
         raise RequestVerificationError(
             f"unsigned request: {SIGN_HEADER} and {HASH_HEADER} are required",
             error_code=ERR_BAD_SIGNATURE)
-    try:
-        signed = json.loads(sign_header)
-    except ValueError:
-        signed = None
-    if not isinstance(signed, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in signed.items()):
-        raise RequestVerificationError(f"{SIGN_HEADER} is not a JSON object of strings",
-                                       error_code=ERR_BAD_SIGNATURE)
+    signed = _signed_parameters(sign_header)
     signed_lower = {key.lower(): value for key, value in signed.items()}
     systemid = signed_lower.get((HEADER_PREFIX + "systemid").lower())
     if not systemid:
@@ -313,6 +296,42 @@ def verify_request(headers: Iterable[tuple[str, str]],
         raise RequestVerificationError(
             f"{HASH_HEADER} does not match the HMAC of {SIGN_HEADER} for systemid {systemid!r}",
             error_code=ERR_BAD_SIGNATURE)
+    _check_headers_match_signed(received, signed_lower)
+    if max_skew is not None:
+        _check_timestamp(signed_lower.get((HEADER_PREFIX + "timestamp").lower(), ""),
+                         max_skew, now or dt.datetime.now(tz), tz)
+    params = {key[len(HEADER_PREFIX):]: value for key, value in signed.items()
+              if key.startswith(HEADER_PREFIX)}
+    return VerifiedRequest(systemid=systemid, params=params)
+
+
+def _single_header(received: dict[str, list[str]], name: str) -> str | None:
+    """The one value of ``name``, or None when absent. A repeated signature header is refused:
+    which copy a proxy or framework would pick is not ours to guess."""
+    values = received.get(name.lower())
+    if not values:
+        return None
+    if len(values) > 1:
+        raise RequestVerificationError(f"header {name} is repeated", error_code=ERR_BAD_SIGNATURE)
+    return values[0]
+
+
+def _signed_parameters(sign_header: str) -> dict[str, str]:
+    """The sign-header parsed: it must be a JSON object of strings."""
+    try:
+        signed = json.loads(sign_header)
+    except ValueError:
+        signed = None
+    if not isinstance(signed, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in signed.items()):
+        raise RequestVerificationError(f"{SIGN_HEADER} is not a JSON object of strings",
+                                       error_code=ERR_BAD_SIGNATURE)
+    return signed
+
+
+def _check_headers_match_signed(received: dict[str, list[str]], signed_lower: dict[str, str]) -> None:
+    """Every ``XroadVnpt-*`` header sent must equal its value inside the signed JSON, so that a
+    header cannot be swapped under a valid HMAC."""
     prefix = HEADER_PREFIX.lower()
     for name, values in received.items():
         if not name.startswith(prefix) or name in UNSIGNED_PREFIXED:
@@ -324,21 +343,20 @@ def verify_request(headers: Iterable[tuple[str, str]],
             raise RequestVerificationError(
                 f"header {name} differs from its signed value in {SIGN_HEADER}",
                 error_code=ERR_BAD_SIGNATURE)
-    if max_skew is not None:
-        stamp = signed_lower.get((HEADER_PREFIX + "timestamp").lower(), "")
-        try:
-            sent_at = parse_timestamp(stamp, tz)
-        except ValueError:
-            raise RequestVerificationError(f"timestamp {stamp!r} is unreadable",
-                                           error_code=ERR_STALE_TIMESTAMP) from None
-        current = now or dt.datetime.now(tz)
-        if abs(current - sent_at) > max_skew:
-            raise RequestVerificationError(
-                f"timestamp {stamp} is outside the accepted window of {max_skew}",
-                error_code=ERR_STALE_TIMESTAMP)
-    params = {key[len(HEADER_PREFIX):]: value for key, value in signed.items()
-              if key.startswith(HEADER_PREFIX)}
-    return VerifiedRequest(systemid=systemid, params=params)
+
+
+def _check_timestamp(stamp: str, max_skew: dt.timedelta, current: dt.datetime,
+                     tz: dt.tzinfo) -> None:
+    """The signed timestamp must be within ``max_skew`` of ``current`` (a replay window)."""
+    try:
+        sent_at = parse_timestamp(stamp, tz)
+    except ValueError:
+        raise RequestVerificationError(f"timestamp {stamp!r} is unreadable",
+                                       error_code=ERR_STALE_TIMESTAMP) from None
+    if abs(current - sent_at) > max_skew:
+        raise RequestVerificationError(
+            f"timestamp {stamp} is outside the accepted window of {max_skew}",
+            error_code=ERR_STALE_TIMESTAMP)
 
 
 # --- responses -------------------------------------------------------------------------------

@@ -9,13 +9,14 @@ concurrent requests matters more than parallel writes.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from connector.fsutil import atomic_write
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS transfers (
@@ -99,7 +100,7 @@ class SimulatorStore:
                 self._db.executemany(
                     "INSERT INTO deliveries (doc_id, recipient, updated) VALUES (?,?,?)",
                     [(doc_id, recipient, now) for recipient in recipients])
-                _write_durably(self.package_path(doc_id), data)
+                atomic_write(self.package_path(doc_id), data)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -204,17 +205,3 @@ def _int(doc_id: str | int) -> int:
         return int(doc_id)
     except (TypeError, ValueError):
         return -1  # matches nothing: an unknown docId, not a crash
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

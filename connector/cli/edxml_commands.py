@@ -413,6 +413,18 @@ def _describe(certs: Any) -> list[tuple[str, str]]:
     return rows
 
 
+def _operator_files(files) -> dict[str, Path] | list[str]:
+    """The operator's attachment arguments by name, a symlink replaced by the file it names.
+    Files are opened without following links (an outbox file swapped for a link must not be
+    sent); a link the operator typed on the command line is their choice, so it is resolved
+    here, while the name the receiver sees stays the one typed."""
+    names = [Path(name).name for name in files]
+    if len(set(names)) != len(names):
+        return list(files)  # build_document reports the clash, naming both files
+    return {Path(name).name: (Path(os.path.realpath(name)) if os.path.islink(name) else Path(name))
+            for name in files}
+
+
 def pack_command(args: argparse.Namespace) -> int:
     from connector import packaging
 
@@ -421,7 +433,7 @@ def pack_command(args: argparse.Namespace) -> int:
     source = str(args.metadata)
     if metadata.take_back is not None:
         return _pack_take_back(args, metadata, key, source)
-    package = packaging.build_document(metadata, list(args.files), source=source,
+    package = packaging.build_document(metadata, _operator_files(args.files), source=source,
                                        convention=zip_convention(args))
     write_package_file(package, args.out, key, args.algorithm, parse_limits(args))
     signed = "unsigned" if key is None else f"signed ({args.algorithm})"

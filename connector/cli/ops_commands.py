@@ -15,6 +15,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,11 @@ def _progress(description: str) -> Iterator[tuple[Callable[[int], None], Callabl
                lambda step: bar.advance(task, step))
 
 
-def _bulk_outcome(result, verb: str) -> int:
+def _run_bulk(description: str, action: Callable[..., Any], verb: str) -> int:
+    """Run a bulk action (``retry --failed``, ``quarantine release --all``) under a progress bar;
+    print how many items it did and each problem. Exit 1 when any item could not be done."""
+    with _progress(description) as (set_total, advance):
+        result = action(total=set_total, progress=advance)
     print(f"{verb} {len(result.done)} item(s)")
     for problem in result.problems:
         print(f"edxml-connector: error: {problem}", file=sys.stderr)
@@ -100,6 +105,15 @@ def _bulk_outcome(result, verb: str) -> int:
 # --------------------------------------------------------------------------- registration
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the operator commands, one group at a time."""
+    _register_outgoing(subparsers)
+    _register_inbox(subparsers)
+    _register_quarantine(subparsers)
+    _register_journal(subparsers)
+
+
+def _register_outgoing(subparsers: argparse._SubParsersAction) -> None:
+    """``status``, ``retry``, ``cancel``, ``send`` and ``status-send``."""
     parser = subparsers.add_parser(
         "status", help="counts, oldest pending item, last axis contact, and the items",
         description="Show counts by state (outgoing and incoming), the age of the oldest item "
@@ -155,6 +169,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--description", metavar="TEXT", help="free text (default: the code's label)")
     parser.set_defaults(handler=status_send_command)
 
+
+def _register_inbox(subparsers: argparse._SubParsersAction) -> None:
     inbox = subparsers.add_parser("inbox", help="received documents: list, redeliver")
     inbox_commands = inbox.add_subparsers(dest="inbox_command", metavar="ACTION", required=True)
     parser = inbox_commands.add_parser(
@@ -174,6 +190,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("id", metavar="ID", help="journal id, axis DocId or DocumentId")
     parser.set_defaults(handler=inbox_redeliver_command)
 
+
+def _register_quarantine(subparsers: argparse._SubParsersAction) -> None:
     quarantine = subparsers.add_parser("quarantine", help="documents held by the signature policy")
     actions = quarantine.add_subparsers(dest="quarantine_command", metavar="ACTION", required=True)
     parser = actions.add_parser("list", help="documents waiting for an operator's decision")
@@ -193,6 +211,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="sent to the sender with status 02")
     parser.set_defaults(handler=quarantine_refuse_command)
 
+
+def _register_journal(subparsers: argparse._SubParsersAction) -> None:
     journal = subparsers.add_parser("journal", help="the journal database: backup, instances, adopt")
     journal_commands = journal.add_subparsers(dest="journal_command", metavar="ACTION", required=True)
     parser = journal_commands.add_parser(
@@ -258,9 +278,8 @@ def retry_command(args: argparse.Namespace) -> int:
         raise InputError("give either an ID or --failed", hint="e.g. `retry 01J...` or `retry --failed`")
     with _context(args) as ctx:
         if args.failed:
-            with _progress("requeueing failed items") as (set_total, advance):
-                result = outgoing.retry_failed(ctx, total=set_total, progress=advance)
-            return _bulk_outcome(result, "requeued")
+            return _run_bulk("requeueing failed items", partial(outgoing.retry_failed, ctx),
+                             "requeued")
         record = outgoing.retry(ctx, args.id)
         print(f"requeued {record.id} ({record.state.value}); the daemon sends it on its next pass")
     return 0
@@ -322,18 +341,23 @@ def _incoming_table(rows: list[dict[str, Any]], *, quarantine: bool):
     return table
 
 
+def _print_incoming(args: argparse.Namespace, rows: list[dict[str, Any]], *, quarantine: bool,
+                    when_empty: str) -> int:
+    if args.json:
+        _print_json(rows)
+    elif rows:
+        _console().print(_incoming_table(rows, quarantine=quarantine))
+    else:
+        print(when_empty)
+    return 0
+
+
 def inbox_list_command(args: argparse.Namespace) -> int:
     from connector.ops.inbox import inbox_list
 
     with _context(args) as ctx:
         rows = inbox_list(ctx, limit=args.limit)
-    if args.json:
-        _print_json(rows)
-    elif rows:
-        _console().print(_incoming_table(rows, quarantine=False))
-    else:
-        print("no received documents")
-    return 0
+    return _print_incoming(args, rows, quarantine=False, when_empty="no received documents")
 
 
 def inbox_redeliver_command(args: argparse.Namespace) -> int:
@@ -350,13 +374,7 @@ def quarantine_list_command(args: argparse.Namespace) -> int:
 
     with _context(args) as ctx:
         rows = quarantine_list(ctx, limit=args.limit)
-    if args.json:
-        _print_json(rows)
-    elif rows:
-        _console().print(_incoming_table(rows, quarantine=True))
-    else:
-        print("quarantine is empty")
-    return 0
+    return _print_incoming(args, rows, quarantine=True, when_empty="quarantine is empty")
 
 
 def quarantine_release_command(args: argparse.Namespace) -> int:
@@ -366,9 +384,8 @@ def quarantine_release_command(args: argparse.Namespace) -> int:
         raise InputError("give either an ID or --all", hint="`quarantine list` shows the ids")
     with _context(args) as ctx:
         if args.all:
-            with _progress("releasing quarantined documents") as (set_total, advance):
-                result = inbox.release_all(ctx, total=set_total, progress=advance)
-            return _bulk_outcome(result, "released")
+            return _run_bulk("releasing quarantined documents", partial(inbox.release_all, ctx),
+                             "released")
         location = inbox.release(ctx, args.id)
     print(f"released to {location}")
     return 0

@@ -22,6 +22,7 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import datetime as dt
+import os
 import socket
 import threading
 from collections.abc import Mapping
@@ -34,6 +35,7 @@ import structlog
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection, Engine
 
+from connector import fsutil
 from connector.dms import database_incoming as incoming
 from connector.dms.base import (
     Failure,
@@ -397,7 +399,9 @@ class DatabaseSide:
                     raise RowProblem(f"attachment file {str(path)!r} does not exist or is not a "
                                      "regular file", column=mapping.path_column,
                                      field="attachments")
-                content = path
+                content = _sendable_path(path, mapping)
+                if name_value is None or not str(name_value).strip():
+                    name_value = path.name  # the name the DMS gave, not a link target's
             else:
                 raise RowProblem("an attachment row has neither content nor a file path",
                                  column=mapping.blob_column or mapping.path_column,
@@ -426,7 +430,8 @@ class DatabaseSide:
         for index, (name, content) in enumerate(contents):
             if isinstance(content, Path):
                 entries[index]["file"] = name
-                content = content.read_bytes()
+                with fsutil.open_sendable(content) as handle:
+                    content = handle.read()
             blobs.append((name, content))
         return entries, blobs, []
 
@@ -688,3 +693,30 @@ def _short(error: Exception) -> str:
     """The driver's first line, without the SQL statement and parameters SQLAlchemy appends."""
     original = getattr(error, "orig", None) or error
     return str(original).strip().splitlines()[0][:300]
+
+
+def _sendable_path(path: Path, mapping: AttachmentsMapping) -> Path:
+    """The real file a ``path_column`` value names, checked before anything is read.
+
+    Rows are written by the DMS, not by us: a path (absolute, with ``..`` or through a symlink)
+    must not make the connector read its own private key or secret and send it to the axis.
+    With ``restrict_to_base_dir`` (the default) the resolved file must lie under ``base_dir``;
+    it must be a regular file that is not a hard link to a file of the connector's user. The
+    resolved path is returned, so the file is later opened without following any link.
+    """
+    resolved = path.resolve()
+    if mapping.restrict_to_base_dir:
+        if mapping.base_dir is None:
+            raise RowProblem(f"attachment file {str(path)!r}: no attachments.base_dir is set, "
+                             "and files are only read under it", column=mapping.path_column,
+                             field="attachments")
+        base = Path(mapping.base_dir).expanduser().resolve()
+        if not resolved.is_relative_to(base):
+            raise RowProblem(f"attachment file {str(path)!r} is outside attachments.base_dir "
+                             f"{str(base)!r} (links resolved)", column=mapping.path_column,
+                             field="attachments")
+    problem = fsutil.sendable_file_problem(os.lstat(resolved))
+    if problem:
+        raise RowProblem(f"attachment file {str(path)!r} {problem}", column=mapping.path_column,
+                         field="attachments")
+    return resolved

@@ -135,6 +135,10 @@ class AttachmentsMapping(_Strict):
     description_column: str | None = "description"
     order_by: str | None = "position"
     base_dir: Path | None = Field(default=None, description="for relative paths in path_column")
+    restrict_to_base_dir: bool = Field(
+        default=True, description="a path_column file must lie under base_dir once links are "
+        "resolved (so a row cannot make the connector send its own key or /etc files); "
+        "false: any file the connector's user can read")
 
     @model_validator(mode="after")
     def _has_content(self) -> AttachmentsMapping:

@@ -155,6 +155,10 @@ def load_item(work_path: Path, claim: ClaimName) -> OutgoingItem:
             item.attachment_files = bundle_attachments(work_path, claim.display_name, item.metadata)
         else:
             item.kind = OutgoingKind.PACKAGE
+            problem = fsutil.sendable_file_problem(os.lstat(work_path))
+            if problem:
+                raise InputError(f"the package {problem}", file=claim.display_name,
+                                 hint="put a plain copy of the package in the outbox")
             item.package_path = work_path
     except ConnectorError as error:
         item.problem = error
@@ -194,6 +198,11 @@ def bundle_attachments(bundle: Path, display_name: str, metadata) -> list[Path]:
                                  file=metadata_file, element=element,
                                  hint="put the file in the bundle folder or fix the name, then "
                                       "`edxml-connector retry`")
+            problem = fsutil.sendable_file_problem(os.lstat(path))
+            if problem:
+                raise InputError(f"{entry.file!r} {problem}", file=metadata_file, element=element,
+                                 hint="put a plain copy of the file in the bundle, then "
+                                      "`edxml-connector retry`")
             files.append(path)
         return files
     files = []
@@ -209,5 +218,10 @@ def bundle_attachments(bundle: Path, display_name: str, metadata) -> list[Path]:
             raise InputError(f"{entry.name!r} is not a plain file (folders and links are not sent)",
                              file=f"{display_name}/{entry.name}",
                              hint="put attachments directly in the bundle folder")
+        problem = fsutil.sendable_file_problem(entry.stat(follow_symlinks=False))
+        if problem:
+            raise InputError(f"{entry.name!r} {problem}", file=f"{display_name}/{entry.name}",
+                             hint="put a plain copy of the file in the bundle, then "
+                                  "`edxml-connector retry`")
         files.append(Path(entry.path))
     return files

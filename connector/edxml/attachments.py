@@ -26,6 +26,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
+from connector import fsutil
 from connector.edxml.model import Attachment
 from connector.errors import InputError
 
@@ -128,7 +129,8 @@ def _zip_one(name: str, data: bytes | None, path: Path | None) -> bytes:
         else:
             info = zipfile.ZipInfo.from_file(path, arcname=entry_name)
             info.compress_type = zipfile.ZIP_DEFLATED
-            with open(path, "rb") as source, archive.open(info, "w", force_zip64=True) as target:
+            with fsutil.open_sendable(path) as source, \
+                    archive.open(info, "w", force_zip64=True) as target:
                 for chunk in iter(lambda: source.read(1 << 20), b""):
                     target.write(chunk)
     return buffer.getvalue()

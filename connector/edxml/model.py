@@ -221,7 +221,10 @@ class Attachment:
         if self.data is not None:
             return self.data
         if self.path is not None:
-            return Path(self.path).read_bytes()
+            from connector.fsutil import open_sendable  # no links, FIFOs or devices
+
+            with open_sendable(self.path) as handle:
+                return handle.read()
         return b""
 
     @property

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
-import hashlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -34,6 +33,7 @@ from connector.edxml.identifiers import (VIETNAM_TZ, format_date, format_timesta
                                          is_valid_organ_id, make_document_id, organ_id_problem)
 from connector.edxml.model import (NAMESPACE, Attachment, Business, DocumentPackage, Organization,
                                    Package, ResponseFor, StaffInfo, StatusPackage)
+from connector import fsutil
 from connector.errors import InputError
 
 XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -186,7 +186,9 @@ def iter_base64(attachment: Attachment, chunk: int = BASE64_CHUNK) -> Iterator[b
         return
     if attachment.path is None:
         return
-    with open(attachment.path, "rb") as handle:
+    # O_NOFOLLOW and a regular-file check on the descriptor: a file the agency side swapped
+    # for a link to one of our secrets after it was checked is refused, not sent.
+    with fsutil.open_sendable(attachment.path) as handle:
         while True:
             block = handle.read(chunk)
             if not block:
@@ -523,10 +525,3 @@ def _validate_status(package: StatusPackage) -> None:
         raise InputError(f"status code {code!r} is not two digits", element="MessageHeader/StatusCode",
                          hint="use 01-06, 13, 15 or 16")
 
-
-def sha256_of_base64(attachment: Attachment) -> str:
-    """SHA-256 of the attachment's base64 text as written (handy for tests and tracing)."""
-    digest = hashlib.sha256()
-    for piece in iter_base64(attachment):
-        digest.update(piece)
-    return digest.hexdigest()

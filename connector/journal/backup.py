@@ -16,6 +16,7 @@ import sqlite3
 from pathlib import Path
 
 from connector.errors import ConnectorError
+from connector.fsutil import fsync_dir
 from connector.journal.engine import sqlite_path
 from connector.journal.store import Journal
 
@@ -50,11 +51,7 @@ def backup(journal: Journal, target_file: str | os.PathLike[str]) -> Path:
         with open(temporary, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary, target)
-        directory = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        fsync_dir(target.parent)
     finally:
         raw.close()
         temporary.unlink(missing_ok=True)

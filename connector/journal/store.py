@@ -80,6 +80,20 @@ class InvalidTransition(JournalError):
     exit_code = 2
 
 
+def _item_row(conn: Connection, table, item_id: str, *, lock: bool, direction: str,
+              listed_by: str):
+    """The item's row, locked ``FOR UPDATE`` when a transition follows (ignored by SQLite, whose
+    write transaction already excludes other writers). An unknown id is the operator's typo, so
+    the error says which command lists the ids."""
+    query = select(table).where(table.c.id == item_id)
+    if lock:
+        query = query.with_for_update()
+    row = conn.execute(query).mappings().first()
+    if row is None:
+        raise UnknownItem(f"no {direction} item {item_id!r} in the journal", hint=listed_by)
+    return row
+
+
 class Journal:
     """Durable state of outgoing and incoming items. Thread-safe: each call uses its own
     connection from the engine's pool.
@@ -168,14 +182,8 @@ class Journal:
     # -- outgoing: reading --------------------------------------------------------------------
 
     def _outgoing_row(self, conn: Connection, item_id: str, *, lock: bool = False):
-        query = select(t.outgoing).where(t.outgoing.c.id == item_id)
-        if lock:
-            query = query.with_for_update()
-        row = conn.execute(query).mappings().first()
-        if row is None:
-            raise UnknownItem(f"no outgoing item {item_id!r} in the journal",
-                              hint="`edxml-connector status` lists the items and their ids")
-        return row
+        return _item_row(conn, t.outgoing, item_id, lock=lock, direction="outgoing",
+                         listed_by="`edxml-connector status` lists the items and their ids")
 
     @staticmethod
     def _outgoing_record(conn: Connection, row) -> OutgoingRecord:
@@ -640,14 +648,8 @@ class Journal:
     # -- incoming ------------------------------------------------------------------------------
 
     def _incoming_row(self, conn: Connection, item_id: str, *, lock: bool = False):
-        query = select(t.incoming).where(t.incoming.c.id == item_id)
-        if lock:
-            query = query.with_for_update()
-        row = conn.execute(query).mappings().first()
-        if row is None:
-            raise UnknownItem(f"no incoming item {item_id!r} in the journal",
-                              hint="`edxml-connector inbox list` lists received items and their ids")
-        return row
+        return _item_row(conn, t.incoming, item_id, lock=lock, direction="incoming",
+                         listed_by="`edxml-connector inbox list` lists received items and their ids")
 
     @staticmethod
     def _incoming_record(row) -> IncomingRecord:

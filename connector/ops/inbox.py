@@ -24,7 +24,7 @@ from connector.dms.base import IncomingDocument
 from connector.errors import ConnectorError, EdxmlError, InputError
 from connector.journal import IncomingRecord, IncomingState, MessageType
 from connector.ops.context import DATABASE_LOCATION_PREFIX, OpsContext
-from connector.ops.outgoing import BULK_LIMIT, BulkResult
+from connector.ops.bulk import BULK_LIMIT, BulkResult, apply_to_each
 
 REFUSED_FILE = "refused.json"
 REFUSE_CODE = "02"
@@ -199,20 +199,11 @@ def release(ctx: OpsContext, key: str, *, now: dt.datetime | None = None) -> str
 
 def release_all(ctx: OpsContext, *, progress: Callable[[int], None] | None = None,
                 total: Callable[[int], None] | None = None) -> BulkResult:
-    """``quarantine release --all``, one item at a time (see ``retry_failed``)."""
+    """``quarantine release --all``, oldest first (see :mod:`connector.ops.bulk`)."""
     records = ctx.journal.list_incoming(quarantined=True, limit=BULK_LIMIT)
-    if total is not None:
-        total(len(records))
-    result = BulkResult()
-    for record in reversed(records):  # oldest first
-        try:
-            release(ctx, record.id)
-            result.done.append(record.id)
-        except ConnectorError as error:
-            result.problems.append(f"{record.id}: {error.one_line()}")
-        if progress is not None:
-            progress(1)
-    return result
+    oldest_first = [record.id for record in reversed(records)]
+    return apply_to_each(oldest_first, lambda item_id: release(ctx, item_id),
+                         total=total, progress=progress)
 
 
 def refuse(ctx: OpsContext, key: str, reason: str, *, now: dt.datetime | None = None):

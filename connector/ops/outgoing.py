@@ -19,23 +19,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from connector.dms.base import Failure
 from connector.errors import ConnectorError
 from connector.journal import OutgoingRecord, OutgoingState
+from connector.ops.bulk import BULK_LIMIT, BulkResult, apply_to_each
 from connector.ops.context import OpsContext, outgoing_item_of
 
 RETRY_ACTOR = "operator"
-BULK_LIMIT = 100_000
-
-
-@dataclass
-class BulkResult:
-    """What a bulk action did: ids done, and one line per item that could not be done."""
-
-    done: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
 
 
 def retry(ctx: OpsContext, key: str) -> OutgoingRecord:
@@ -58,22 +49,10 @@ def retry(ctx: OpsContext, key: str) -> OutgoingRecord:
 
 def retry_failed(ctx: OpsContext, *, progress: Callable[[int], None] | None = None,
                  total: Callable[[int], None] | None = None) -> BulkResult:
-    """``retry --failed``: every failed item, one by one (each its own transaction), so that a
-    problem with one item neither stops nor undoes the others. ``total(n)`` is called once with
-    the count and ``progress(1)`` after each item — the command line draws a progress bar."""
+    """``retry --failed``: every failed item, oldest first (see :mod:`connector.ops.bulk`)."""
     failed = ctx.journal.list_outgoing(OutgoingState.FAILED, limit=BULK_LIMIT, newest_first=False)
-    if total is not None:
-        total(len(failed))
-    result = BulkResult()
-    for record in failed:
-        try:
-            retry(ctx, record.id)
-            result.done.append(record.id)
-        except ConnectorError as error:
-            result.problems.append(f"{record.id}: {error.one_line()}")
-        if progress is not None:
-            progress(1)
-    return result
+    return apply_to_each([record.id for record in failed], lambda item_id: retry(ctx, item_id),
+                         total=total, progress=progress)
 
 
 def cancel(ctx: OpsContext, key: str, *, reason: str | None = None,

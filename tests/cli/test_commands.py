@@ -10,21 +10,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli_checks import one_error_line
 
 EXAMPLE_METADATA = Path(__file__).resolve().parents[2] / "config" / "document.example.yaml"
-ERROR_LINE = re.compile(r"^edxml-connector: error: .+$")
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def one_error_line(run) -> str:
-    lines = run.err.strip().splitlines()
-    assert len(lines) == 1, run.err
-    assert ERROR_LINE.match(lines[0]), run.err
-    assert "Traceback" not in run.err
-    return lines[0]
 
 
 def pem_args(certs, agency="agency_a"):

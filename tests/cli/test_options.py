@@ -4,25 +4,16 @@ status, and bad input of every kind: always one error line, exit 2, no traceback
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import pytest
 import yaml
 
+from cli_checks import one_error_line
 from connector.edxml.reader import read_package
 
 EXAMPLE_METADATA = Path(__file__).resolve().parents[2] / "config" / "document.example.yaml"
-ERROR_LINE = re.compile(r"^edxml-connector: error: .+$")
 MIB = 1024 * 1024
-
-
-def one_error_line(run) -> str:
-    lines = run.err.strip().splitlines()
-    assert len(lines) == 1, run.err
-    assert ERROR_LINE.match(lines[0]), run.err
-    assert "Traceback" not in run.err
-    return lines[0]
 
 
 @pytest.fixture

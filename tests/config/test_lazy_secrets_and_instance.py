@@ -8,7 +8,7 @@ import copy
 import pytest
 import yaml
 
-from connector.config import EXAMPLE_CONFIG, load_config
+from connector.config import EXAMPLE_CONFIG, _model_in, load_config
 from connector.errors import ConfigError
 
 EXAMPLE = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
@@ -95,20 +95,6 @@ def test_journal_instance_defaults_and_validation(no_credentials, tmp_path):
         load_config(write(tmp_path, data), resolve_secrets=False)
     assert "journal.instance:" in caught.value.one_line()
     assert "letters, digits" in caught.value.one_line()
-
-
-def _model_in(annotation):
-    import typing
-
-    from pydantic import BaseModel
-
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for argument in typing.get_args(annotation):
-        found = _model_in(argument)
-        if found is not None:
-            return found
-    return None
 
 
 def test_the_example_documents_every_key():

@@ -51,44 +51,43 @@ def _sqlite_backend(tmp_path_factory):
     backend.engine.dispose()
 
 
-@pytest.fixture(scope="session")
-def _postgres_backend():
-    problem = _reachable(PG_ADMIN)
+def _scratch_backend(unreachable: str, admin_url: str, create_sql: str, drop_sql: str,
+                     name: str, url: str):
+    """A backend in a schema or database made for this session by ``create_sql`` and dropped by
+    ``drop_sql`` at the end; a visible skip (``unreachable``: why) when the server does not answer."""
+    problem = _reachable(admin_url)
     if problem:
-        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432: {problem}")
-    schema = f"dmsdb_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_ADMIN)
+        pytest.skip(f"{unreachable}: {problem}")
+    admin = sa.create_engine(admin_url)
     with admin.begin() as connection:
-        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    backend = Backend("postgresql", f"{PG_ADMIN}?options=-csearch_path%3D{schema}")
+        connection.exec_driver_sql(create_sql)
+    backend = Backend(name, url)
     try:
         create_sample_schema(backend.engine)
         yield backend
     finally:
         backend.engine.dispose()
         with admin.begin() as connection:
-            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+            connection.exec_driver_sql(drop_sql)
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _postgres_backend():
+    schema = f"dmsdb_{uuid.uuid4().hex[:10]}"
+    yield from _scratch_backend(
+        "PostgreSQL not reachable at 127.0.0.1:5432", PG_ADMIN,
+        f"CREATE SCHEMA {schema}", f"DROP SCHEMA {schema} CASCADE",
+        "postgresql", f"{PG_ADMIN}?options=-csearch_path%3D{schema}")
 
 
 @pytest.fixture(scope="session")
 def _mariadb_backend():
-    problem = _reachable(MARIADB_ADMIN)
-    if problem:
-        pytest.skip(f"MariaDB not reachable at 127.0.0.1:3306: {problem}")
     database = f"dmsdb_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(MARIADB_ADMIN)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
-    backend = Backend("mariadb", f"mysql+pymysql://root@127.0.0.1:3306/{database}?charset=utf8mb4")
-    try:
-        create_sample_schema(backend.engine)
-        yield backend
-    finally:
-        backend.engine.dispose()
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f"DROP DATABASE {database}")
-        admin.dispose()
+    yield from _scratch_backend(
+        "MariaDB not reachable at 127.0.0.1:3306", MARIADB_ADMIN,
+        f"CREATE DATABASE {database} CHARACTER SET utf8mb4", f"DROP DATABASE {database}",
+        "mariadb", f"mysql+pymysql://root@127.0.0.1:3306/{database}?charset=utf8mb4")
 
 
 @pytest.fixture(params=[

@@ -1,9 +1,12 @@
-"""Helpers for the DMS-database tests: settings for the sample schema and rows to insert."""
+"""Helpers for the DMS-database tests: settings for the sample schema, rows to insert, and two
+connectors racing for the same rows."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -74,3 +77,24 @@ def row_of(engine: sa.Engine, table: sa.Table, row_id: Any, key: str = "id") -> 
         row = connection.execute(sa.select(table).where(table.c[key] == row_id)).mappings().first()
     assert row is not None, f"no row {key}={row_id} in {table.name}"
     return dict(row)
+
+
+def race(work: Callable[[int], None], *, connectors: int = 2) -> None:
+    """Run ``work(0)``, ``work(1)``... in threads released at the same moment, the way connectors
+    on two servers race for the same rows; fail with what any of them raised."""
+    start = threading.Barrier(connectors)
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            start.wait()
+            work(index)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(connectors)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors

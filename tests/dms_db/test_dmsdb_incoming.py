@@ -6,11 +6,10 @@ import datetime as dt
 import hashlib
 import json
 import shutil
-import threading
 
 import pytest
 import sqlalchemy as sa
-from dmsdb_helpers import G22, H41, side
+from dmsdb_helpers import G22, H41, race, side
 from sample_dms_schema import (
     incoming_attachments,
     incoming_documents,
@@ -83,22 +82,8 @@ def test_document_delivered_once_with_attachments(backend, received):
 
 def test_concurrent_deliveries_insert_one_row(backend, received):
     adapters = [side(backend, owner=f"n{n}") for n in range(2)]
-    start = threading.Barrier(2)
-    results, errors = [], []
-
-    def deliver(index):
-        try:
-            start.wait()
-            results.append(adapters[index].deliver_document(received))
-        except BaseException as error:  # noqa: BLE001
-            errors.append(error)
-
-    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
+    results = []
+    race(lambda index: results.append(adapters[index].deliver_document(received)))
     assert results == ["database:dms_incoming_documents/IN-1"] * 2
     assert len(_rows(backend.engine, incoming_documents)) == 1
     assert len(_rows(backend.engine, incoming_attachments)) == 2

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 
 import pytest
 import sqlalchemy as sa
-from dmsdb_helpers import G22, H41, K01, insert_document, insert_status, row_of, side
+from dmsdb_helpers import G22, H41, K01, insert_document, insert_status, race, row_of, side
 from sample_dms_schema import outgoing_claims, outgoing_documents, outgoing_statuses
 
 from connector.dms.base import AgencySide, Failure, OutgoingKind, Receipt
@@ -227,23 +226,12 @@ def test_two_connectors_never_claim_the_same_row(backend, claim_method):
     adapters = [side(backend, owner=f"node-{n}", claim_method=claim_method,
                      outgoing={"attachments": None}) for n in range(2)]
     taken: list[list[str]] = [[], []]
-    errors: list[BaseException] = []
-    start = threading.Barrier(2)
 
     def work(index: int) -> None:
-        try:
-            start.wait()
-            while batch := adapters[index].claim_ready(limit=3):
-                taken[index].extend(item.source_ref for item in batch)
-        except BaseException as error:  # noqa: BLE001 - reported below
-            errors.append(error)
+        while batch := adapters[index].claim_ready(limit=3):
+            taken[index].extend(item.source_ref for item in batch)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
+    race(work)
     assert not set(taken[0]) & set(taken[1])
     assert sorted(taken[0] + taken[1]) == sorted(str(row_id) for row_id in ids)
     with backend.engine.connect() as connection:
@@ -259,18 +247,12 @@ def test_two_connectors_with_a_separate_claims_table(backend):
         "table": "dms_outgoing_view", "claims": {"table": "dms_outgoing_claims"},
         "attachments": None}) for n in range(2)]
     taken: list[list[str]] = [[], []]
-    start = threading.Barrier(2)
 
     def work(index: int) -> None:
-        start.wait()
         while batch := adapters[index].claim_ready(limit=4):
             taken[index].extend(item.source_ref for item in batch)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    race(work)
     assert not set(taken[0]) & set(taken[1])
     assert sorted(taken[0] + taken[1]) == sorted(str(row_id) for row_id in ids)
 

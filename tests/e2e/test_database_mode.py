@@ -1,6 +1,6 @@
 """End to end with the DMS database as agency B's side (A keeps the folder tree): documents both
 ways, B's automatic 01, a status row (15) and a lifecycle event (revoke) landing in B's tables —
-real processes, a real DMS database (SQLite; PostgreSQL too when it answers at 127.0.0.1:5432).
+real processes, a real DMS database (SQLite; PostgreSQL and MariaDB too when they answer at 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -33,9 +33,22 @@ from sample_dms_schema import (  # noqa: E402
 pytestmark = pytest.mark.slow
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+MARIADB_ADMIN = "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+def _admin_engine(url: str, name: str):
+    """An engine on the admin database, or a visible skip when the server does not answer."""
+    try:
+        admin = sa.create_engine(url, connect_args={"connect_timeout": 3})
+        with admin.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+        return admin
+    except Exception as error:  # noqa: BLE001 - any failure means "not available"
+        pytest.skip(f"{name} not reachable at {url.split('@')[1].split('/')[0]}: "
+                    f"{str(error).splitlines()[0]}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def dms_url(request, tmp_path):
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'dms.db'}"
@@ -44,12 +57,23 @@ def dms_url(request, tmp_path):
         engine.dispose()
         yield url
         return
-    try:
-        admin = sa.create_engine(PG_ADMIN, connect_args={"connect_timeout": 3})
-        with admin.connect() as connection:
-            connection.exec_driver_sql("SELECT 1")
-    except Exception as error:  # noqa: BLE001 - any failure means "not available"
-        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432: {str(error).splitlines()[0]}")
+    if request.param == "mariadb":
+        admin = _admin_engine(MARIADB_ADMIN, "MariaDB")
+        database = f"e2e_dms_{uuid.uuid4().hex[:8]}"
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
+        url = MARIADB_ADMIN.replace("/test?", f"/{database}?")
+        engine = sa.create_engine(url)
+        create_sample_schema(engine)
+        engine.dispose()
+        try:
+            yield url
+        finally:
+            with admin.begin() as connection:
+                connection.exec_driver_sql(f"DROP DATABASE {database}")
+            admin.dispose()
+        return
+    admin = _admin_engine(PG_ADMIN, "PostgreSQL")
     schema = f"e2e_dms_{uuid.uuid4().hex[:8]}"
     with admin.begin() as connection:
         connection.exec_driver_sql(f"CREATE SCHEMA {schema}")

@@ -1,14 +1,13 @@
-"""Fixtures for the low-memory verification tests: signed packages of ours and the dev keys."""
+"""Fixtures for the low-memory verification tests: signed packages of ours (the signing key and
+``xmlsec1`` are in tests/conftest.py, shared with the writer tests)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 
 import pytest
 
 from connector.edxml.identifiers import now_vietnam
-from connector.edxml.keys import SigningKey, read_password
 from connector.edxml.model import (Attachment, Business, BusinessType, Code, DocumentPackage, Organization,
                                    PromulgationInfo, StaffInfo, TraceHeader)
 
@@ -28,18 +27,5 @@ def document(attachments: list[bytes]) -> DocumentPackage:
 
 
 @pytest.fixture(scope="session")
-def agency_key(dev_certs) -> SigningKey:
-    return SigningKey.from_pkcs12(dev_certs.agency_a.p12, read_password(dev_certs.agency_a.password_file))
-
-
-@pytest.fixture(scope="session")
 def make_package():
     return document
-
-
-@pytest.fixture(scope="session")
-def xmlsec1() -> str:
-    path = shutil.which("xmlsec1")
-    if path is None:
-        pytest.skip("xmlsec1 is not installed (apt-get install xmlsec1); scripts/test.sh installs it")
-    return path

@@ -36,12 +36,17 @@ def test_send_bundle_builds_signs_stores_and_queues(ctx, site, cli, tmp_path):
     assert len(ctx.journal.list_outgoing()) == 1
 
 
-def test_send_ready_unsigned_package_signs_it(ctx, site, cli, tmp_path):
-    package = model.DocumentPackage(
+def _ready_document(site, *, number: str) -> model.DocumentPackage:
+    """A minimal document from this site to its peer, for the tests that send ready packages."""
+    return model.DocumentPackage(
         from_=model.Organization(organ_id=site.organ_id, organ_name="A"),
-        to=[model.Organization(organ_id=site.peer)], code=model.Code(number="5", notation="A-B"),
+        to=[model.Organization(organ_id=site.peer)], code=model.Code(number=number, notation="A-B"),
         subject="Gửi thử", document_type=model.DocumentType(type="1", type_detail="0"),
         promulgation_info=model.PromulgationInfo(place="Hà Nội", date=dt.date(2026, 11, 23)))
+
+
+def test_send_ready_unsigned_package_signs_it(ctx, site, cli, tmp_path):
+    package = _ready_document(site, number="5")
     path = tmp_path / "ready.edxml"
     path.write_bytes(write_package(package))
     code, out, err = cli("send", str(path))
@@ -144,11 +149,7 @@ def test_send_take_back_bundle_queues_status_13_to_each_receiver(ctx, site, cli,
 def test_send_refuses_a_package_whose_signature_does_not_verify(ctx, site, cli, tmp_path):
     from connector.edxml.signing import sign_package
 
-    package = model.DocumentPackage(
-        from_=model.Organization(organ_id=site.organ_id, organ_name="A"),
-        to=[model.Organization(organ_id=site.peer)], code=model.Code(number="6", notation="A-B"),
-        subject="Gửi thử", document_type=model.DocumentType(type="1", type_detail="0"),
-        promulgation_info=model.PromulgationInfo(place="Hà Nội", date=dt.date(2026, 11, 23)))
+    package = _ready_document(site, number="6")
     signed = sign_package(write_package(package), ctx.signing_key)
     path = tmp_path / "tampered.edxml"
     path.write_bytes(signed.replace("Gửi thử".encode(), "Gửi khác".encode(), 1))
