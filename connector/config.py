@@ -554,6 +554,9 @@ class Settings(_Section):
         """Every secret value, for the log redactor (never log these)."""
         values = [secret.get_secret_value() for secret in (self.axis.secret, self.certificate.password)
                   if secret is not None]
+        journal_password = _url_password(self.journal.url)
+        if journal_password:
+            values.append(journal_password)
         if self.database is not None and hasattr(self.database, "resolved_url"):
             try:
                 values.append(self.database.resolved_url())
@@ -791,3 +794,13 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
             return found
     return None
 
+
+def _url_password(url: str) -> str | None:
+    """The password inside a database URL (``postgresql+psycopg://user:PASSWORD@host/db``)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).password
+    except (ArgumentError, ValueError):
+        return None

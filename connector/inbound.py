@@ -39,7 +39,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from connector.dms.base import IncomingDocument, IncomingStatus, LifecycleEvent, StatusRequest
-from connector.errors import EdxmlError
+from connector.errors import EdxmlError, PackageTooLarge
 from connector.journal import KV_LAST_AXIS_CONTACT, KV_LAST_POLL, IncomingRecord, IncomingState
 from connector.logs import get_logger
 from connector.runtime import Runtime
@@ -195,8 +195,12 @@ class Inbound:
             self._count("duplicate")
             log.info("incoming_redelivered", item_id=record.id, axis_doc_id=record.axis_doc_id,
                      state=record.state.value, note="acknowledged again, not delivered twice")
+        if record.state is IncomingState.REFUSED:
+            return  # answered `fail` already (e.g. larger than the limit): never downloaded again
         if not record.is_stored and record.duplicate_of is None:
             record = self._store(record)
+            if record.state is IncomingState.REFUSED:
+                return
         if listed or not record.is_acknowledged:
             record = self._acknowledge(record)
         if (record.duplicate_of is not None or record.delivered_at is not None
@@ -224,6 +228,8 @@ class Inbound:
             with self._timer("other"):
                 self.runtime.axis.download_edoc(record.axis_doc_id, path)
             stored = store.finish_incoming(path)
+        except PackageTooLarge as error:
+            return self._refuse_too_large(record, error)
         except Exception as error:
             self.journal.record_incoming_failed(record.id, _describe(error), step="fetch")
             raise
@@ -276,6 +282,25 @@ class Inbound:
                  messagetype=record.messagetype, sender=sender, document_id=document_id,
                  signature=signature["state"], size=stored.size, duration_ms=_ms(started))
         return stored_record
+
+    def _refuse_too_large(self, record: IncomingRecord, error: PackageTooLarge) -> IncomingRecord:
+        """A package over ``edxml.max_package_size`` is cut off while downloading, so it cannot be
+        stored: tell the axis ``fail`` with the reason (so the sender's side can see it) and record
+        it as refused, so that it is not downloaded again at every poll. An operator who expects
+        packages this large raises the limit; the item is in ``status`` with the reason."""
+        reason = f"package refused: {error.one_line()}"
+        log.error("incoming_too_large", item_id=record.id, axis_doc_id=record.axis_doc_id,
+                  sender=record.sender, error=error.one_line(),
+                  action="answered fail to the axis; raise edxml.max_package_size_mb to accept it")
+        try:
+            with self._timer("updateStatus"):
+                self.runtime.axis.update_status(record.axis_doc_id, "fail", reason[:500])
+        except Exception as ack_error:
+            # Not recorded: the next poll lists it again and tries the answer again.
+            self.journal.record_incoming_failed(record.id, _describe(ack_error), step="fetch")
+            raise
+        self._count("refused")
+        return self.journal.record_refused(record.id, reason)
 
     def _verify(self, path: Path, package: Any) -> dict[str, Any]:
         from connector.edxml.model import DocumentPackage

@@ -16,6 +16,8 @@ Use::
 
 from __future__ import annotations
 
+import dataclasses
+
 import threading
 from functools import cached_property
 from pathlib import Path
@@ -123,8 +125,11 @@ class Runtime:
     def axis(self):
         from connector.axis.client import AxisClient
 
-        client = AxisClient(self.settings.axis.client_settings(self.settings.agency.organ_id),
-                            session=self._axis_session)
+        settings = self.settings.axis.client_settings(self.settings.agency.organ_id)
+        # A download larger than the package limit is cut off while it streams, not stored.
+        settings = dataclasses.replace(settings,
+                                       max_package_size=self.settings.edxml.max_package_size)
+        client = AxisClient(settings, session=self._axis_session)
         self._opened.append(client)
         return client
 

@@ -14,6 +14,7 @@ A schema other than ``public`` is chosen in the URL:
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -31,8 +32,8 @@ def parse_journal_url(url: str | URL) -> URL:
     """Validate a journal URL and pick the driver; raise ConfigError naming the fix."""
     try:
         parsed = make_url(url) if isinstance(url, str) else url
-    except ArgumentError as error:
-        raise ConfigError(f"journal.url {str(url)!r} is not a database URL",
+    except (ArgumentError, ValueError) as error:  # ValueError: e.g. a port that is not a number
+        raise ConfigError(f"journal.url {_mask_password(str(url))!r} is not a database URL",
                           hint="use sqlite:////var/lib/edxml-connector/journal.db or "
                                "postgresql+psycopg://user@host/dbname") from error
     backend = parsed.get_backend_name()
@@ -57,12 +58,32 @@ def create_journal_engine(url: str | URL, *, create_directory: bool = True, echo
         database = parsed.database
         if database and database != ":memory:" and create_directory:
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+            _create_private(Path(database).expanduser())
         engine = create_engine(parsed, echo=echo,
                                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
                                              "check_same_thread": False})
         _wire_sqlite(engine)
         return engine
     return create_engine(parsed, echo=echo, pool_pre_ping=True)
+
+
+def _create_private(database: Path) -> None:
+    """Create the SQLite file readable by its owner only, whatever the process umask (the service
+    runs with UMask=0007 for the exchange folders). SQLite gives the -wal and -shm files the mode
+    of the database file, so this covers them too. An existing file keeps its mode."""
+    try:
+        descriptor = os.open(database, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(descriptor, 0o600)
+    finally:
+        os.close(descriptor)
+
+
+def _mask_password(url: str) -> str:
+    """``scheme://user:secret@host`` → ``scheme://user:***@host``, for error messages."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 def _wire_sqlite(engine: Engine) -> None:

@@ -139,3 +139,32 @@ def test_invalid_signature_is_quarantined_by_default(pair, simulator, tmp_path):
     [folder] = list((b.exchange / "quarantine").glob("*/*"))
     assert "signature invalid" in (folder / "reason.txt").read_text()
     assert json.loads((folder / "metadata.json").read_text())["signature"]["state"] == "invalid"
+
+
+def test_a_package_over_the_limit_is_refused_with_fail_and_not_downloaded_again(
+        make_agency, simulator):
+    """Receiving side limit 1 MB, a 2 MB document: the download is cut off, the axis is told
+    `fail` with the reason, the item is refused in the journal, and later polls leave it alone."""
+    a = make_agency("A")
+    b = make_agency("B", edxml={"max_package_size_mb": 1})
+    big = PDF + bytes(range(256)) * 8192  # ~2 MB: a PDF that is incompressible enough
+    drop_bundle(a.exchange / "outbox", "cv-big", document_metadata(number="777"),
+                {"Công văn số 101.pdf": big})
+    a.cycle()
+    assert [r.state for r in a.journal.list_outgoing()] == [OutgoingState.SENT]
+
+    counts = b.inbound.poll()
+    assert counts["listed"] == 1
+    [received] = b.journal.list_incoming(messagetype="edoc")
+    assert received.state is IncomingState.REFUSED
+    assert "limit" in received.last_error
+    assert inbox_entries(b.exchange) == []
+    deliveries = [d for t in simulator.store.transfers() for d in t["recipients"]
+                  if d["recipient"] == B]
+    assert [d["state"] for d in deliveries] == ["fail"]
+    assert "limit" in deliveries[0]["state_desc"]
+
+    events_before = len(b.journal.events(received.id))
+    b.inbound.poll()  # still listed by the axis (fail keeps it listed): not downloaded again
+    assert len(b.journal.events(received.id)) == events_before
+    assert not list((b.runtime.settings.state_dir).rglob("*.part"))
