@@ -19,7 +19,7 @@ import os
 import secrets
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 FILE_MODE = 0o640
@@ -87,6 +87,30 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, mode: int =
             os.unlink(temporary)
         raise
     fsync_dir(path.parent)
+
+
+def replace_streamed(path: Path, pieces: Iterable[bytes], *, fsync: bool = True) -> int:
+    """Write ``pieces`` to ``path`` so that the name appears only once the content is complete;
+    return the number of bytes written. For content too large to hold in memory (a package is
+    streamed from its attachment files): the pieces go to ``.NAME.<random>.part`` beside
+    ``path`` — a name the outbox scan skips twice over, as a dot-name and as ``.part`` — which is
+    fsync'd and renamed into place. The directory is not fsync'd (a caller that needs the rename
+    itself durable calls :func:`fsync_dir`). ``fsync=False`` is for benchmarks and tests."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(16)}.part")
+    size = 0
+    try:
+        with open(temporary, "wb") as handle:
+            for piece in pieces:
+                handle.write(piece)
+                size += len(piece)
+            handle.flush()
+            if fsync:
+                os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return size
 
 
 def create_exclusive(path: Path, data: bytes | str, *, mode: int = FILE_MODE) -> bool:

@@ -38,7 +38,6 @@ import datetime as dt
 import enum
 import hashlib
 import logging
-import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -65,6 +64,7 @@ from connector.edxml.keys import SigningKey
 from connector.edxml.model import NAMESPACE
 from connector.edxml.xmlparse import (ParseLimits, check_depth, hardened_parser, parse_bytes, read_limited,
                                       refuse_doctype)
+from connector import fsutil
 from connector.errors import CertificateError, EdxmlError, InputError, PackageTooLarge, SigningError
 
 log = logging.getLogger(__name__)
@@ -176,18 +176,7 @@ def sign_package_file(source: str | Path, destination: str | Path, key: SigningK
     for piece in _splice(canonical_without(root, slot), lifted):
         digest.update(piece)
     warnings = fill_signature(slot, digest.digest(), key, algorithm)
-    temporary = destination.with_name(f".{destination.name}.{token}.part")
-    try:
-        with open(temporary, "wb") as handle:
-            for piece in _splice(_serialize(root), lifted):
-                handle.write(piece)
-            handle.flush()
-            if fsync:
-                os.fsync(handle.fileno())
-        os.replace(temporary, destination)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    fsutil.replace_streamed(destination, _splice(_serialize(root), lifted), fsync=fsync)
     return warnings
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -153,21 +152,8 @@ def write_package_to(package: Package, path: str | Path, *, signer=None, algorit
         for piece in _interleave(canonical, placeholders, attachments):
             digest.update(piece)
         warnings += signing.fill_signature(signature_slot, digest.digest(), signer, algorithm)
-    head = serialize(root)
-    temporary = path.with_name(f".{path.name}.{token}.part")
-    size = 0
-    try:
-        with open(temporary, "wb") as handle:
-            for piece in _interleave(head, placeholders, attachments):
-                handle.write(piece)
-                size += len(piece)
-            handle.flush()
-            if fsync:
-                os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    size = fsutil.replace_streamed(path, _interleave(serialize(root), placeholders, attachments),
+                                   fsync=fsync)
     return WrittenPackage(path, size, getattr(package, "document_id", None),
                           tuple(a.content_id for a in attachments), signer is not None, tuple(warnings))
 

@@ -134,9 +134,15 @@ def test_expired_certificate_stops_signing_loudly_and_loses_nothing(new_lab):
                  seen=lambda: [r.get("event") for r in a.process.log_records()][-8:])
     message = json.dumps(a.process.log_records(), ensure_ascii=False)
     assert "expired on" in message and str(cert) in message, message[-1500:]
-    status, body = a.http_get("/readyz")
-    assert status == 503 and "certificat" in body.decode().lower(), body
-    assert "edxml_connector_signing_blocked 1.0" in a.http_get("/metrics")[1].decode()
+    # readiness and the metric follow within a status refresh (every few seconds)
+    status, body = lab.wait_for(
+        lambda: (lambda answer: answer if answer[0] == 503 and "certificat" in
+                 answer[1].decode().lower() else None)(a.http_get("/readyz")),
+        what="/readyz 503 naming the certificate", seen=lambda: a.http_get("/readyz"))
+    lab.wait_for(lambda: "edxml_connector_signing_blocked 1.0" in a.http_get("/metrics")[1].decode(),
+                 what="edxml_connector_signing_blocked 1",
+                 seen=lambda: [line for line in a.http_get("/metrics")[1].decode().splitlines()
+                               if "signing_blocked" in line])
     checked = a.cli("check", check=False)
     assert checked.returncode != 0
     assert "FAIL" in checked.stdout and "expired" in (checked.stdout + checked.stderr).lower()
