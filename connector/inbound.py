@@ -55,6 +55,10 @@ POLLER_LEASE = "inbound-poller"
 """On a journal shared by two connectors, only the holder of this lease polls the axis."""
 
 
+POLL_TIME_EVERY_SECONDS = 10.0
+"""How stale the journal's "last successful poll" may get while the polls find nothing."""
+
+
 def _lease_owner() -> str:
     """The poller lease belongs to this installation (host name), not to this process: a
     connector restarted after ``kill -9`` must take its own lease back at once instead of
@@ -90,6 +94,7 @@ class Inbound:
         self.stopping = threading.Event()
         self._zone = ZoneInfo(runtime.settings.timezone)
         self._read_cache: dict[str, Any] = {}
+        self._poll_time_written: float | None = None
 
     @property
     def side(self):
@@ -154,9 +159,21 @@ class Inbound:
                 counts["listed"] += 1
                 if not self.process(entry.doc_id, messagetype, sender=entry.from_ or None):
                     counts["failed"] += 1
+        self._note_poll_time(changed=counts["listed"] > 0)
+
+    def _note_poll_time(self, *, changed: bool) -> None:
+        """Record the last successful poll (what ``status`` shows) after a poll that found
+        something, else at most every POLL_TIME_EVERY_SECONDS: with a 1-s poll schedule an idle
+        connector would otherwise commit (and fsync) two journal writes a second for nothing.
+        The metrics and /readyz take their poll time from ``health``, on every poll."""
+        monotonic = time.monotonic()
+        written = self._poll_time_written
+        if not changed and written is not None and monotonic - written < POLL_TIME_EVERY_SECONDS:
+            return
         now = dt.datetime.now(dt.timezone.utc)
         self.journal.set_time(KV_LAST_POLL, now)
         self.journal.set_time(KV_LAST_AXIS_CONTACT, now)
+        self._poll_time_written = monotonic
 
     def resume(self) -> int:
         """Finish items stored but not yet acknowledged or delivered (after a crash, or after a

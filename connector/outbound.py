@@ -42,7 +42,7 @@ from typing import Any
 from connector.axis.errors import AxisAuthError, PermanentAxisError
 from connector.dms.base import (Failure, OutgoingItem, OutgoingKind, Receipt, StatusRequest)
 from connector.errors import CertificateError, ConnectorError, InputError
-from connector.journal import OutgoingRecord, OutgoingState
+from connector.journal import NewOutgoing, OutgoingRecord, OutgoingState
 from connector.logs import get_logger
 from connector.runtime import CONNECTOR_SOURCE, Runtime
 
@@ -121,26 +121,49 @@ class Outbound:
 
     # ============================================================================ intake
     def intake(self, side: Any, limit: int | None = None) -> int:
-        """Take what ``side`` has ready; returns how many items it handed over."""
+        """Take what ``side`` has ready; returns how many items it handed over.
+
+        The whole batch is recorded in one journal transaction (``enqueue_many``: one commit
+        instead of one per item — at 100 items a second that is most of the intake's cost);
+        should that fail, each item is tried on its own so that one bad item cannot hold back
+        the others."""
         items = side.claim_ready(limit)
+        described: list[tuple[OutgoingItem, NewOutgoing]] = []
         for item in items:
             try:
-                self._take(side, item)
+                kind, document_id, business_type, recipients, meta = self._describe(item)
+                meta["display_name"] = item.display_name
+                described.append((item, NewOutgoing(
+                    side.name, item.source_ref, kind, document_id=document_id,
+                    business_type=business_type, recipients=tuple(recipients), meta=meta)))
             except Exception as error:  # one item must not stop the others
-                log.error("outgoing_intake_failed", source=side.name, source_ref=item.source_ref,
-                          item=item.display_name, error=_describe(error), exc_info=True)
+                self._intake_failed(side, item, error)
+        try:
+            records = self.journal.enqueue_many([new for _, new in described])
+        except Exception:
+            records = None
+        for index, (item, new) in enumerate(described):
+            try:
+                record = records[index] if records is not None else self.journal.enqueue(
+                    new.source, new.source_ref, new.kind, document_id=new.document_id,
+                    business_type=new.business_type, recipients=new.recipients, meta=new.meta)
+                self._take(side, item, record, list(new.recipients))
+            except Exception as error:  # one item must not stop the others
+                self._intake_failed(side, item, error)
         return len(items)
 
-    def _take(self, side: Any, item: OutgoingItem) -> None:
-        kind, document_id, business_type, recipients, meta = self._describe(item)
-        meta["display_name"] = item.display_name
-        record = self.journal.enqueue(side.name, item.source_ref, kind, document_id=document_id,
-                                      business_type=business_type, recipients=recipients,
-                                      meta=meta)
+    @staticmethod
+    def _intake_failed(side: Any, item: OutgoingItem, error: Exception) -> None:
+        log.error("outgoing_intake_failed", source=side.name, source_ref=item.source_ref,
+                  item=item.display_name, error=_describe(error), exc_info=True)
+
+    def _take(self, side: Any, item: OutgoingItem, record: OutgoingRecord,
+              recipients: list[str]) -> None:
+        """The item is in the journal: remember it for packaging, or finish it at once."""
         with self._lock:
             self._items[(side.name, item.source_ref)] = item
         log.info("outgoing_enqueued", item_id=record.id, source=side.name,
-                 source_ref=item.source_ref, item=item.display_name, kind=kind,
+                 source_ref=item.source_ref, item=item.display_name, kind=record.kind,
                  document_id=record.document_id, state=record.state.value)
         if record.state is OutgoingState.SENT:
             self._tell_side_sent(record)

@@ -93,8 +93,10 @@ class PackageBuilder:
             key.check_validity()
             algorithm = self.runtime.settings.certificate.algorithm.value
             existed = store.outgoing_path(record.id).exists()
+            # fsync=False: put_outgoing fsyncs the written file itself before publishing it
+            # (one flush of the package, not two).
             stored = store.put_outgoing(record.id, lambda path: write_package_to(
-                package, path, signer=key, algorithm=algorithm))
+                package, path, signer=key, algorithm=algorithm, fsync=False))
         finally:
             if item.attachment_blobs:
                 store.drop_scratch(record.id)

@@ -31,6 +31,7 @@ import errno
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ from connector.errors import ConfigError
 log = structlog.get_logger(__name__)
 
 DEFAULT_ROOT = "/var/lib/edxml-connector/exchange"
+WORK_RELIST_SECONDS = 1.0
+"""How often ``claim_ready()`` lists work/ for claims it does not know of (see ``_waiting``)."""
 
 
 class FolderSide:
@@ -70,6 +73,14 @@ class FolderSide:
         self._instance_lock = self._lock_instance()
         self._mutex = threading.Lock()
         self._handed_out: set[str] = set()
+        # Own claims in work/ known to be waiting (not handed out): found by the last listing of
+        # work/, or put back by ``unclaim``. work/ is listed again at most every
+        # WORK_RELIST_SECONDS (and at the first call), not on every call: a busy outbox calls
+        # claim_ready() once per finished send, and listing + parsing every claim each time
+        # made a batch of n items cost O(n²). The periodic listing still finds claims another
+        # process of this instance put back (``edxml-connector retry`` moves failed/ → work/).
+        self._waiting: dict[str, ClaimName] = {}
+        self._work_listed_at: float | None = None
         self._settle = SettleTracker(settle_seconds) if settle_seconds else None
         self._inbox = InboxWriter(self.layout, zip_limits=zip_limits)
         self.sweep_staging()
@@ -145,11 +156,19 @@ class FolderSide:
             return limit is None or len(items) < limit
 
         with self._mutex:
-            for claim in self._own_claims():
+            now = time.monotonic()
+            if self._work_listed_at is None or now - self._work_listed_at >= WORK_RELIST_SECONDS:
+                self._waiting = {claim.source_ref: claim for claim in self._own_claims()
+                                 if claim.source_ref not in self._handed_out}
+                self._work_listed_at = now
+            for claim in sorted(self._waiting.values(), key=lambda claim: claim.stamp):
                 if not room():
                     return items
+                del self._waiting[claim.source_ref]
                 if claim.source_ref in self._handed_out:
                     continue
+                if not (self.layout.work / claim.source_ref).exists():
+                    continue  # finished meanwhile (e.g. by an operator command)
                 items.append(load_item(self.layout.work / claim.source_ref, claim))
                 self._handed_out.add(claim.source_ref)
             claimed = False
@@ -213,6 +232,9 @@ class FolderSide:
         returns it again, read afresh — so a corrected ``document.yaml`` is picked up."""
         results.put_back(self.layout, item)
         self._forget(item)
+        claim = results.claim_of(item)
+        with self._mutex:
+            self._waiting[claim.source_ref] = claim
 
     def location_of(self, item: OutgoingItem) -> Path | None:
         """Where the item is now (work/, sent/ or failed/), for ``status`` displays."""

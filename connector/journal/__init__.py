@@ -29,13 +29,14 @@ from connector.journal.store import (
     InvalidTransition,
     Journal,
     JournalError,
+    NewOutgoing,
     UnknownItem,
 )
 
 __all__ = [
     "DEFAULT_STALE_AFTER", "KV_LAST_AXIS_CONTACT", "KV_LAST_POLL",
     "DeliveryRecord", "EventOutcome", "EventRecord", "IncomingRecord", "IncomingState",
-    "InvalidTransition", "Journal", "JournalError", "MessageType", "OutgoingKind",
+    "InvalidTransition", "Journal", "JournalError", "MessageType", "NewOutgoing", "OutgoingKind",
     "OutgoingRecord", "OutgoingState", "SignatureState", "StatusRecord", "UnknownItem",
     "backup", "new_id",
 ]

@@ -220,3 +220,21 @@ def test_two_items_with_the_same_name_archived_at_once_get_distinct_places(excha
     for path in packages:
         sidecar = path.with_name(path.name[: -len(".edxml")] + ".receipt.json")
         assert json.loads(sidecar.read_text())["journal_id"] == path.read_text()
+
+
+def test_a_claim_put_back_by_another_process_is_found_at_the_next_listing(side, exchange,
+                                                                        monkeypatch):
+    """``edxml-connector retry`` runs in its own process: it moves failed/NAME back to work/
+    without telling the daemon's FolderSide, which lists work/ only now and then (own claims are
+    kept in memory). The next listing hands the item out again."""
+    from connector.dms import folder
+
+    drop_file(exchange / "outbox" / "again.edxml")
+    (item,) = side.claim_ready()
+    side.mark_failed(item, failure())
+    assert side.claim_ready() == []
+    folder_results.put_back(side.layout, item)  # what the CLI process does
+    monkeypatch.setattr(folder, "WORK_RELIST_SECONDS", 0.0)  # the next call is a listing
+    (again,) = side.claim_ready()
+    assert again.source_ref == item.source_ref
+    assert side.claim_ready() == []  # handed out once
