@@ -285,7 +285,7 @@ class InboxWriter:
             received_at=document.received_at, delivered_at=self._now(),
             item=item, sender=_sender(summary),
             document_id=summary.get("document_id"), code=_code_text(summary),
-            subject=summary.get("subject"), business_type=business.get("label"),
+            subject=summary.get("subject"), business_type=_business_name(business.get("type")),
             package_sha256=_sha256_file(staging / PACKAGE_FILE), document=summary,
             signature=SignatureOutcome.model_validate(signature),
             warnings=[*document.warnings, *warnings], links=dict(document.lifecycle or {}),
@@ -373,3 +373,14 @@ def _iso(value: dt.datetime | None) -> str | None:
 
 def glob_escape(name: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def _business_name(code: object) -> str | None:
+    """``new``, ``revoke``, ``update`` or ``replace`` (the metadata schema's words) for a
+    BussinessDocType; None when the package carries none we know."""
+    from connector.edxml.model import BusinessType
+
+    try:
+        return BusinessType(int(code)).name.lower()  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None

@@ -184,3 +184,12 @@ def test_event_about_an_unknown_original_is_still_logged(side, exchange):
                                      at=dt.datetime(2026, 11, 25, tzinfo=dt.timezone.utc),
                                      original_location=None))
     assert read_lines(exchange / "inbox" / "events.jsonl")[0]["event"] == "take_back_requested"
+
+
+def test_metadata_business_type_uses_the_schemas_words():
+    """metadata.json's business_type is one of new/revoke/update/replace, as its schema says."""
+    from connector.dms.folder_inbox import _business_name
+
+    assert [_business_name(code) for code in (0, 1, 2, 3, "2")] == [
+        "new", "revoke", "update", "replace", "update"]
+    assert _business_name(None) is None and _business_name(7) is None
