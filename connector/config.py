@@ -385,6 +385,10 @@ class OutboundConfig(_Section):
     plain_extensions: list[str] = Field(default_factory=lambda: list(DEFAULT_PLAIN_EXTENSIONS))
     check_recipients: bool = Field(default=True, description="against the axis's agency list")
     agency_list_refresh_seconds: float = Field(default=86_400.0, ge=60)
+    packaging_processes: int | None = Field(
+        default=None, ge=0, le=64,
+        description="worker processes that build and sign documents (0: in the daemon process; "
+                    "default: one per core when there are at least two)")
 
     @field_validator("plain_extensions")
     @classmethod

@@ -143,6 +143,8 @@ class Daemon:
         except Exception as error:
             log.warning("agency_list_unavailable", error=_describe(error),
                         note="recipients are checked by the axis until the list loads")
+        if runtime.packaging_pool is None:
+            runtime.packaging_pool = _start_packaging_pool(settings.outbound.packaging_processes)
         self.outbound = Outbound(runtime, metrics=self.metrics, health=self.health)
         self.inbound = Inbound(runtime, self.outbound, metrics=self.metrics, health=self.health)
         self._health_server = start_health_server(
@@ -443,6 +445,16 @@ class Daemon:
             clean = self.outbound.shutdown(SEND_GRACE_SECONDS)
         if self._outbound_thread is not None:
             self._outbound_thread.join(max(0.0, deadline - time.monotonic() - 2.0))
+        if self.runtime.packaging_pool is not None:
+            # Before the busy-thread check: the pool's manager thread is not ours to abandon,
+            # and its workers must not outlive the daemon.
+            # Bounded: a worker stuck on a dead disk must not hold the stop; should one be left,
+            # it exits by itself once this process is gone (its orphan check).
+            stopper = threading.Thread(target=self.runtime.packaging_pool.shutdown,
+                                       name="packaging-pool-stop", daemon=True)
+            stopper.start()
+            stopper.join(max(0.5, deadline - time.monotonic() - 2.0))
+            self.runtime.packaging_pool = None
         if self._health_server is not None:
             self._health_server.stop()
         busy = self._busy_threads(deadline - 1.5)
@@ -523,6 +535,19 @@ def _certificate_out_of_dates(settings: Settings) -> bool:
         return False
     now = dt.datetime.now(dt.timezone.utc)
     return not dates[0] <= now <= dates[1]
+
+
+def _start_packaging_pool(configured: int | None):
+    """Worker processes that package documents (``outbound.packaging_processes``; 0: package in
+    the daemon process). Default: one per core when there are at least two — on one core a worker
+    only adds hand-over costs."""
+    from connector.outbound_build import PackagingPool
+
+    workers = configured
+    if workers is None:
+        cores = os.cpu_count() or 1
+        workers = cores if cores >= 2 else 0
+    return PackagingPool.start(workers) if workers > 0 else None
 
 
 def _flush() -> None:

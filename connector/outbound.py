@@ -505,10 +505,11 @@ class Outbound:
                     raise InputError("a stored status package changed on disk",
                                      file=str(member.path), hint="cancel the item and send again")
                 with self.metrics.time_axis_request("sendEdoc") if self.metrics else _null():
-                    doc_ids.append(axis.send_status(member.path).doc_id)
+                    doc_ids.append(axis.send_status(member.path, sha256=member.sha256).doc_id)
             return ",".join(doc_ids)
         with timer:
-            return axis.send_edoc(path).doc_id
+            # The digest just checked is the hash-file header: no second pass over the file.
+            return axis.send_edoc(path, sha256=digest).doc_id
 
 
 class _null:

@@ -92,7 +92,13 @@ class PackageStore:
         try:
             write(temporary)
             _fsync_file(temporary)
-            os.replace(temporary, final)
+            try:
+                # A link, not a rename: it refuses an existing target. When two writers race
+                # (a packaging worker of a daemon killed mid-way, and the restarted daemon), the
+                # first bytes published win and are never replaced under the journal's SHA-256.
+                os.link(temporary, final)
+            except FileExistsError:
+                pass
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)

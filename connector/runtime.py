@@ -92,6 +92,9 @@ class Runtime:
         self._key_lock = threading.Lock()
         self._signing_key = None
         self._opened: list[Any] = []
+        self.packaging_pool: Any = None
+        """Worker processes for packaging documents (:class:`connector.outbound_build.
+        PackagingPool`), started by the daemon; None packages in this process."""
 
     # -- parts -----------------------------------------------------------------------------------
     @cached_property
@@ -236,6 +239,9 @@ class Runtime:
         return self
 
     def close(self) -> None:
+        if self.packaging_pool is not None:
+            self.packaging_pool.shutdown()
+            self.packaging_pool = None
         while self._opened:
             part = self._opened.pop()
             try:

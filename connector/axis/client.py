@@ -277,9 +277,12 @@ class AxisClient:
     # -- operations ---------------------------------------------------------------------------
 
     def send_edoc(self, package: Path | str | bytes, *, to: Sequence[str] | None = None,
-                  messagetype: str = "edoc") -> SendResult:
+                  messagetype: str = "edoc", sha256: str | None = None) -> SendResult:
         """Send a package (a path, streamed from disk, or bytes). ``to`` overrides the package's
-        recipients (a JSON array header); without it the axis routes by the package."""
+        recipients (a JSON array header); without it the axis routes by the package.
+        ``sha256`` (hex) is the file's digest when the caller has just checked it (the
+        connector's package store does before every send): it spares a second pass over the
+        file for the ``hash-file`` header."""
         if messagetype not in p.MESSAGE_TYPES:
             raise ValueError(f"messagetype must be one of {p.MESSAGE_TYPES}")
         if isinstance(package, bytes | bytearray):
@@ -291,8 +294,11 @@ class AxisClient:
                 return data + p.SEND_BODY_TRAILER
         else:
             path = Path(package)
-            with open(path, "rb") as handle:
-                digest = p.sha256_of_stream(handle)
+            if sha256 is not None:
+                digest = bytes.fromhex(sha256)
+            else:
+                with open(path, "rb") as handle:
+                    digest = p.sha256_of_stream(handle)
             digest_hex = p.sdk_hex(digest)
             size = path.stat().st_size
 
@@ -312,9 +318,9 @@ class AxisClient:
                                      operation=p.OP_SEND)
         return SendResult(doc_id=str(doc_id), hash_file=digest_hex, size=size)
 
-    def send_status(self, package: Path | str | bytes) -> SendResult:
+    def send_status(self, package: Path | str | bytes, *, sha256: str | None = None) -> SendResult:
         """Send a status package (``messagetype=status``); routed by its ResponseFor/OrganId."""
-        return self.send_edoc(package, messagetype="status")
+        return self.send_edoc(package, messagetype="status", sha256=sha256)
 
     def list_received(self, messagetype: str = "edoc", *, from_date: Any = None,
                       to_date: Any = None) -> list[ReceivedItem]:

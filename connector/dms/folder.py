@@ -77,10 +77,16 @@ class FolderSide:
         # work/, or put back by ``unclaim``. work/ is listed again at most every
         # WORK_RELIST_SECONDS (and at the first call), not on every call: a busy outbox calls
         # claim_ready() once per finished send, and listing + parsing every claim each time
-        # made a batch of n items cost O(n²). The periodic listing still finds claims another
-        # process of this instance put back (``edxml-connector retry`` moves failed/ → work/).
+        # made a batch of n items cost O(n²). A claim another process of this instance puts
+        # back (``edxml-connector retry`` moves failed/ → work/) is noticed at once by work/'s
+        # mtime: ``_work_seen`` is the (work/, work/statuses/) mtimes as of the last listing,
+        # carried forward across this process's own changes (see ``_changing_work``); any other
+        # change makes the next call list again. The periodic listing covers what mtimes miss
+        # (two changes within one timestamp tick, or a foreign change racing one of ours).
         self._waiting: dict[str, ClaimName] = {}
         self._work_listed_at: float | None = None
+        self._work_seen: tuple[int, int] | None = None
+        self._work_dirs = (str(self.layout.work), str(self.layout.work_statuses))
         self._settle = SettleTracker(settle_seconds) if settle_seconds else None
         self._inbox = InboxWriter(self.layout, zip_limits=zip_limits)
         self.sweep_staging()
@@ -157,10 +163,13 @@ class FolderSide:
 
         with self._mutex:
             now = time.monotonic()
-            if self._work_listed_at is None or now - self._work_listed_at >= WORK_RELIST_SECONDS:
+            stamp = self._work_stamp()
+            if (self._work_listed_at is None or now - self._work_listed_at >= WORK_RELIST_SECONDS
+                    or stamp != self._work_seen):
                 self._waiting = {claim.source_ref: claim for claim in self._own_claims()
                                  if claim.source_ref not in self._handed_out}
                 self._work_listed_at = now
+                self._work_seen = stamp
             for claim in sorted(self._waiting.values(), key=lambda claim: claim.stamp):
                 if not room():
                     return items
@@ -198,7 +207,27 @@ class FolderSide:
                 for directory in (self.layout.work, self.layout.work_statuses,
                                   self.layout.outbox, self.layout.outbox_statuses):
                     fsutil.fsync_dir(directory)
+                self._work_seen = self._work_stamp()  # our own renames into work/
         return items
+
+    def _work_stamp(self) -> tuple[int, int]:
+        work, work_statuses = self._work_dirs
+        try:
+            return os.stat(work).st_mtime_ns, os.stat(work_statuses).st_mtime_ns
+        except FileNotFoundError:
+            return (0, 0)
+
+    def _changing_work(self, change: Callable[[], None]) -> None:
+        """Run one of this process's own changes to work/ and carry ``_work_seen`` over it, so
+        that it does not look like another process's change (which makes work/ listed again)."""
+        before = self._work_stamp()
+        try:
+            change()
+        finally:
+            after = self._work_stamp()
+            with self._mutex:
+                if self._work_seen == before:
+                    self._work_seen = after
 
     def _own_claims(self) -> list[ClaimName]:
         claims = []
@@ -212,18 +241,18 @@ class FolderSide:
         return claims
 
     def mark_sent(self, item: OutgoingItem, receipt: Receipt) -> None:
-        results.mark_sent(self.layout, item, receipt)
+        self._changing_work(lambda: results.mark_sent(self.layout, item, receipt))
         self._forget(item)
 
     def update_receipt(self, item: OutgoingItem, receipt: Receipt) -> None:
         """Rewrite ``sent/NAME.receipt.json`` (only when it changed). Also completes a
         ``mark_sent`` that a crash interrupted, so it is safe to call at any time after the
         axis accepted the item."""
-        results.mark_sent(self.layout, item, receipt)
+        self._changing_work(lambda: results.mark_sent(self.layout, item, receipt))
         self._forget(item)
 
     def mark_failed(self, item: OutgoingItem, failure: Failure) -> None:
-        results.mark_failed(self.layout, item, failure)
+        self._changing_work(lambda: results.mark_failed(self.layout, item, failure))
         self._forget(item)
 
     def unclaim(self, item: OutgoingItem) -> None:

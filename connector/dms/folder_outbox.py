@@ -20,11 +20,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from connector import fsutil
 from connector.dms.base import OutgoingItem, OutgoingKind
 from connector.dms.folder_claims import ClaimName
 from connector.errors import ConnectorError, InputError
-from connector.schemas.document import load_document_metadata
+from connector.schemas.document import load_document_metadata, parse_document_metadata
 from connector.schemas.status import load_status_request
 
 PACKAGE_SUFFIX = ".edxml"
@@ -150,7 +152,7 @@ def load_item(work_path: Path, claim: ClaimName) -> OutgoingItem:
                 raise InputError(f"the bundle has no {BUNDLE_METADATA}",
                                  file=f"{claim.display_name}/{BUNDLE_METADATA}",
                                  hint=f"write {BUNDLE_METADATA} (last) to describe the document")
-            item.metadata = _relabel(load_document_metadata, metadata_path,
+            item.metadata = _relabel(_load_bundle_metadata, metadata_path,
                                      f"{claim.display_name}/{BUNDLE_METADATA}")
             item.attachment_files = bundle_attachments(work_path, claim.display_name, item.metadata)
         else:
@@ -167,6 +169,23 @@ def load_item(work_path: Path, claim: ClaimName) -> OutgoingItem:
                                   file=claim.display_name,
                                   hint="check the file's permissions, then `edxml-connector retry`")
     return item
+
+
+def _load_bundle_metadata(path: Path):
+    """``document.yaml`` parsed by libyaml's C parser when PyYAML has it (same safe tag set and
+    results as ``yaml.safe_load``, ~10× less CPU: at 100 bundles a second the pure-Python parser
+    was a tenth of the daemon's busy time). Anything unusual — no libyaml, a syntax error, not
+    UTF-8, not a mapping — goes through :func:`load_document_metadata`, which names the file,
+    line and fix."""
+    loader = getattr(yaml, "CSafeLoader", None)
+    if loader is not None:
+        try:
+            raw = yaml.load(path.read_text(encoding="utf-8-sig"), Loader=loader)  # noqa: S506
+        except (yaml.YAMLError, UnicodeDecodeError):
+            raw = None
+        if isinstance(raw, dict):
+            return parse_document_metadata(raw, file=str(path))
+    return load_document_metadata(path)
 
 
 def _relabel(loader, path: Path, display: str):

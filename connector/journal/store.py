@@ -34,8 +34,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
-from sqlalchemy import (Connection, Engine, and_, bindparam, delete, func, insert, or_, select,
-                        text, update)
+from sqlalchemy import (Connection, Engine, and_, bindparam, case, delete, func, insert, or_,
+                        select, text, update)
 from sqlalchemy import true as sa_true
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
@@ -116,6 +116,46 @@ _CLAIM = {unclaimed: update(t.outgoing).where(
     for unclaimed in (True, False)}
 _OUTGOING_BY_SOURCE = select(t.outgoing).where(t.outgoing.c.source == bindparam("source"),
                                                t.outgoing.c.source_ref == bindparam("source_ref"))
+_OUTGOING_BY_SOURCE_MANY = select(t.outgoing).where(
+    t.outgoing.c.source == bindparam("source"),
+    t.outgoing.c.source_ref.in_(bindparam("source_refs", expanding=True)))
+
+
+_DELIVERIES_OF_MANY = (select(t.deliveries)
+                       .where(t.deliveries.c.outgoing_id.in_(bindparam("item_ids", expanding=True)))
+                       .order_by(t.deliveries.c.outgoing_id, t.deliveries.c.organ_id))
+_INSERT_OUTGOING = insert(t.outgoing)
+_INSERT_DELIVERY = insert(t.deliveries)
+# The two transitions of every first-attempt success, each as ONE conditional statement that
+# hands back the row as written (``UPDATE … RETURNING``: SQLite ≥ 3.35, PostgreSQL): the WHERE
+# clause carries the precondition that used to be checked on a row read first. When it does not
+# match (already packaged, already sent, another state) the careful path with its read runs.
+_PACKAGED_FAST = (update(t.outgoing).where(
+    t.outgoing.c.id == bindparam("b_id"), t.outgoing.c.package_sha256.is_(None),
+    t.outgoing.c.state.in_([OutgoingState.QUEUED.value, OutgoingState.SENDING.value])).values(
+    package_path=bindparam("b_path"), package_sha256=bindparam("b_sha256"),
+    package_size=bindparam("b_size"), document_id=bindparam("b_document_id"),
+    business_type=bindparam("b_business_type"), updated_at=bindparam("b_now"),
+    state=case((t.outgoing.c.state == OutgoingState.QUEUED.value, OutgoingState.PACKAGED.value),
+               else_=t.outgoing.c.state)).returning(*t.outgoing.c))
+_SENT_FAST = (update(t.outgoing).where(
+    t.outgoing.c.id == bindparam("b_id"), t.outgoing.c.state == OutgoingState.SENDING.value).values(
+    state=OutgoingState.SENT.value, axis_doc_id=bindparam("b_axis_doc_id"), next_attempt_at=None,
+    claimed_at=None, claimed_by=None, last_error=None, updated_at=bindparam("b_now"))
+    .returning(*t.outgoing.c))
+
+
+def _deliveries(rows) -> tuple[DeliveryRecord, ...]:
+    return tuple(DeliveryRecord(organ_id=d["organ_id"], status_code=d["status_code"],
+                                description=d["description"], status_at=d["status_at"],
+                                updated_at=d["updated_at"]) for d in rows)
+
+
+def _record(row, deliveries: tuple[DeliveryRecord, ...]) -> OutgoingRecord:
+    values = {key: row[key] for key in row.keys()}
+    values["state"] = OutgoingState(values["state"])
+    values["meta"] = dict(values["meta"] or {})
+    return OutgoingRecord(**values, deliveries=deliveries)
 
 
 def _item_row(conn: Connection, table, item_id: str, *, lock: bool, direction: str,
@@ -153,13 +193,16 @@ class Journal:
         # latency to every hand-over; other processes (the CLI) still meet the busy timeout.
         # PostgreSQL writers run in parallel (row locks), so no lock there.
         self._write_lock = threading.RLock() if engine.dialect.name == "sqlite" else None
+        # ``UPDATE … RETURNING`` (SQLite ≥ 3.35, PostgreSQL; not MySQL/MariaDB): one statement per
+        # hot transition instead of read + update; without it the read-first path runs.
+        self._returning = bool(getattr(engine.dialect, "update_returning", False))
         c = t.outgoing.c
         due = and_(c.state.in_([OutgoingState.QUEUED.value, OutgoingState.PACKAGED.value]),
                    or_(c.next_attempt_at.is_(None), c.next_attempt_at <= bindparam("now")))
         stale = and_(c.state == OutgoingState.SENDING.value,
                      c.claimed_at <= bindparam("stale_before"))
         self._claim_candidates = (
-            select(c.id, c.state, c.claimed_at, c.claimed_by, c.attempts)
+            select(t.outgoing)
             .where(or_(due, stale), self._mine(c.instance))
             .order_by(c.created_at, c.id).limit(bindparam("limit"))
             .with_for_update(skip_locked=True))
@@ -215,12 +258,16 @@ class Journal:
                 yield conn
 
     @staticmethod
-    def _event(conn: Connection, item_id: str | None, item_kind: str, name: str,
+    def _event_row(item_id: str | None, item_kind: str, name: str, outcome: EventOutcome | str,
+                   detail: dict[str, Any] | None, at: dt.datetime) -> dict[str, Any]:
+        return {"item_id": item_id, "item_kind": item_kind, "event": name,
+                "outcome": outcome.value if isinstance(outcome, EventOutcome) else outcome,
+                "detail": detail or {}, "at": at}
+
+    @classmethod
+    def _event(cls, conn: Connection, item_id: str | None, item_kind: str, name: str,
                outcome: EventOutcome | str, detail: dict[str, Any] | None, at: dt.datetime) -> None:
-        conn.execute(_INSERT_EVENT, {
-            "item_id": item_id, "item_kind": item_kind, "event": name,
-            "outcome": outcome.value if isinstance(outcome, EventOutcome) else outcome,
-            "detail": detail or {}, "at": at})
+        conn.execute(_INSERT_EVENT, cls._event_row(item_id, item_kind, name, outcome, detail, at))
 
     def record_event(self, item_id: str | None, item_kind: str, name: str, *,
                      outcome: EventOutcome | str = EventOutcome.INFO,
@@ -239,13 +286,7 @@ class Journal:
     @staticmethod
     def _outgoing_record(conn: Connection, row) -> OutgoingRecord:
         delivery_rows = conn.execute(_DELIVERIES_OF, {"item_id": row["id"]}).mappings().all()
-        deliveries = tuple(DeliveryRecord(organ_id=d["organ_id"], status_code=d["status_code"],
-                                          description=d["description"], status_at=d["status_at"],
-                                          updated_at=d["updated_at"]) for d in delivery_rows)
-        values = {key: row[key] for key in row.keys()}
-        values["state"] = OutgoingState(values["state"])
-        values["meta"] = dict(values["meta"] or {})
-        return OutgoingRecord(**values, deliveries=deliveries)
+        return _record(row, _deliveries(delivery_rows))
 
     def get_outgoing(self, item_id: str) -> OutgoingRecord:
         with self._read() as conn:
@@ -266,9 +307,8 @@ class Journal:
     def find_by_source(self, source: str, source_ref: str) -> OutgoingRecord | None:
         """The item an agency side (or ``send``) handed over as (``source``, ``source_ref``)."""
         with self._read() as conn:
-            row = conn.execute(select(t.outgoing).where(
-                t.outgoing.c.source == source, t.outgoing.c.source_ref == source_ref)
-            ).mappings().first()
+            row = conn.execute(_OUTGOING_BY_SOURCE, {
+                "source": source, "source_ref": source_ref}).mappings().first()
             return None if row is None else self._outgoing_record(conn, row)
 
     def list_outgoing(self, state: OutgoingState | str | Iterable[OutgoingState | str] | None = None,
@@ -313,7 +353,7 @@ class Journal:
         now = now or utcnow()
         try:
             with self._write() as conn:
-                return [self._enqueue_in(conn, item, now) for item in items]
+                return self._enqueue_batch(conn, items, now)
         except IntegrityError:
             if len(items) == 1:
                 # Another process inserted the same (source, source_ref) between our read and
@@ -328,40 +368,92 @@ class Journal:
                     return [self._outgoing_record(conn, existing)]
             return [self.enqueue_many([item], now=now)[0] for item in items]
 
-    def _enqueue_in(self, conn: Connection, item: NewOutgoing, now: dt.datetime) -> OutgoingRecord:
-        existing = conn.execute(_OUTGOING_BY_SOURCE, {
-            "source": item.source, "source_ref": item.source_ref}).mappings().first()
-        if existing is not None:
-            return self._outgoing_record(conn, existing)
-        kind_value = OutgoingKind(item.kind).value
-        item_id = new_id()
-        conn.execute(insert(t.outgoing).values(
-            id=item_id, source=item.source, source_ref=item.source_ref, kind=kind_value,
-            document_id=item.document_id, business_type=item.business_type,
-            state=OutgoingState.QUEUED.value, attempts=0, next_attempt_at=None,
-            meta=item.meta or {}, created_at=now, updated_at=now, instance=self.instance))
-        self._set_recipients(conn, item_id, item.recipients, now)
-        self._event(conn, item_id, "outgoing", "enqueued", EventOutcome.OK,
+    def _enqueue_batch(self, conn: Connection, items: Sequence[NewOutgoing],
+                       now: dt.datetime) -> list[OutgoingRecord]:
+        """The body of :meth:`enqueue_many` in a handful of statements whatever the batch size:
+        one lookup of the items already known (per source), then the new rows, their deliveries
+        and their ``enqueued`` events each inserted as one executemany. The new records are built
+        from the values written (nothing is read back)."""
+        existing: dict[tuple[str, str], Any] = {}
+        refs_by_source: dict[str, list[str]] = {}
+        for item in items:
+            refs_by_source.setdefault(item.source, []).append(item.source_ref)
+        for source, refs in refs_by_source.items():
+            for chunk in _chunks(list(dict.fromkeys(refs))):
+                for row in conn.execute(_OUTGOING_BY_SOURCE_MANY, {
+                        "source": source, "source_refs": chunk}).mappings():
+                    existing[(source, row["source_ref"])] = row
+        known: dict[tuple[str, str], OutgoingRecord] = {}
+        if existing:
+            rows_by_id = {row["id"]: row for row in existing.values()}
+            deliveries: dict[str, list[Any]] = {item_id: [] for item_id in rows_by_id}
+            for chunk in _chunks(list(rows_by_id)):
+                for d in conn.execute(_DELIVERIES_OF_MANY, {"item_ids": chunk}).mappings():
+                    deliveries[d["outgoing_id"]].append(d)
+            for key, row in existing.items():
+                known[key] = _record(row, _deliveries(deliveries[row["id"]]))
+        new_rows: list[dict[str, Any]] = []
+        new_deliveries: list[dict[str, Any]] = []
+        new_events: list[dict[str, Any]] = []
+        records: list[OutgoingRecord] = []
+        # Ids ascending in the order given: ULIDs made in the same millisecond are not ordered,
+        # and claims go by (created_at, id), so this keeps a batch first in, first out.
+        fresh_ids = iter(sorted(new_id() for _ in range(len(items))))
+        for item in items:
+            key = (item.source, item.source_ref)
+            if key not in known:
+                kind_value = OutgoingKind(item.kind).value
+                item_id = next(fresh_ids)
+                wanted = list(dict.fromkeys(item.recipients))
+                values = dict(
+                    id=item_id, source=item.source, source_ref=item.source_ref, kind=kind_value,
+                    document_id=item.document_id, business_type=item.business_type,
+                    package_path=None, package_sha256=None, package_size=None,
+                    state=OutgoingState.QUEUED.value, attempts=0, next_attempt_at=None,
+                    claimed_at=None, claimed_by=None, last_error=None, axis_doc_id=None,
+                    meta=item.meta or {}, created_at=now, updated_at=now, instance=self.instance)
+                new_rows.append(values)
+                new_deliveries.extend({"outgoing_id": item_id, "organ_id": organ_id,
+                                       "updated_at": now} for organ_id in wanted)
+                new_events.append(self._event_row(
+                    item_id, "outgoing", "enqueued", EventOutcome.OK,
                     {"source": item.source, "source_ref": item.source_ref, "kind": kind_value,
                      "document_id": item.document_id, "recipients": list(item.recipients),
-                     "instance": self.instance}, now)
-        return self._outgoing_record(conn, self._outgoing_row(conn, item_id))
+                     "instance": self.instance}, now))
+                known[key] = _record(values, tuple(
+                    DeliveryRecord(organ_id=organ_id, status_code=None, description=None,
+                                   status_at=None, updated_at=now) for organ_id in sorted(wanted)))
+            records.append(known[key])
+        if new_rows:
+            conn.execute(_INSERT_OUTGOING, new_rows)
+        if new_deliveries:
+            conn.execute(_INSERT_DELIVERY, new_deliveries)
+        if new_events:
+            conn.execute(_INSERT_EVENT, new_events)
+        return records
 
     @staticmethod
     def _set_recipients(conn: Connection, item_id: str, recipients: Sequence[str],
-                        now: dt.datetime) -> None:
+                        now: dt.datetime, *, present: set[str] | None = None) -> bool:
+        """Make the item's deliveries the ``recipients`` (``present``: the organ ids already
+        there, when the caller just read them). Returns whether anything changed."""
         wanted = list(dict.fromkeys(recipients))
-        present = set(conn.execute(select(t.deliveries.c.organ_id).where(
-            t.deliveries.c.outgoing_id == item_id)).scalars())
+        if present is None:
+            present = set(conn.execute(select(t.deliveries.c.organ_id).where(
+                t.deliveries.c.outgoing_id == item_id)).scalars())
+        changed = False
         for organ_id in wanted:
             if organ_id not in present:
                 conn.execute(insert(t.deliveries).values(outgoing_id=item_id, organ_id=organ_id,
                                                          updated_at=now))
+                changed = True
         stale = present - set(wanted)
         if stale and wanted:
             conn.execute(delete(t.deliveries).where(
                 t.deliveries.c.outgoing_id == item_id, t.deliveries.c.organ_id.in_(stale),
                 t.deliveries.c.status_code.is_(None)))
+            changed = True
+        return changed
 
     def mark_packaged(self, item_id: str, *, package_path: str, sha256: str, size: int,
                       document_id: str, business_type: int | None = None,
@@ -375,6 +467,21 @@ class Journal:
         """
         now = now or utcnow()
         with self._write() as conn:
+            if self._returning:
+                written = conn.execute(_PACKAGED_FAST, {
+                    "b_id": item_id, "b_path": str(package_path), "b_sha256": sha256,
+                    "b_size": size, "b_document_id": document_id,
+                    "b_business_type": business_type, "b_now": now}).mappings().first()
+                if written is not None:
+                    deliveries = conn.execute(_DELIVERIES_OF, {"item_id": item_id}).mappings().all()
+                    if recipients is not None and self._set_recipients(
+                            conn, item_id, recipients, now,
+                            present={d["organ_id"] for d in deliveries}):
+                        deliveries = conn.execute(_DELIVERIES_OF,
+                                                  {"item_id": item_id}).mappings().all()
+                    self._packaged_event(conn, item_id, package_path, sha256, size, document_id,
+                                         business_type, recipients, now)
+                    return _record(written, _deliveries(deliveries))
             row = self._outgoing_row(conn, item_id, lock=True)
             if row["package_sha256"] is not None:
                 if row["package_sha256"] == sha256:
@@ -394,11 +501,17 @@ class Journal:
             conn.execute(update(t.outgoing).where(t.outgoing.c.id == item_id).values(**values))
             if recipients is not None:
                 self._set_recipients(conn, item_id, recipients, now)
-            self._event(conn, item_id, "outgoing", "packaged", EventOutcome.OK,
-                        {"sha256": sha256, "size": size, "document_id": document_id,
-                         "business_type": business_type, "package_path": str(package_path),
-                         "recipients": list(recipients) if recipients is not None else None}, now)
+            self._packaged_event(conn, item_id, package_path, sha256, size, document_id,
+                                 business_type, recipients, now)
             return self._outgoing_record(conn, {**row, **values})
+
+    def _packaged_event(self, conn: Connection, item_id: str, package_path: str, sha256: str,
+                        size: int, document_id: str, business_type: int | None,
+                        recipients: Sequence[str] | None, now: dt.datetime) -> None:
+        self._event(conn, item_id, "outgoing", "packaged", EventOutcome.OK,
+                    {"sha256": sha256, "size": size, "document_id": document_id,
+                     "business_type": business_type, "package_path": str(package_path),
+                     "recipients": list(recipients) if recipients is not None else None}, now)
 
     def claim_for_sending(self, limit: int, *, now: dt.datetime | None = None,
                           stale_after: dt.timedelta = DEFAULT_STALE_AFTER,
@@ -422,6 +535,8 @@ class Journal:
         with self._write() as conn:
             candidates = conn.execute(self._claim_candidates, {
                 "now": now, "stale_before": now - stale_after, "limit": limit}).mappings().all()
+            won: list[dict[str, Any]] = []
+            events: list[dict[str, Any]] = []
             for candidate in candidates:
                 statement = _CLAIM[candidate["claimed_at"] is None]
                 result = conn.execute(statement, {
@@ -430,13 +545,24 @@ class Journal:
                 if result.rowcount != 1:
                     continue  # someone else took it between our read and our write
                 recovered = candidate["state"] == OutgoingState.SENDING.value
-                self._event(conn, candidate["id"], "outgoing",
-                            "claim_recovered" if recovered else "claimed",
-                            EventOutcome.RETRY if recovered else EventOutcome.OK,
-                            {"attempt": candidate["attempts"] + 1, "owner": owner,
-                             **({"previous_owner": candidate["claimed_by"]} if recovered else {})},
-                            now)
-                claimed.append(self._outgoing_record(conn, self._outgoing_row(conn, candidate["id"])))
+                events.append(self._event_row(
+                    candidate["id"], "outgoing", "claim_recovered" if recovered else "claimed",
+                    EventOutcome.RETRY if recovered else EventOutcome.OK,
+                    {"attempt": candidate["attempts"] + 1, "owner": owner,
+                     **({"previous_owner": candidate["claimed_by"]} if recovered else {})}, now))
+                # The row as the conditional UPDATE wrote it (the candidate row was read, locked,
+                # in this transaction): no read-back.
+                won.append({**candidate, "state": OutgoingState.SENDING.value,
+                            "attempts": candidate["attempts"] + 1, "claimed_at": now,
+                            "claimed_by": owner, "updated_at": now})
+            if not won:
+                return claimed
+            conn.execute(_INSERT_EVENT, events)
+            deliveries: dict[str, list[Any]] = {row["id"]: [] for row in won}
+            for d in conn.execute(_DELIVERIES_OF_MANY,
+                                  {"item_ids": list(deliveries)}).mappings():
+                deliveries[d["outgoing_id"]].append(d)
+            claimed.extend(_record(row, _deliveries(deliveries[row["id"]])) for row in won)
         return claimed
 
     def recover_interrupted(self, *, claimed_by: str | None = None,
@@ -477,6 +603,14 @@ class Journal:
         """
         now = now or utcnow()
         with self._write() as conn:
+            if self._returning:
+                # The usual case, sent from ``sending``, in one statement.
+                written = conn.execute(_SENT_FAST, {"b_id": item_id, "b_axis_doc_id": axis_doc_id,
+                                                    "b_now": now}).mappings().first()
+                if written is not None:
+                    self._event(conn, item_id, "outgoing", "sent", EventOutcome.OK,
+                                {"axis_doc_id": axis_doc_id, "attempts": written["attempts"]}, now)
+                    return self._outgoing_record(conn, written)
             row = self._outgoing_row(conn, item_id, lock=True)
             if row["state"] == OutgoingState.SENT.value:
                 if row["axis_doc_id"] != axis_doc_id:

@@ -49,3 +49,21 @@ def test_store_keeps_the_first_bytes_of_an_item(tmp_path):
     members = store.members(package_set.path)
     assert [m.to for m in members] == ["000.00.00.G22", "000.00.00.H41"]
     assert [m.path.read_bytes() for m in members] == [b"a", b"b"]
+
+
+def test_the_first_package_published_wins_a_race_between_two_writers(tmp_path):
+    """A packaging worker of a killed daemon and the restarted daemon may build the same item at
+    once: whoever publishes first wins, and the other's bytes never replace them (the journal
+    records the SHA-256 of what is in the store, and every attempt must send those bytes)."""
+    store = PackageStore(tmp_path / "packages")
+
+    def slow_writer(path):
+        path.write_bytes(b"built by the restarted daemon")
+        # Meanwhile the other writer publishes its package under the final name.
+        store.put_outgoing_bytes("ITEM1", b"built by the old worker")
+
+    stored = store.put_outgoing("ITEM1", slow_writer)
+    final = store.outgoing_path("ITEM1")
+    assert final.read_bytes() == b"built by the old worker"
+    assert stored.path == final and stored.size == len(b"built by the old worker")
+    assert sorted(p.name for p in final.parent.iterdir()) == [final.name]  # no temporary left

@@ -102,3 +102,32 @@ def test_a_failing_callback_does_not_stop_the_watcher(side, exchange):
         drop_file(exchange / "outbox" / "two.edxml")
         assert calls.wait_for()
     assert calls.count >= 2
+
+
+def test_a_bundle_folder_made_while_watching_wakes_it_when_document_yaml_lands(side, exchange):
+    """The outbox is watched non-recursively; a bundle folder that appears without its
+    document.yaml gets its own watch, so writing document.yaml last still wakes the loop."""
+    wakeups = Wakeups()
+    with side.watcher(wakeups, rescan_seconds=3600) as watcher:
+        bundle = exchange / "outbox" / "late"
+        bundle.mkdir()
+        assert wakeups.wait_for()
+        assert watcher._watches, "the not-ready bundle was not given a watch"
+        (bundle / "tep.pdf").write_bytes(b"%PDF")
+        wakeups.reset()
+        (bundle / "document.yaml.tmp").write_text("to: []")
+        os.rename(bundle / "document.yaml.tmp", bundle / "document.yaml")
+        assert wakeups.wait_for(), "document.yaml written last in a bundle did not wake the loop"
+    assert [item.display_name for item in side.claim_ready()] == ["late"]
+
+
+def test_writes_inside_a_dot_named_staging_folder_do_not_wake_it(side, exchange):
+    wakeups = Wakeups()
+    staging = exchange / "outbox" / ".staging"
+    staging.mkdir()
+    with side.watcher(wakeups, rescan_seconds=3600):
+        (staging / "tep.pdf").write_bytes(b"x" * 1000)
+        (staging / "document.yaml").write_text("to: []")
+        drop_file(exchange / "outbox" / "marker.edxml")
+        assert wakeups.wait_for()
+    assert wakeups.count == 1
