@@ -1,0 +1,44 @@
+"""The XMLDSig vocabulary that signing and both verification paths share.
+
+Why a module of its own: the signer, the signxml verification path and the low-memory path must
+agree byte for byte — on namespaces, transform URIs, the digest a URI names, how an enveloped
+signature is cut out of the document, and the words a clerk reads when a check fails (the two
+verification paths are tested to give the *same* reason). One definition each keeps them agreeing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from lxml import etree
+
+XMLDSIG = "http://www.w3.org/2000/09/xmldsig#"
+DS = "{" + XMLDSIG + "}"
+EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
+ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+
+HASH_BY_URI = {
+    "http://www.w3.org/2000/09/xmldsig#sha1": hashlib.sha1,
+    "http://www.w3.org/2001/04/xmlenc#sha256": hashlib.sha256,
+    "http://www.w3.org/2001/04/xmldsig-more#sha384": hashlib.sha384,
+    "http://www.w3.org/2001/04/xmlenc#sha512": hashlib.sha512,
+}
+
+#: The reason both verification paths give when the reference digest does not match.
+DIGEST_MISMATCH = "digest mismatch: the signed content was changed after signing"
+
+
+def signature_mismatch(error: Exception) -> str:
+    return f"signature mismatch: SignatureValue does not verify with the certificate's key ({error})"
+
+
+def remove_keeping_tail(element: etree._Element) -> None:
+    """Remove ``element`` as the enveloped-signature transform does: the element goes, the text
+    after it stays (lxml would drop it with the element)."""
+    parent, previous, tail = element.getparent(), element.getprevious(), element.tail
+    parent.remove(element)
+    if tail:
+        if previous is not None:
+            previous.tail = (previous.tail or "") + tail
+        else:
+            parent.text = (parent.text or "") + tail
