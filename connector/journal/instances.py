@@ -1,0 +1,107 @@
+"""Which connector installation (instance) owns an item, and taking over a gone one's items.
+
+Two connectors may share one PostgreSQL journal; an item's stored package lives on the server of
+the instance that took it in. :class:`InstanceAdoption` is a mixin of
+:class:`connector.journal.store.Journal` (see its module docstring for the whole picture).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+
+from connector.journal import schema as t
+from connector.journal.errors import JournalError
+from connector.journal.outgoing import DEFAULT_STALE_AFTER
+from connector.journal.records import utcnow
+from connector.journal.states import PENDING_OUTGOING, EventOutcome, IncomingState, OutgoingState
+
+
+class InstanceAdoption:
+    """Per-instance counts and adoption (mixed into :class:`~connector.journal.store.Journal`)."""
+
+    def adopt(self, from_instance: str, *, stale_after: dt.timedelta = DEFAULT_STALE_AFTER,
+              force: bool = False, now: dt.datetime | None = None) -> dict[str, list[str]]:
+        """Make the unfinished items of instance ``from_instance`` (a server gone for good) this
+        instance's, so that this one sends or finishes them.
+
+        What the operator does first: copy the gone server's state directory (the package store,
+        ``STATE/packages``) and its exchange ``work/`` claims to this server — or, when they are
+        lost, adopt anyway and then ``cancel`` the items whose package is missing (an attempt
+        whose stored bytes are missing fails with that reason) so that the DMS sends them anew.
+
+        Adopted: outgoing items not yet ``sent`` (``sending`` ones are put back in line, due
+        now; ``failed`` ones so that ``retry`` works here) and incoming items stored but not
+        finished. Refused while ``from_instance`` still looks alive (a claim fresher than
+        ``stale_after``) unless ``force``. Each item gets an ``adopted`` event. Returns
+        ``{"outgoing": [ids], "incoming": [ids]}``.
+        """
+        now = now or utcnow()
+        if from_instance == self.instance:
+            raise JournalError(f"instance {from_instance!r} is this instance; nothing to adopt",
+                               hint="give the name of the instance that is gone")
+        o, i = t.outgoing.c, t.incoming.c
+        adopted: dict[str, list[str]] = {"outgoing": [], "incoming": []}
+        detail = {"from_instance": from_instance, "to_instance": self.instance}
+        with self._write() as conn:
+            rows = conn.execute(select(o.id, o.state, o.claimed_at, o.claimed_by, o.package_sha256)
+                                .where(o.instance == from_instance,
+                                       o.state != OutgoingState.SENT.value)
+                                .order_by(o.created_at, o.id).with_for_update()).mappings().all()
+            live = [row for row in rows if row["state"] == OutgoingState.SENDING.value
+                    and row["claimed_at"] is not None and row["claimed_at"] > now - stale_after]
+            if live and not force:
+                raise JournalError(
+                    f"instance {from_instance!r} claimed {len(live)} item(s) less than "
+                    f"{stale_after} ago (e.g. {live[0]['id']} by {live[0]['claimed_by']}); "
+                    "it may still be running",
+                    hint="stop that connector first, or wait, or adopt with force")
+            for row in rows:
+                values: dict[str, Any] = {"instance": self.instance, "updated_at": now}
+                if row["state"] == OutgoingState.SENDING.value:
+                    back = (OutgoingState.QUEUED if row["package_sha256"] is None
+                            else OutgoingState.PACKAGED)
+                    values.update(state=back.value, next_attempt_at=now, claimed_at=None,
+                                  claimed_by=None)
+                conn.execute(update(t.outgoing).where(o.id == row["id"]).values(**values))
+                self._event(conn, row["id"], "outgoing", "adopted", EventOutcome.INFO,
+                            {**detail, "state": row["state"],
+                             "previous_owner": row["claimed_by"]}, now)
+                adopted["outgoing"].append(row["id"])
+            unfinished = or_(
+                i.acknowledged_at.is_(None),
+                and_(i.delivered_at.is_(None), i.quarantined.is_(False), i.duplicate_of.is_(None),
+                     i.state != IncomingState.REFUSED.value))
+            in_ids = list(conn.execute(select(i.id).where(i.instance == from_instance, unfinished)
+                                       .order_by(i.created_at, i.id)).scalars())
+            for item_id in in_ids:
+                conn.execute(update(t.incoming).where(i.id == item_id).values(
+                    instance=self.instance, updated_at=now))
+                self._event(conn, item_id, "incoming", "adopted", EventOutcome.INFO, detail, now)
+            adopted["incoming"] = in_ids
+            self._event(conn, None, "journal", "instance_adopted", EventOutcome.INFO,
+                        {**detail, "outgoing": len(rows), "incoming": len(in_ids),
+                         "forced": bool(force and live)}, now)
+        return adopted
+
+    def instances(self) -> dict[str, dict[str, int]]:
+        """Unfinished item counts per instance (``None``: rows from before instances): what an
+        operator looks at before :meth:`adopt`."""
+        o, i = t.outgoing.c, t.incoming.c
+        result: dict[str, dict[str, int]] = {}
+        with self._read() as conn:
+            for instance, count in conn.execute(
+                    select(o.instance, func.count()).where(
+                        o.state.in_([st.value for st in PENDING_OUTGOING]))
+                    .group_by(o.instance)):
+                result.setdefault(instance, {"outgoing": 0, "incoming": 0})["outgoing"] = count
+            for instance, count in conn.execute(
+                    select(i.instance, func.count()).where(
+                        i.acknowledged_at.is_(None) | and_(
+                            i.delivered_at.is_(None), i.quarantined.is_(False),
+                            i.duplicate_of.is_(None), i.state != IncomingState.REFUSED.value))
+                    .group_by(i.instance)):
+                result.setdefault(instance, {"outgoing": 0, "incoming": 0})["incoming"] = count
+        return result
