@@ -446,8 +446,7 @@ class Daemon:
         if self._outbound_thread is not None:
             self._outbound_thread.join(max(0.0, deadline - time.monotonic() - 2.0))
         if self.runtime.packaging_pool is not None:
-            # Before the busy-thread check: the pool's manager thread is not ours to abandon,
-            # and its workers must not outlive the daemon.
+            # Before the busy-thread check: its workers must not outlive the daemon.
             # Bounded: a worker stuck on a dead disk must not hold the stop; should one be left,
             # it exits by itself once this process is gone (its orphan check).
             stopper = threading.Thread(target=self.runtime.packaging_pool.shutdown,

@@ -20,6 +20,7 @@ the key password, as loaded) is cut out of every string, the event text and trac
 
 from __future__ import annotations
 
+import functools
 import logging
 import logging.handlers
 import os
@@ -79,7 +80,11 @@ def _normalise_name(name: str) -> str:
     return name.lower().replace("_", "-")
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_name(name: str) -> bool:
+    """Whether a field called ``name`` holds a secret. Cached: every field of every log line
+    asks, and the same few dozen names come back all the time (uncached, this check was half
+    the cost of writing a line)."""
     key = _normalise_name(name)
     if key.endswith(SAFE_NAME_SUFFIXES):
         return False

@@ -130,8 +130,11 @@ class Runtime:
 
         settings = self.settings.axis.client_settings(self.settings.agency.organ_id)
         # A download larger than the package limit is cut off while it streams, not stored.
+        # One kept-alive connection per send slot, plus the inbound poll's and the agency
+        # list's: fewer, and connections beyond the pool are opened and thrown away each time.
         settings = dataclasses.replace(settings,
-                                       max_package_size=self.settings.edxml.max_package_size)
+                                       max_package_size=self.settings.edxml.max_package_size,
+                                       pool_size=self.settings.outbound.concurrency + 2)
         client = AxisClient(settings, session=self._axis_session)
         self._opened.append(client)
         return client

@@ -32,7 +32,8 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ from connector.dms.base import (Failure, IncomingDocument, IncomingStatus, Lifec
 from connector.dms.folder_claims import ClaimName, check_instance, default_instance
 from connector.dms.folder_inbox import InboxWriter
 from connector.dms.folder_layout import ExchangeLayout
-from connector.dms.folder_outbox import SettleTracker, load_item, scan_outbox
+from connector.dms.folder_outbox import Candidate, SettleTracker, load_item, scan_outbox
 from connector.dms.folder_retention import DEFAULT_STAGING_GRACE, purge_archive_dir, sweep_staging
 from connector.dms.folder_watcher import FolderWatcher
 from connector.errors import ConfigError
@@ -88,6 +89,7 @@ class FolderSide:
         self._work_seen: tuple[int, int] | None = None
         self._work_dirs = (str(self.layout.work), str(self.layout.work_statuses))
         self._settle = SettleTracker(settle_seconds) if settle_seconds else None
+        self._listed: deque[Candidate] = deque()  # the last outbox listing, not yet claimed
         self._inbox = InboxWriter(self.layout, zip_limits=zip_limits)
         self.sweep_staging()
 
@@ -181,14 +183,7 @@ class FolderSide:
                 items.append(load_item(self.layout.work / claim.source_ref, claim))
                 self._handed_out.add(claim.source_ref)
             claimed = False
-            candidates = scan_outbox(self.layout.outbox, self.layout.outbox_statuses)
-            if self._settle is not None:
-                self._settle.prune({str(candidate.path) for candidate in candidates})
-            for candidate in candidates:
-                if not room():
-                    break
-                if self._settle is not None and not self._settle.is_settled(candidate):
-                    continue
+            for candidate in self._candidates(room):
                 claim = ClaimName.new(candidate.name, self.instance, is_status=candidate.is_status)
                 target = self.layout.work / claim.source_ref
                 try:
@@ -209,6 +204,30 @@ class FolderSide:
                     fsutil.fsync_dir(directory)
                 self._work_seen = self._work_stamp()  # our own renames into work/
         return items
+
+    def _candidates(self, room: Callable[[], bool]) -> Iterator[Candidate]:
+        """Ready outbox entries to claim, oldest first, while ``room()`` says more are wanted.
+
+        WHY a remembered listing: a burst of hundreds of documents is taken a chunk per outbound
+        turn, and listing the whole outbox (a stat per bundle) for each chunk made the intake
+        quadratic. What one listing found is claimed over the next calls; the outbox is listed
+        again when that is used up — also within the same call, so that a call which still has
+        room has always seen the outbox as it is now. An entry that went away meanwhile (another
+        connector claimed it, the DMS withdrew it) just fails its rename and is skipped."""
+        listed_now = False
+        while room():
+            if not self._listed:
+                if listed_now:
+                    return
+                self._listed = deque(scan_outbox(self.layout.outbox, self.layout.outbox_statuses))
+                listed_now = True
+                if self._settle is not None:
+                    self._settle.prune({str(candidate.path) for candidate in self._listed})
+                continue
+            candidate = self._listed.popleft()
+            if self._settle is not None and not self._settle.is_settled(candidate):
+                continue  # seen again at the next listing
+            yield candidate
 
     def _work_stamp(self) -> tuple[int, int]:
         work, work_statuses = self._work_dirs

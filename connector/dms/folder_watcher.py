@@ -1,23 +1,29 @@
 """Noticing new outbox entries quickly, and eventually even when notifications are lost.
 
-inotify (through watchdog) tells us within milliseconds that something was renamed into
-``outbox/`` or ``outbox/statuses/``, or that a ``document.yaml`` or ``.ready`` appeared in a
-bundle. But inotify queues overflow, watches run out, and network filesystems send nothing, so a
-timer also calls the callback every ``rescan_seconds``. The callback only says "something may be
-ready": it must be cheap and thread-safe (set an event, or wake the outbound job); the outbound
-loop then calls ``FolderSide.claim_ready()``, which looks at the folder itself.
+inotify tells us within a millisecond that something was renamed into ``outbox/`` or
+``outbox/statuses/``, or that a ``document.yaml`` or ``.ready`` appeared in a bundle. But inotify
+queues overflow, watches run out, and network filesystems send nothing, so a timer also calls the
+callback every ``rescan_seconds``. The callback only says "something may be ready": it must be
+cheap and thread-safe (set an event, or wake the outbound job); the outbound loop then calls
+``FolderSide.claim_ready()``, which looks at the folder itself.
 
-Why the watches are not one recursive watch over ``outbox/``: watchdog's recursive inotify
-observer processes (in Python, under the GIL) every event below the outbox — each write of a DMS
-still filling a dot-named staging folder, each file of a bundle moved in, and the events of our
-own claims moving bundles out — and adds and drops a watch per bundle folder. At 100 documents a
-second that was a sixth of the daemon's busy time. So the observer watches ``outbox/`` and
-``outbox/statuses/`` only (non-recursively: a package or a finished bundle renamed in, a status
-dropped), plus each bundle folder that is *not ready yet* (no ``document.yaml``/``.ready``), so a
-DMS writing ``document.yaml`` last inside an existing folder still wakes us within milliseconds.
-Those bundle watches are dropped when the folder leaves the outbox or becomes ready (checked by
-a housekeeping tick of at most a second, off the event thread). The polling fallback stays
-recursive (it is a snapshot anyway).
+WHY watchdog's low-level :class:`~watchdog.observers.inotify_c.InotifyFD` and not its
+``Observer``: the observer pairs each ``IN_MOVED_FROM`` with its ``IN_MOVED_TO`` through a queue
+that holds a lone ``IN_MOVED_FROM`` for half a second — and holds every event queued behind it.
+Each of our own claims (a rename from ``outbox/`` into ``work/``) is such a lone event, so after
+every claim the next document's arrival was seen only up to 0.5 s later: 100–200 ms of a
+single document's drop-to-accepted latency went there. We need no pairing, only "a name
+arrived", so we ask the kernel for exactly that — ``IN_MOVED_TO``, ``IN_CREATE`` and
+``IN_CLOSE_WRITE``, never ``IN_MOVED_FROM`` — and our claims produce no events at all. One
+inotify descriptor and one reader thread serve every watch.
+
+What is watched: ``outbox/`` and ``outbox/statuses/`` (non-recursively: a package or a finished
+bundle renamed in, a status dropped), plus each bundle folder that is *not ready yet* (no
+``document.yaml``/``.ready``), so a DMS writing ``document.yaml`` last inside an existing folder
+still wakes us within milliseconds. A bundle's watch goes as soon as the bundle is ready, moves
+or is deleted (and, as a backstop, at a housekeeping tick of at most a second). Writes inside
+dot-named staging folders are never watched. Where inotify cannot be had (instance or watch
+limit reached) the watcher falls back to watchdog's polling observer, recursively, and says so.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import structlog
 from watchdog.events import (EVENT_TYPE_CLOSED, EVENT_TYPE_CREATED,
                              EVENT_TYPE_MODIFIED, EVENT_TYPE_MOVED, FileSystemEvent,
                              FileSystemEventHandler)
-from watchdog.observers import Observer
+from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, InotifyFD
 from watchdog.observers.polling import PollingObserver
 
 from connector.dms.folder_outbox import BUNDLE_METADATA, READY_MARKER, is_unfinished_name
@@ -41,43 +47,167 @@ log = structlog.get_logger(__name__)
 
 _INTERESTING = {EVENT_TYPE_CREATED, EVENT_TYPE_MOVED, EVENT_TYPE_CLOSED, EVENT_TYPE_MODIFIED}
 STATUSES_DIR = "statuses"
-MAX_BUNDLE_WATCHES = 32
-"""Not-ready bundle folders watched one by one at most (each watch is an inotify instance and a
-thread in watchdog); beyond, the periodic rescan finds them."""
+MAX_BUNDLE_WATCHES = 256
+"""Not-ready bundle folders watched one by one at most (each is an inotify watch, counted
+against ``fs.inotify.max_user_watches``); beyond, the periodic rescan finds them."""
 HOUSEKEEPING_SECONDS = 1.0
+DEGRADED_POLL_SECONDS = 1.0
+"""How often the polling fallback snapshots the outbox (a DMS outbox holds few entries)."""
+
+# "A name arrived" (renamed in, created, or finished writing) and "this folder itself went away".
+# IN_MOVED_FROM is deliberately absent: our own claims rename entries *out* of the outbox.
+_ARRIVALS = InotifyConstants.IN_MOVED_TO | InotifyConstants.IN_CREATE | InotifyConstants.IN_CLOSE_WRITE
+_SELF_GONE = InotifyConstants.IN_MOVE_SELF | InotifyConstants.IN_DELETE_SELF
+WATCH_MASK = _ARRIVALS | _SELF_GONE | InotifyConstants.IN_ONLYDIR | InotifyConstants.IN_EXCL_UNLINK
+
+
+def wakes(outbox: str, path: str) -> str | None:
+    """The path relative to ``outbox`` when an arrival at ``path`` may make something ready;
+    None for temporaries (``*.tmp``, ``*.part``, dot-names other than ``.ready``) and for
+    anything outside the outbox."""
+    relative = os.path.relpath(path, outbox)
+    if relative.startswith(".."):
+        return None
+    if any(is_unfinished_name(part) and part != READY_MARKER for part in relative.split(os.sep)):
+        return None
+    return relative
 
 
 class _OutboxEvents(FileSystemEventHandler):
-    """Filters the observer's events down to "something may be ready" (``notify``).
-    ``on_directory`` is told of each folder that appears directly in the outbox (the watcher
-    decides whether it needs its own watch) before ``notify`` is called for it."""
+    """The polling fallback's filter: watchdog events down to "something may be ready"
+    (``notify``)."""
 
-    def __init__(self, outbox: Path, notify: Callable[[str], None],
-                 on_directory: Callable[[str], None] | None = None) -> None:
+    def __init__(self, outbox: Path, notify: Callable[[str], None]) -> None:
         self.outbox = str(outbox)
         self.notify = notify
-        self.on_directory = on_directory
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type not in _INTERESTING:
             return
-        if (self.on_directory is not None and event.is_directory
-                and event.event_type in (EVENT_TYPE_CREATED, EVENT_TYPE_MOVED)):
-            path = os.fsdecode(event.dest_path if event.event_type == EVENT_TYPE_MOVED
-                               else event.src_path)
-            if (os.path.dirname(path) == self.outbox
-                    and not is_unfinished_name(os.path.basename(path))):
-                self.on_directory(path)
-        path = os.fsdecode(event.dest_path if event.event_type == EVENT_TYPE_MOVED else event.src_path)
         if event.event_type == EVENT_TYPE_MODIFIED and event.is_directory:
             return  # a directory's own mtime changes with every entry; the entry's event counts
-        relative = os.path.relpath(path, self.outbox)
-        if relative.startswith(".."):
-            return  # moved out of the outbox: our own claim
-        parts = relative.split(os.sep)
-        if any(is_unfinished_name(part) and part != READY_MARKER for part in parts):
+        path = os.fsdecode(event.dest_path if event.event_type == EVENT_TYPE_MOVED else event.src_path)
+        relative = wakes(self.outbox, path)
+        if relative is not None:
+            self.notify(relative)
+
+
+class _Watches:
+    """The inotify watches of one outbox, on one :class:`InotifyFD` (whose reader thread calls
+    :meth:`on_event`; the method names are watchdog's ``WatchCallback`` protocol)."""
+
+    def __init__(self, outbox: str, notify: Callable[[str | None], None]) -> None:
+        self.outbox = outbox
+        self.notify = notify
+        self.fd = InotifyFD()  # OSError when the instance limit is reached
+        self._lock = threading.Lock()
+        self._paths: dict[int, str] = {}           # watch descriptor -> folder
+        self._bundles: dict[str, int] = {}         # not-ready bundle folder -> watch descriptor
+        self._closing = False
+
+    # -------------------------------------------------------------------- set-up and tear-down
+    def start(self) -> None:
+        self._add(self.outbox)  # OSError (watch limit, outbox gone) -> the caller degrades
+        self.fd.start()
+        for entry in _directories(Path(self.outbox)):
+            self.directory_seen(entry)
+
+    def stop(self, timeout: float) -> None:
+        self._closing = True
+        self.fd.stop()  # closes the descriptor, which ends the reader thread
+        if self.fd.is_alive():
+            self.fd.join(timeout)
+
+    def _add(self, path: str) -> int:
+        wd = self.fd.add_callback(os.fsencode(path), WATCH_MASK, self, id(self))
+        with self._lock:
+            self._paths[wd] = path
+        return wd
+
+    def _drop(self, path: str) -> None:
+        with self._lock:
+            wd = self._bundles.pop(path, None)
+            if wd is None:
+                return
+            self._paths.pop(wd, None)
+        try:
+            self.fd.remove_callbacks([(wd, id(self))])
+        except (KeyError, OSError):
+            pass  # the kernel dropped it already (folder deleted)
+
+    @property
+    def bundle_watches(self) -> list[str]:
+        with self._lock:
+            return list(self._bundles)
+
+    # -------------------------------------------------------------------- bundles
+    def directory_seen(self, path: str) -> None:
+        """A folder appeared in the outbox: ``statuses/`` is watched for good; a bundle that is
+        not ready yet is watched until it is. The readiness check comes *after* the watch is in
+        place, so a ``document.yaml`` written in between is not missed."""
+        if os.path.basename(path) == STATUSES_DIR:
+            try:
+                self._add(path)
+            except OSError as error:
+                log.warning("statuses_watch_failed", path=path, error=str(error),
+                            fallback=f"periodic rescan")
             return
+        with self._lock:
+            if path in self._bundles or len(self._bundles) >= MAX_BUNDLE_WATCHES:
+                return
+        if _bundle_ready(path):
+            return  # the rename that brought it in already woke us
+        try:
+            wd = self._add(path)
+        except OSError as error:  # gone already, or out of watches: the rescan covers it
+            log.debug("bundle_watch_skipped", path=path, error=str(error))
+            return
+        with self._lock:
+            self._bundles[path] = wd
+        if _bundle_ready(path):
+            self._drop(path)
+            self.notify(os.path.relpath(path, self.outbox))
+
+    def housekeeping(self) -> None:
+        """Backstop: drop the watches of bundles that became ready or left without an event."""
+        for path in self.bundle_watches:
+            if _bundle_ready(path) or not os.path.isdir(path):
+                self._drop(path)
+
+    # -------------------------------------------------------------------- watchdog's callbacks
+    def on_event(self, event: InotifyEvent) -> None:
+        with self._lock:
+            folder = self._paths.get(event.wd)
+        if folder is None:
+            return
+        if event.mask & _SELF_GONE:
+            if folder in self._bundles:
+                self._drop(folder)  # claimed (moved away) or deleted: nothing to wait for
+            return
+        path = os.path.join(folder, os.fsdecode(event.name))
+        if folder == self.outbox and event.is_directory and (event.is_create or event.is_moved_to):
+            if not is_unfinished_name(os.path.basename(path)):
+                self.directory_seen(path)
+        relative = wakes(self.outbox, path)
+        if relative is None:
+            return
+        if folder in self._bundles and os.path.basename(path) in (BUNDLE_METADATA, READY_MARKER):
+            self._drop(folder)  # ready: its watch has done its job
         self.notify(relative)
+
+    def on_watch_deleted(self, wd: int) -> None:
+        with self._lock:
+            folder = self._paths.pop(wd, None)
+            if folder is not None:
+                self._bundles.pop(folder, None)
+        if folder == self.outbox and not self._closing:
+            log.warning("outbox_watch_lost", outbox=folder,
+                        note="the outbox folder was deleted or moved; the periodic rescan goes on")
+
+    def on_queue_overflow(self) -> None:
+        log.warning("outbox_events_overflowed", outbox=self.outbox,
+                    note="inotify dropped events; the outbox is relisted now")
+        self.notify(None)
 
 
 class FolderWatcher:
@@ -91,36 +221,38 @@ class FolderWatcher:
         self.rescan_seconds = rescan_seconds
         self.polling = polling
         self._stop = threading.Event()
-        self._observer: Observer | PollingObserver | None = None
-        self._handler: _OutboxEvents | None = None
-        self._watch_lock = threading.Lock()
-        self._watches: dict[str, tuple[object, bool]] = {}
+        self._inotify: _Watches | None = None
+        self._observer: PollingObserver | None = None
         self._timer: threading.Thread | None = None
 
+    @property
+    def _watches(self) -> list[str]:
+        """The bundle folders watched one by one now (tests look)."""
+        return self._inotify.bundle_watches if self._inotify is not None else []
+
     def start(self) -> None:
-        if self.polling:
-            self._observer = self._polling_observer(PollingObserver())
-        else:
-            observer = Observer()
-            handler = _OutboxEvents(self.outbox, self._notify, self._directory_seen)
+        if not self.polling:
             try:
-                observer.schedule(handler, str(self.outbox), recursive=False)
-                observer.start()
-                self._observer = observer
-                self._handler = handler
-                for entry in _directories(self.outbox):
-                    self._directory_seen(entry)
+                watches = _Watches(str(self.outbox), self._notify)
             except OSError as error:
-                # inotify watch or instance limit reached: degrade to polling, say so once.
-                log.warning("outbox_watch_degraded", outbox=str(self.outbox), error=str(error),
-                            fix="raise fs.inotify.max_user_watches / max_user_instances")
-                if observer.is_alive():
-                    observer.stop()
-                self._handler = None
-                self._observer = self._polling_observer(PollingObserver(
-                    timeout=max(1.0, min(self.rescan_seconds, 5.0))))
+                self._degrade(error)
+            else:
+                try:
+                    watches.start()
+                    self._inotify = watches
+                except OSError as error:
+                    watches.stop(1.0)
+                    self._degrade(error)
+        else:
+            self._observer = self._polling_observer(PollingObserver())
         self._timer = threading.Thread(target=self._rescan_loop, name="outbox-rescan", daemon=True)
         self._timer.start()
+
+    def _degrade(self, error: OSError) -> None:
+        """inotify instance or watch limit reached: poll instead, and say so once."""
+        log.warning("outbox_watch_degraded", outbox=str(self.outbox), error=str(error),
+                    fix="raise fs.inotify.max_user_watches / max_user_instances")
+        self._observer = self._polling_observer(PollingObserver(timeout=DEGRADED_POLL_SECONDS))
 
     def _polling_observer(self, observer: PollingObserver) -> PollingObserver:
         observer.schedule(_OutboxEvents(self.outbox, self._notify), str(self.outbox),
@@ -128,40 +260,10 @@ class FolderWatcher:
         observer.start()
         return observer
 
-    def _directory_seen(self, path: str) -> None:
-        """A folder appeared in the outbox: ``statuses/`` is watched for good; a bundle that is
-        not ready yet is watched until it is (or leaves), so that its ``document.yaml`` or
-        ``.ready`` wakes us. Ready bundles need no watch: the rename in already woke us."""
-        if self._observer is None or self._handler is None:
-            return
-        is_statuses = os.path.basename(path) == STATUSES_DIR
-        with self._watch_lock:
-            if path in self._watches:
-                return
-            if not is_statuses and (_bundle_ready(path)
-                                    or len(self._watches) >= MAX_BUNDLE_WATCHES):
-                return
-            try:
-                self._watches[path] = (self._observer.schedule(self._handler, path,
-                                                               recursive=False), is_statuses)
-            except OSError as error:  # gone already, or out of watches: the rescan covers it
-                log.debug("bundle_watch_skipped", path=path, error=str(error))
-
-    def _housekeeping(self) -> None:
-        """Drop the watches of bundles that became ready or left the outbox (off the event
-        thread: unscheduling joins the watch's emitter thread)."""
-        with self._watch_lock:
-            done = [path for path, (_, permanent) in self._watches.items()
-                    if not permanent and (_bundle_ready(path) or not os.path.isdir(path))]
-            watches = [self._watches.pop(path)[0] for path in done]
-        for watch in watches:
-            try:
-                self._observer.unschedule(watch)
-            except (KeyError, OSError):
-                pass
-
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        if self._inotify is not None:
+            self._inotify.stop(timeout)
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout)
@@ -180,9 +282,9 @@ class FolderWatcher:
         next_rescan = time.monotonic() + self.rescan_seconds
         while not self._stop.wait(max(0.0, min(HOUSEKEEPING_SECONDS,
                                                next_rescan - time.monotonic()))):
-            if self._watches:
+            if self._inotify is not None:
                 try:
-                    self._housekeeping()
+                    self._inotify.housekeeping()
                 except Exception:
                     log.exception("outbox_watch_housekeeping_failed")
             if time.monotonic() >= next_rescan:
@@ -192,7 +294,7 @@ class FolderWatcher:
     def _notify(self, relative: str | None) -> None:
         try:
             self.on_ready()
-        except Exception:  # a failing callback must not kill the observer thread
+        except Exception:  # a failing callback must not kill the reader thread
             log.exception("outbox_callback_failed", path=relative)
 
 

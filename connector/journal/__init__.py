@@ -30,6 +30,7 @@ from connector.journal.store import (
     Journal,
     JournalError,
     NewOutgoing,
+    Packaged,
     UnknownItem,
 )
 
@@ -37,6 +38,6 @@ __all__ = [
     "DEFAULT_STALE_AFTER", "KV_LAST_AXIS_CONTACT", "KV_LAST_POLL",
     "DeliveryRecord", "EventOutcome", "EventRecord", "IncomingRecord", "IncomingState",
     "InvalidTransition", "Journal", "JournalError", "MessageType", "NewOutgoing", "OutgoingKind",
-    "OutgoingRecord", "OutgoingState", "SignatureState", "StatusRecord", "UnknownItem",
+    "OutgoingRecord", "OutgoingState", "Packaged", "SignatureState", "StatusRecord", "UnknownItem",
     "backup", "new_id",
 ]

@@ -56,6 +56,18 @@ class NewOutgoing:
     meta: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class Packaged:
+    """What :meth:`Journal.mark_packaged` records: the stored bytes every attempt sends."""
+
+    package_path: str
+    sha256: str
+    size: int
+    document_id: str
+    business_type: int | None = None
+    recipients: Sequence[str] | None = None
+
+
 class OutgoingTransitions:
     """Reading and changing outgoing items (mixed into :class:`~connector.journal.store.Journal`)."""
 
@@ -247,45 +259,53 @@ class OutgoingTransitions:
         just before its first send; it stays ``sending``). Repeating it with the same SHA-256 is a
         no-op; with other bytes it is refused, because the item's identity is its stored package.
         """
-        now = now or utcnow()
+        packaged = Packaged(str(package_path), sha256, size, document_id, business_type,
+                            recipients)
         with self._write() as conn:
-            if self._returning:
-                written = conn.execute(_PACKAGED_FAST, {
-                    "b_id": item_id, "b_path": str(package_path), "b_sha256": sha256,
-                    "b_size": size, "b_document_id": document_id,
-                    "b_business_type": business_type, "b_now": now}).mappings().first()
-                if written is not None:
-                    deliveries = conn.execute(_DELIVERIES_OF, {"item_id": item_id}).mappings().all()
-                    if recipients is not None and self._set_recipients(
-                            conn, item_id, recipients, now,
-                            present={d["organ_id"] for d in deliveries}):
-                        deliveries = conn.execute(_DELIVERIES_OF,
-                                                  {"item_id": item_id}).mappings().all()
-                    self._packaged_event(conn, item_id, package_path, sha256, size, document_id,
-                                         business_type, recipients, now)
-                    return _record(written, _deliveries(deliveries))
-            row = self._outgoing_row(conn, item_id, lock=True)
-            if row["package_sha256"] is not None:
-                if row["package_sha256"] == sha256:
-                    return self._outgoing_record(conn, row)
-                raise InvalidTransition(
-                    f"outgoing item {item_id} is already packaged with other bytes "
-                    f"(sha256 {row['package_sha256'][:12]}…)",
-                    hint="a package is built once; enqueue a new item to send a new version")
-            state = OutgoingState(row["state"])
-            if state not in (OutgoingState.QUEUED, OutgoingState.SENDING):
-                raise InvalidTransition(f"outgoing item {item_id} is {state.value}, cannot be packaged",
-                                        hint="only queued or claimed items are packaged")
-            new_state = OutgoingState.PACKAGED if state is OutgoingState.QUEUED else state
-            values = dict(package_path=str(package_path), package_sha256=sha256,
-                          package_size=size, document_id=document_id,
-                          business_type=business_type, state=new_state.value, updated_at=now)
-            conn.execute(update(t.outgoing).where(t.outgoing.c.id == item_id).values(**values))
-            if recipients is not None:
-                self._set_recipients(conn, item_id, recipients, now)
-            self._packaged_event(conn, item_id, package_path, sha256, size, document_id,
-                                 business_type, recipients, now)
-            return self._outgoing_record(conn, {**row, **values})
+            return self._mark_packaged_in(conn, item_id, packaged, now or utcnow())
+
+    def _mark_packaged_in(self, conn: Connection, item_id: str, packaged: Packaged,
+                          now: dt.datetime) -> OutgoingRecord:
+        package_path, sha256, size = packaged.package_path, packaged.sha256, packaged.size
+        document_id, business_type = packaged.document_id, packaged.business_type
+        recipients = packaged.recipients
+        if self._returning:
+            written = conn.execute(_PACKAGED_FAST, {
+                "b_id": item_id, "b_path": str(package_path), "b_sha256": sha256,
+                "b_size": size, "b_document_id": document_id,
+                "b_business_type": business_type, "b_now": now}).mappings().first()
+            if written is not None:
+                deliveries = conn.execute(_DELIVERIES_OF, {"item_id": item_id}).mappings().all()
+                if recipients is not None and self._set_recipients(
+                        conn, item_id, recipients, now,
+                        present={d["organ_id"] for d in deliveries}):
+                    deliveries = conn.execute(_DELIVERIES_OF,
+                                              {"item_id": item_id}).mappings().all()
+                self._packaged_event(conn, item_id, package_path, sha256, size, document_id,
+                                     business_type, recipients, now)
+                return _record(written, _deliveries(deliveries))
+        row = self._outgoing_row(conn, item_id, lock=True)
+        if row["package_sha256"] is not None:
+            if row["package_sha256"] == sha256:
+                return self._outgoing_record(conn, row)
+            raise InvalidTransition(
+                f"outgoing item {item_id} is already packaged with other bytes "
+                f"(sha256 {row['package_sha256'][:12]}…)",
+                hint="a package is built once; enqueue a new item to send a new version")
+        state = OutgoingState(row["state"])
+        if state not in (OutgoingState.QUEUED, OutgoingState.SENDING):
+            raise InvalidTransition(f"outgoing item {item_id} is {state.value}, cannot be packaged",
+                                    hint="only queued or claimed items are packaged")
+        new_state = OutgoingState.PACKAGED if state is OutgoingState.QUEUED else state
+        values = dict(package_path=str(package_path), package_sha256=sha256,
+                      package_size=size, document_id=document_id,
+                      business_type=business_type, state=new_state.value, updated_at=now)
+        conn.execute(update(t.outgoing).where(t.outgoing.c.id == item_id).values(**values))
+        if recipients is not None:
+            self._set_recipients(conn, item_id, recipients, now)
+        self._packaged_event(conn, item_id, package_path, sha256, size, document_id,
+                             business_type, recipients, now)
+        return self._outgoing_record(conn, {**row, **values})
 
     def _packaged_event(self, conn: Connection, item_id: str, package_path: str, sha256: str,
                         size: int, document_id: str, business_type: int | None,
@@ -376,39 +396,51 @@ class OutgoingTransitions:
                              "note": "found in sending after a restart; it will be sent again"}, now)
             return [row["id"] for row in rows]
 
-    def record_sent(self, item_id: str, axis_doc_id: str, *,
-                    now: dt.datetime | None = None) -> OutgoingRecord:
+    def record_sent(self, item_id: str, axis_doc_id: str, *, now: dt.datetime | None = None,
+                    packaged: Packaged | None = None) -> OutgoingRecord:
         """The axis accepted the package and gave ``axis_doc_id``. Recorded from any state, since
         it is a fact about the outside world (even if the claim was meanwhile recovered).
         Already ``sent`` with the same DocId: no-op; with another DocId (it was sent twice, which
         at-least-once allows), the first DocId is kept and a ``sent_again`` event notes the second.
+
+        ``packaged``: the item was packaged in this attempt and its first send succeeded, so
+        ``mark_packaged`` and this are one transaction (one commit, one fsync, instead of two
+        per document). The bytes were stored durably before they were sent, and the package
+        store keeps the first bytes stored for an item, so a crash before this commit resends
+        exactly those bytes (see :mod:`connector.package_store`).
         """
         now = now or utcnow()
         with self._write() as conn:
-            if self._returning:
-                # The usual case, sent from ``sending``, in one statement.
-                written = conn.execute(_SENT_FAST, {"b_id": item_id, "b_axis_doc_id": axis_doc_id,
-                                                    "b_now": now}).mappings().first()
-                if written is not None:
-                    self._event(conn, item_id, "outgoing", "sent", EventOutcome.OK,
-                                {"axis_doc_id": axis_doc_id, "attempts": written["attempts"]}, now)
-                    return self._outgoing_record(conn, written)
-            row = self._outgoing_row(conn, item_id, lock=True)
-            if row["state"] == OutgoingState.SENT.value:
-                if row["axis_doc_id"] != axis_doc_id:
-                    self._event(conn, item_id, "outgoing", "sent_again", EventOutcome.INFO,
-                                {"axis_doc_id": axis_doc_id, "kept": row["axis_doc_id"]}, now)
-                return self._outgoing_record(conn, row)
-            values = dict(state=OutgoingState.SENT.value, axis_doc_id=axis_doc_id,
-                          next_attempt_at=None, claimed_at=None, claimed_by=None,
-                          last_error=None, updated_at=now)
-            conn.execute(update(t.outgoing).where(t.outgoing.c.id == item_id).values(**values))
-            detail: dict[str, Any] = {"axis_doc_id": axis_doc_id, "attempts": row["attempts"]}
-            if row["state"] != OutgoingState.SENDING.value:
-                detail["from_state"] = row["state"]
-            self._event(conn, item_id, "outgoing", "sent", EventOutcome.OK, detail, now)
-            # The row as written (no read-back: the row was read in this transaction).
-            return self._outgoing_record(conn, {**row, **values})
+            if packaged is not None:
+                self._mark_packaged_in(conn, item_id, packaged, now)
+            return self._record_sent_in(conn, item_id, axis_doc_id, now)
+
+    def _record_sent_in(self, conn: Connection, item_id: str, axis_doc_id: str,
+                        now: dt.datetime) -> OutgoingRecord:
+        if self._returning:
+            # The usual case, sent from ``sending``, in one statement.
+            written = conn.execute(_SENT_FAST, {"b_id": item_id, "b_axis_doc_id": axis_doc_id,
+                                                "b_now": now}).mappings().first()
+            if written is not None:
+                self._event(conn, item_id, "outgoing", "sent", EventOutcome.OK,
+                            {"axis_doc_id": axis_doc_id, "attempts": written["attempts"]}, now)
+                return self._outgoing_record(conn, written)
+        row = self._outgoing_row(conn, item_id, lock=True)
+        if row["state"] == OutgoingState.SENT.value:
+            if row["axis_doc_id"] != axis_doc_id:
+                self._event(conn, item_id, "outgoing", "sent_again", EventOutcome.INFO,
+                            {"axis_doc_id": axis_doc_id, "kept": row["axis_doc_id"]}, now)
+            return self._outgoing_record(conn, row)
+        values = dict(state=OutgoingState.SENT.value, axis_doc_id=axis_doc_id,
+                      next_attempt_at=None, claimed_at=None, claimed_by=None,
+                      last_error=None, updated_at=now)
+        conn.execute(update(t.outgoing).where(t.outgoing.c.id == item_id).values(**values))
+        detail: dict[str, Any] = {"axis_doc_id": axis_doc_id, "attempts": row["attempts"]}
+        if row["state"] != OutgoingState.SENDING.value:
+            detail["from_state"] = row["state"]
+        self._event(conn, item_id, "outgoing", "sent", EventOutcome.OK, detail, now)
+        # The row as written (no read-back: the row was read in this transaction).
+        return self._outgoing_record(conn, {**row, **values})
 
     def record_attempt_failed(self, item_id: str, error: str, *,
                               retry_at: dt.datetime | None = None, permanent: bool = False,

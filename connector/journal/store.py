@@ -51,7 +51,8 @@ from connector.journal.errors import InvalidTransition, JournalError, UnknownIte
 from connector.journal.incoming import IncomingTransitions
 from connector.journal.instances import InstanceAdoption
 from connector.journal.migrate import upgrade_to_head
-from connector.journal.outgoing import DEFAULT_STALE_AFTER, NewOutgoing, OutgoingTransitions
+from connector.journal.outgoing import (DEFAULT_STALE_AFTER, NewOutgoing, OutgoingTransitions,
+                                       Packaged)
 from connector.journal.records import (
     EventRecord,
     IncomingRecord,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 from .conftest import drop_file
 
@@ -131,3 +132,84 @@ def test_writes_inside_a_dot_named_staging_folder_do_not_wake_it(side, exchange)
         drop_file(exchange / "outbox" / "marker.edxml")
         assert wakeups.wait_for()
     assert wakeups.count == 1
+
+
+def test_renaming_an_entry_out_of_the_outbox_does_not_wake_it(side, exchange, tmp_path):
+    """Our own claims rename entries out of the outbox: no event for them (no IN_MOVED_FROM),
+    so they cannot hold up the next arrival's wake-up either."""
+    wakeups = Wakeups()
+    package = drop_file(exchange / "outbox" / "claimed.edxml")
+    bundle = exchange / "outbox" / "claimed-bundle"
+    bundle.mkdir()
+    (bundle / "document.yaml").write_text("to: []")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with side.watcher(wakeups, rescan_seconds=3600):
+        os.rename(package, elsewhere / package.name)
+        os.rename(bundle, elsewhere / bundle.name)
+        drop_file(exchange / "outbox" / "marker.edxml")
+        assert wakeups.wait_for()
+    assert wakeups.count == 1, "a rename out of the outbox woke the loop"
+
+
+def test_a_bundle_loses_its_watch_once_ready_or_moved_away(side, exchange, tmp_path):
+    wakeups = Wakeups()
+    with side.watcher(wakeups, rescan_seconds=3600) as watcher:
+        ready_later = exchange / "outbox" / "ready-later"
+        moved_away = exchange / "outbox" / "moved-away"
+        ready_later.mkdir()
+        moved_away.mkdir()
+        assert until(lambda: len(watcher._watches) == 2), "the new bundles were not watched"
+        assert sorted(os.path.basename(p) for p in watcher._watches) == ["moved-away",
+                                                                         "ready-later"]
+        wakeups.reset()
+        (ready_later / ".ready").write_bytes(b"")
+        assert wakeups.wait_for()
+        os.rename(moved_away, tmp_path / "moved-away")
+        # The watch of a folder that moved away is dropped on its IN_MOVE_SELF event; what the
+        # folder then receives elsewhere must not wake the outbox loop.
+        wakeups.reset()
+        (tmp_path / "moved-away" / "document.yaml").write_text("to: []")
+        drop_file(exchange / "outbox" / "marker.edxml")
+        assert wakeups.wait_for()
+        assert watcher._watches == []
+    assert wakeups.count == 1
+
+
+def until(condition, timeout: float = 10.0) -> bool:
+    """Wait (bounded) until ``condition()`` holds; the watcher works on its own thread."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def test_the_polling_fallback_wakes_on_a_rename(side, exchange):
+    wakeups = Wakeups()
+    with side.watcher(wakeups, rescan_seconds=3600, polling=True):
+        drop_file(exchange / "outbox" / "polled.edxml")
+        assert wakeups.wait_for(), "the polling observer did not notice a package"
+
+
+def test_inotify_refused_degrades_to_polling_with_a_warning(side, exchange, monkeypatch):
+    """The inotify instance limit (EMFILE from inotify_init) is injected: the watcher says so
+    once and polls instead, so documents are still noticed."""
+    import errno
+
+    import structlog
+
+    from connector.dms import folder_watcher
+
+    def refuse() -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(folder_watcher, "InotifyFD", refuse)
+    wakeups = Wakeups()
+    with structlog.testing.capture_logs() as logs:
+        with side.watcher(wakeups, rescan_seconds=3600):
+            drop_file(exchange / "outbox" / "polled.edxml")
+            assert wakeups.wait_for(), "the degraded watcher did not notice a package"
+    warnings = [entry for entry in logs if entry["event"] == "outbox_watch_degraded"]
+    assert len(warnings) == 1 and "max_user_instances" in warnings[0]["fix"]
