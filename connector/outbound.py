@@ -137,6 +137,7 @@ class Outbound:
         self.stopping = threading.Event()
         self.threads = PIPELINE_THREADS_PER_SLOT * self.settings.concurrency
         self._send_slots = threading.BoundedSemaphore(self.settings.concurrency)
+        self._timings = threading.local()  # this thread's last send: slot wait, HTTP time
         self._executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="send")
 
     # ============================================================================ intake
@@ -463,11 +464,16 @@ class Outbound:
         self._count_send("accepted")
         if self.health is not None:
             self.health.record_axis_success()
+        recording = time.monotonic()
         sent = self.journal.record_sent(record.id, doc_id, packaged=packaged)
+        now = time.monotonic()
+        # Where the time went: waiting for a send slot, the HTTP request, the journal commit.
         log.info("outgoing_sent", item_id=record.id, document_id=sent.document_id,
                  axis_doc_id=doc_id, attempt=record.attempts, from_state="sending",
-                 to_state=sent.state.value,
-                 duration_ms=round((time.monotonic() - started) * 1000, 1))
+                 to_state=sent.state.value, duration_ms=round((now - started) * 1000, 1),
+                 slot_wait_ms=getattr(self._timings, "wait_ms", None),
+                 send_ms=getattr(self._timings, "send_ms", None),
+                 journal_ms=round((now - recording) * 1000, 1))
         self._tell_side_sent(sent)
 
     def _attempt_failed(self, record: OutgoingRecord, error: str) -> None:
@@ -559,8 +565,13 @@ class Outbound:
             raise InputError("the stored package changed on disk since it was packaged",
                              file=str(path), hint="restore it from a backup, or cancel the item "
                                                   "and send the document again")
+        waited = time.monotonic()
         with self._send_slot(record):
-            return self._post(path, digest)
+            posted = time.monotonic()
+            doc_id = self._post(path, digest)
+        self._timings.wait_ms = round((posted - waited) * 1000, 1)
+        self._timings.send_ms = round((time.monotonic() - posted) * 1000, 1)
+        return doc_id
 
     @contextlib.contextmanager
     def _send_slot(self, record: OutgoingRecord) -> Iterator[None]:

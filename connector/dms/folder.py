@@ -87,6 +87,8 @@ class FolderSide:
         self._waiting: dict[str, ClaimName] = {}
         self._work_listed_at: float | None = None
         self._work_seen: tuple[int, int] | None = None
+        self._own_changes = 0  # this process's changes to work/ under way (see _changing_work)
+        self._burst_from_seen = False
         self._work_dirs = (str(self.layout.work), str(self.layout.work_statuses))
         self._settle = SettleTracker(settle_seconds) if settle_seconds else None
         self._listed: deque[Candidate] = deque()  # the last outbox listing, not yet claimed
@@ -167,7 +169,7 @@ class FolderSide:
             now = time.monotonic()
             stamp = self._work_stamp()
             if (self._work_listed_at is None or now - self._work_listed_at >= WORK_RELIST_SECONDS
-                    or stamp != self._work_seen):
+                    or (stamp != self._work_seen and not self._own_changes)):
                 self._waiting = {claim.source_ref: claim for claim in self._own_claims()
                                  if claim.source_ref not in self._handed_out}
                 self._work_listed_at = now
@@ -238,15 +240,23 @@ class FolderSide:
 
     def _changing_work(self, change: Callable[[], None]) -> None:
         """Run one of this process's own changes to work/ and carry ``_work_seen`` over it, so
-        that it does not look like another process's change (which makes work/ listed again)."""
-        before = self._work_stamp()
+        that it does not look like another process's change (which makes work/ listed again).
+
+        Several send threads archive at once, so the carry-over is per burst of own changes:
+        while any is under way, a changed mtime says nothing (``claim_ready`` relies on its
+        once-a-second relisting then), and when the last one ends, the mtime is taken as seen
+        if nothing unseen had changed work/ before the burst began."""
+        with self._mutex:
+            if not self._own_changes:
+                self._burst_from_seen = self._work_stamp() == self._work_seen
+            self._own_changes += 1
         try:
             change()
         finally:
-            after = self._work_stamp()
             with self._mutex:
-                if self._work_seen == before:
-                    self._work_seen = after
+                self._own_changes -= 1
+                if not self._own_changes and self._burst_from_seen:
+                    self._work_seen = self._work_stamp()
 
     def _own_claims(self) -> list[ClaimName]:
         claims = []

@@ -410,13 +410,19 @@ class OutgoingTransitions:
         exactly those bytes (see :mod:`connector.package_store`).
         """
         now = now or utcnow()
-        with self._write() as conn:
-            if packaged is not None:
-                self._mark_packaged_in(conn, item_id, packaged, now)
-            return self._record_sent_in(conn, item_id, axis_doc_id, now)
+
+        def transition(conn: Connection) -> OutgoingRecord:
+            deliveries = None
+            if packaged is not None:  # its deliveries are final now: no second read below
+                deliveries = self._mark_packaged_in(conn, item_id, packaged, now).deliveries
+            return self._record_sent_in(conn, item_id, axis_doc_id, now, deliveries)
+
+        # One per document, from every send thread at once: committed in groups (see
+        # connector.journal.group_commit), each caller returning once its own is committed.
+        return self._group_commit.run(transition)
 
     def _record_sent_in(self, conn: Connection, item_id: str, axis_doc_id: str,
-                        now: dt.datetime) -> OutgoingRecord:
+                        now: dt.datetime, deliveries: tuple | None = None) -> OutgoingRecord:
         if self._returning:
             # The usual case, sent from ``sending``, in one statement.
             written = conn.execute(_SENT_FAST, {"b_id": item_id, "b_axis_doc_id": axis_doc_id,
@@ -424,6 +430,8 @@ class OutgoingTransitions:
             if written is not None:
                 self._event(conn, item_id, "outgoing", "sent", EventOutcome.OK,
                             {"axis_doc_id": axis_doc_id, "attempts": written["attempts"]}, now)
+                if deliveries is not None:
+                    return _record(written, deliveries)
                 return self._outgoing_record(conn, written)
         row = self._outgoing_row(conn, item_id, lock=True)
         if row["state"] == OutgoingState.SENT.value:

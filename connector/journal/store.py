@@ -48,6 +48,7 @@ from sqlalchemy.exc import IntegrityError
 from connector.journal import schema as t
 from connector.journal.engine import BEGIN_MODE_OPTION, create_journal_engine, sqlite_path
 from connector.journal.errors import InvalidTransition, JournalError, UnknownItem
+from connector.journal.group_commit import GroupCommit
 from connector.journal.incoming import IncomingTransitions
 from connector.journal.instances import InstanceAdoption
 from connector.journal.migrate import upgrade_to_head
@@ -103,6 +104,8 @@ class Journal(OutgoingTransitions, IncomingTransitions, RecipientStatuses, Insta
         # latency to every hand-over; other processes (the CLI) still meet the busy timeout.
         # PostgreSQL writers run in parallel (row locks), so no lock there.
         self._write_lock = threading.RLock() if engine.dialect.name == "sqlite" else None
+        # The hottest transition (``record_sent``, one per document) is committed in groups.
+        self._group_commit = GroupCommit(self._write_lock, self._write)
         # ``UPDATE … RETURNING`` (SQLite ≥ 3.35, PostgreSQL; not MySQL/MariaDB): one statement per
         # hot transition instead of read + update; without it the read-first path runs.
         self._returning = bool(getattr(engine.dialect, "update_returning", False))
