@@ -198,8 +198,11 @@ class FolderSide:
                 item = load_item(target, claim)
                 items.append(item)
                 self._handed_out.add(claim.source_ref)
-                log.info("folder_item_claimed", item=claim.display_name, source_ref=claim.source_ref,
-                         problem=item.problem.one_line() if item.problem else None)
+                # At debug level when the item is fine: the outbound pipeline's
+                # ``outgoing_enqueued`` line names the same item and claim a moment later.
+                (log.info if item.problem else log.debug)(
+                    "folder_item_claimed", item=claim.display_name, source_ref=claim.source_ref,
+                    problem=item.problem.one_line() if item.problem else None)
             if claimed:  # one fsync per folder per batch makes every claim of it durable
                 for directory in (self.layout.work, self.layout.work_statuses,
                                   self.layout.outbox, self.layout.outbox_statuses):
