@@ -20,7 +20,6 @@ makes every step safe to repeat), close, exit 0 — within 10 s.
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import os
 import signal
 import sys
@@ -31,6 +30,7 @@ from typing import Any
 
 from connector.config import Settings, load_config
 from connector.logs import configure_logging, get_logger, set_level
+from connector.process_tuning import tune_garbage_collector
 
 log = get_logger(__name__)
 
@@ -91,7 +91,7 @@ class Daemon:
         except BaseException:
             self._close_quietly()
             raise
-        _tune_garbage_collector()
+        tune_garbage_collector()
         log.info("daemon_started", organ_id=self.settings.agency.organ_id,
                  duration_ms=round((time.monotonic() - started) * 1000, 1),
                  sides=sorted(self.runtime.sides))
@@ -550,22 +550,6 @@ def _start_packaging_pool(configured: int | None):
         workers = cores if cores >= 2 else 0
     return PackagingPool.start(workers) if workers > 0 else None
 
-
-GC_THRESHOLDS = (20_000, 50, 100)
-"""Objects allocated before a young-generation collection, and collections before an older
-one (Python's defaults: 700, 10, 10)."""
-
-
-def _tune_garbage_collector() -> None:
-    """Once started, move everything loaded so far (modules, configuration, the journal's
-    compiled statements) out of the collector's sight (``gc.freeze``) and collect less often.
-    WHY: each document allocates tens of thousands of short-lived objects (SQLAlchemy rows,
-    pydantic models, log events); with the defaults the collector ran hundreds of times a second
-    and its full passes walked every long-lived object each time — a few per cent of the
-    daemon's CPU. Reference counting frees almost all of those objects anyway; the collector is
-    only needed for cycles, which are rare here."""
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _flush() -> None:
