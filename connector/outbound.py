@@ -15,11 +15,12 @@ The steps and why they are in this order:
    written and signed in one streaming pass into the package store (durable before anything is
    sent; the store keeps the first bytes stored for an item). The journal records the package's
    SHA-256 with the outcome of its first send: in the same transaction as ``sent``, or just
-   before a failure is recorded. Ready packages are read, and signed when unsigned. Statuses (and the
-   take-back request, status 13) become one package per receiver, stored as one set — one
-   journal item with several packages; a retry resends the whole set and receivers
+   before a failure is recorded. Ready packages are read, and signed when unsigned. Statuses
+   (and the take-back request, status 13) become one package per receiver, stored as one set —
+   one journal item with several packages; a retry resends the whole set and receivers
    de-duplicate.
-4. **Send**: every attempt sends the stored bytes (checked against the journal's SHA-256).
+4. **Send**: every attempt sends the stored bytes (checked against the journal's SHA-256), in
+   one of the ``outbound.concurrency`` send slots.
    Accepted → ``record_sent`` (axis DocId) → ``side.mark_sent``. Refused for good → ``failed``
    with the axis's reason → ``side.mark_failed`` with the retry command. Transient → retried with
    exponential backoff and jitter, capped, until ``outbound.max_attempts``. Authentication

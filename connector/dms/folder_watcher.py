@@ -56,7 +56,8 @@ DEGRADED_POLL_SECONDS = 1.0
 
 # "A name arrived" (renamed in, created, or finished writing) and "this folder itself went away".
 # IN_MOVED_FROM is deliberately absent: our own claims rename entries *out* of the outbox.
-_ARRIVALS = InotifyConstants.IN_MOVED_TO | InotifyConstants.IN_CREATE | InotifyConstants.IN_CLOSE_WRITE
+_ARRIVALS = (InotifyConstants.IN_MOVED_TO | InotifyConstants.IN_CREATE
+             | InotifyConstants.IN_CLOSE_WRITE)
 _SELF_GONE = InotifyConstants.IN_MOVE_SELF | InotifyConstants.IN_DELETE_SELF
 WATCH_MASK = _ARRIVALS | _SELF_GONE | InotifyConstants.IN_ONLYDIR | InotifyConstants.IN_EXCL_UNLINK
 
@@ -86,7 +87,8 @@ class _OutboxEvents(FileSystemEventHandler):
             return
         if event.event_type == EVENT_TYPE_MODIFIED and event.is_directory:
             return  # a directory's own mtime changes with every entry; the entry's event counts
-        path = os.fsdecode(event.dest_path if event.event_type == EVENT_TYPE_MOVED else event.src_path)
+        moved = event.event_type == EVENT_TYPE_MOVED
+        path = os.fsdecode(event.dest_path if moved else event.src_path)
         relative = wakes(self.outbox, path)
         if relative is not None:
             self.notify(relative)
@@ -150,7 +152,7 @@ class _Watches:
                 self._add(path)
             except OSError as error:
                 log.warning("statuses_watch_failed", path=path, error=str(error),
-                            fallback=f"periodic rescan")
+                            fallback="periodic rescan")
             return
         with self._lock:
             if path in self._bundles or len(self._bundles) >= MAX_BUNDLE_WATCHES:
