@@ -551,7 +551,6 @@ def _start_packaging_pool(configured: int | None):
     return PackagingPool.start(workers) if workers > 0 else None
 
 
-
 def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from connector.axis.errors import AxisAuthError, PermanentAxisError
 from connector.dms.base import (Failure, OutgoingItem, OutgoingKind, Receipt, StatusRequest)
@@ -138,7 +138,6 @@ class Outbound:
         self.stopping = threading.Event()
         self.threads = PIPELINE_THREADS_PER_SLOT * self.settings.concurrency
         self._send_slots = threading.BoundedSemaphore(self.settings.concurrency)
-        self._timings = threading.local()  # this thread's last send: slot wait, HTTP time
         self._executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="send")
 
     # ============================================================================ intake
@@ -430,13 +429,10 @@ class Outbound:
             if record.needs_packaging:
                 record, packaged = self._package(record)
             try:
-                doc_id = self._transmit(record, just_stored=packaged is not None)
+                transmitted = self._transmit(record, just_stored=packaged is not None)
             except BaseException:
                 if packaged is not None:
-                    record = self.journal.mark_packaged(
-                        record.id, package_path=packaged.package_path, sha256=packaged.sha256,
-                        size=packaged.size, document_id=packaged.document_id,
-                        business_type=packaged.business_type, recipients=packaged.recipients)
+                    record = self.journal.record_packaged(record.id, packaged)
                 raise
         except _Released:
             pass
@@ -453,15 +449,16 @@ class Outbound:
         except Exception as error:  # transient: axis unreachable, 5xx, disk trouble...
             self._attempt_failed(record, _describe(error))
         else:
-            self._sent(record, doc_id, started, packaged)
+            self._sent(record, transmitted, started, packaged)
         finally:
             with self._idle:
                 self._inflight.discard(record.id)
                 self._idle.notify_all()
             self.wake.set()
 
-    def _sent(self, record: OutgoingRecord, doc_id: str, started: float,
+    def _sent(self, record: OutgoingRecord, transmitted: _Transmitted, started: float,
               packaged: Packaged | None = None) -> None:
+        doc_id = transmitted.doc_id
         self._count_send("accepted")
         if self.health is not None:
             self.health.record_axis_success()
@@ -472,8 +469,7 @@ class Outbound:
         log.info("outgoing_sent", item_id=record.id, document_id=sent.document_id,
                  axis_doc_id=doc_id, attempt=record.attempts, from_state="sending",
                  to_state=sent.state.value, duration_ms=round((now - started) * 1000, 1),
-                 slot_wait_ms=getattr(self._timings, "wait_ms", None),
-                 send_ms=getattr(self._timings, "send_ms", None),
+                 slot_wait_ms=transmitted.slot_wait_ms, send_ms=transmitted.send_ms,
                  journal_ms=round((now - recording) * 1000, 1))
         self._tell_side_sent(sent)
 
@@ -545,8 +541,9 @@ class Outbound:
                                    document_id=packaged.document_id,
                                    business_type=packaged.business_type), packaged
 
-    def _transmit(self, record: OutgoingRecord, *, just_stored: bool = False) -> str:
-        """Send the stored bytes; returns the axis DocId (comma-joined for a set).
+    def _transmit(self, record: OutgoingRecord, *, just_stored: bool = False) -> _Transmitted:
+        """Send the stored bytes; returns the axis DocId (comma-joined for a set) and where the
+        time went.
 
         Before each attempt the stored file is checked against the journal's SHA-256 (it may
         have been damaged or replaced since it was packaged) — except right after packaging it
@@ -570,9 +567,8 @@ class Outbound:
         with self._send_slot(record):
             posted = time.monotonic()
             doc_id = self._post(path, digest)
-        self._timings.wait_ms = round((posted - waited) * 1000, 1)
-        self._timings.send_ms = round((time.monotonic() - posted) * 1000, 1)
-        return doc_id
+        return _Transmitted(doc_id, slot_wait_ms=round((posted - waited) * 1000, 1),
+                            send_ms=round((time.monotonic() - posted) * 1000, 1))
 
     @contextlib.contextmanager
     def _send_slot(self, record: OutgoingRecord) -> Iterator[None]:
@@ -604,6 +600,14 @@ class Outbound:
         with timer:
             # The digest just checked is the hash-file header: no second pass over the file.
             return axis.send_edoc(path, sha256=digest).doc_id
+
+
+class _Transmitted(NamedTuple):
+    """An accepted send: the axis DocId, the wait for a send slot and the HTTP time (ms)."""
+
+    doc_id: str
+    slot_wait_ms: float
+    send_ms: float
 
 
 class _null:

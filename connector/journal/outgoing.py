@@ -259,8 +259,13 @@ class OutgoingTransitions:
         just before its first send; it stays ``sending``). Repeating it with the same SHA-256 is a
         no-op; with other bytes it is refused, because the item's identity is its stored package.
         """
-        packaged = Packaged(str(package_path), sha256, size, document_id, business_type,
-                            recipients)
+        return self.record_packaged(item_id, Packaged(str(package_path), sha256, size,
+                                                      document_id, business_type, recipients),
+                                    now=now)
+
+    def record_packaged(self, item_id: str, packaged: Packaged, *,
+                        now: dt.datetime | None = None) -> OutgoingRecord:
+        """:meth:`mark_packaged` with its values in one :class:`Packaged`."""
         with self._write() as conn:
             return self._mark_packaged_in(conn, item_id, packaged, now or utcnow())
 
