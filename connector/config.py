@@ -389,6 +389,11 @@ class OutboundConfig(_Section):
         default=None, ge=0, le=64,
         description="worker processes that build and sign documents (0: in the daemon process; "
                     "default: one per core when there are at least two)")
+    send_processes: int | None = Field(
+        default=None, ge=0, le=64,
+        description="worker processes that send packages to the axis (0: from the daemon "
+                    "process; default: one per send slot, at most 8, when there are at least "
+                    "two cores)")
 
     @field_validator("plain_extensions")
     @classmethod

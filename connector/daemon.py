@@ -147,6 +147,10 @@ class Daemon:
                         note="recipients are checked by the axis until the list loads")
         if runtime.packaging_pool is None:
             runtime.packaging_pool = _start_packaging_pool(settings.outbound.packaging_processes)
+        if runtime.send_pool is None and not runtime.axis_session_injected:
+            runtime.send_pool = _start_send_pool(settings.outbound, runtime.axis_settings)
+            if runtime.send_pool is not None:
+                runtime.send_pool.observe = self._observe_worker_request
         self.outbound = Outbound(runtime, metrics=self.metrics, health=self.health)
         self.inbound = Inbound(runtime, self.outbound, metrics=self.metrics, health=self.health)
         self._health_server = start_health_server(
@@ -338,23 +342,32 @@ class Daemon:
 
     def _hook_axis_responses(self) -> None:
         """Every axis response's HTTP Date tells readiness how far our clock is off; every
-        request feeds the latency histogram (timed at the transport, see Metrics)."""
-        from connector.health import clock_skew_from_date
-
-        health = self.health
+        request feeds the latency histogram (timed at the transport, see Metrics). The send
+        workers' requests come back through :meth:`_observe_worker_request`."""
 
         def on_response(response, *args, **kwargs):
-            date = response.headers.get("Date")
-            if date:
-                skew = clock_skew_from_date(date, time.time())
-                if skew is not None:
-                    health.update(clock_skew_seconds=skew)
+            self._observe_axis_date(response.headers.get("Date"))
             return response
 
         session = getattr(self.runtime.axis, "session", None)
         if session is not None:
             session.hooks.setdefault("response", []).append(on_response)
             self.metrics.instrument_session(session)
+
+    def _observe_axis_date(self, date: str | None) -> None:
+        from connector.health import clock_skew_from_date
+
+        if date:
+            skew = clock_skew_from_date(date, time.time())
+            if skew is not None:
+                self.health.update(clock_skew_seconds=skew)
+
+    def _observe_worker_request(self, url: str, seconds: float, date: str | None) -> None:
+        """One HTTP request a send worker made: as if this process's transport had seen it."""
+        from connector.metrics import axis_operation_of
+
+        self.metrics.observe_axis_request(axis_operation_of(url), seconds)
+        self._observe_axis_date(date)
 
     def _refresh_status(self) -> None:
         """Every few seconds: item counts, oldest pending ages, journal size, certificate
@@ -431,6 +444,23 @@ class Daemon:
         self._notifier.ready(self._status_text())
 
     # ============================================================================ stopping
+    def _stop_pools(self, deadline: float) -> None:
+        """Stop the worker processes, both pools at once. Before the busy-thread check: the
+        workers must not outlive the daemon. Bounded: a worker stuck on a dead disk or a hung
+        axis must not hold the stop; should one be left, it exits by itself once this process
+        is gone (its orphan check)."""
+        stoppers = []
+        for name in ("packaging_pool", "send_pool"):
+            pool = getattr(self.runtime, name)
+            if pool is None:
+                continue
+            stopper = threading.Thread(target=pool.shutdown, name=f"{name}-stop", daemon=True)
+            stopper.start()
+            stoppers.append(stopper)
+            setattr(self.runtime, name, None)
+        for stopper in stoppers:
+            stopper.join(max(0.5, deadline - time.monotonic() - 2.0))
+
     def _stop(self) -> int:
         deadline = time.monotonic() + STOP_BUDGET_SECONDS
         if self._notifier is not None:
@@ -447,15 +477,7 @@ class Daemon:
             clean = self.outbound.shutdown(SEND_GRACE_SECONDS)
         if self._outbound_thread is not None:
             self._outbound_thread.join(max(0.0, deadline - time.monotonic() - 2.0))
-        if self.runtime.packaging_pool is not None:
-            # Before the busy-thread check: its workers must not outlive the daemon.
-            # Bounded: a worker stuck on a dead disk must not hold the stop; should one be left,
-            # it exits by itself once this process is gone (its orphan check).
-            stopper = threading.Thread(target=self.runtime.packaging_pool.shutdown,
-                                       name="packaging-pool-stop", daemon=True)
-            stopper.start()
-            stopper.join(max(0.5, deadline - time.monotonic() - 2.0))
-            self.runtime.packaging_pool = None
+        self._stop_pools(deadline)
         if self._health_server is not None:
             self._health_server.stop()
         busy = self._busy_threads(deadline - 1.5)
@@ -549,6 +571,27 @@ def _start_packaging_pool(configured: int | None):
         cores = os.cpu_count() or 1
         workers = cores if cores >= 2 else 0
     return PackagingPool.start(workers) if workers > 0 else None
+
+
+SEND_PROCESSES_DEFAULT_MAX = 8
+"""The most send workers started by default (``outbound.send_processes`` unset): enough for
+the default four send slots and a few more; beyond it, slots without a worker send from the
+daemon process, rather than every slot costing a process's memory."""
+
+
+def _start_send_pool(outbound: Any, axis_settings: Any):
+    """Worker processes that send packages (``outbound.send_processes``; 0: send from the daemon
+    process). Default: one per send slot (``outbound.concurrency``, at most
+    ``SEND_PROCESSES_DEFAULT_MAX``) when there are at least two cores — on one core the GIL is
+    not what limits a send."""
+    from connector.outbound_send import SendPool
+
+    workers = outbound.send_processes
+    if workers is None:
+        cores = os.cpu_count() or 1
+        workers = min(outbound.concurrency, SEND_PROCESSES_DEFAULT_MAX) if cores >= 2 else 0
+    workers = min(workers, outbound.concurrency)  # a worker beyond the slots is never used
+    return SendPool.start(workers, axis_settings) if workers > 0 else None
 
 
 def _flush() -> None:

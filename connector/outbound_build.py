@@ -24,23 +24,14 @@ Decisions:
   DocumentId …). The journal transition (``mark_packaged``) stays in the daemon, after the
   worker's result: the package is built and signed once and is durable before it is recorded.
   When the pool cannot start or breaks, packaging falls back to the in-process path.
-- The pool is a pipe per worker that the send thread uses itself, not a ``ProcessPoolExecutor``:
-  the executor's manager and feeder threads took about 15% of the daemon's GIL time (each
-  document crossed three threads there and back), which is the very cost the workers are there
-  to take off the daemon.
+- The pool is a :class:`connector.worker_pool.WorkerPool`: a pipe per worker that the send
+  thread uses itself, not a ``ProcessPoolExecutor`` (see that module for why).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing
 import os
-import pickle
-import queue
-import signal
-import threading
-import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +43,7 @@ from connector.journal import OutgoingRecord
 from connector.logs import get_logger
 from connector.package_store import StoredPackage
 from connector.runtime import Runtime
+from connector.worker_pool import WorkerPool
 
 log = get_logger(__name__)
 
@@ -314,180 +306,39 @@ class DocumentResult:
     recipients: tuple[str, ...]
 
 
-class PackagingPool:
+class PackagingPool(WorkerPool):
     """Worker processes that build, sign and store document packages (see the module
-    docstring for why). ``run()`` blocks the calling send thread until its package is stored —
-    the send threads overlap, so up to ``workers`` packages are built at once, each on its own
-    core, without the GIL. Returns None (and turns itself off) when the pool is broken, so the
-    caller packages in-process instead.
-
-    Each worker has its own pipe, and the send thread talks to its worker itself: it takes an
-    idle worker, sends the job, waits for the reply (the GIL is released while it waits) and
-    hands the worker back. There is deliberately no helper thread in between. A
-    ``ProcessPoolExecutor`` routes every job through a manager thread and a queue-feeder thread
-    and back through the manager to a future: several GIL hand-offs and an extra pickling pass
-    per document, which cost the daemon about 15% of its GIL time — the GIL the journal, HTTP
-    and folder work wait for. Here a job is pickled once, a reply once, and only the thread
-    that needs the result runs.
-
-    A worker that dies (its pipe ends: EOF or a broken pipe; the kernel closes a dead process's
-    end, so no separate liveness check is needed) breaks the pool for good, as a broken
-    executor did: whatever killed it (the OOM killer, a crash in native code) may well kill the
-    next one, and the in-process path is always there. Its job and every later one are packaged
-    in-process; send threads waiting for a worker are woken to do the same.
+    docstring for why, and :mod:`connector.worker_pool` for how a call goes). ``run()`` blocks
+    the calling send thread until its package is stored — the send threads overlap, so up to
+    ``workers`` packages are built at once, each on its own core, without the GIL. Returns None
+    (and turns itself off) when the pool is broken, so the caller packages in-process instead.
 
     The signing key goes to the workers as key material with a generation number, with every
     job (a few KB over a local pipe, never logged): a worker re-parses it only when the
     generation changes, i.e. after a SIGHUP reloaded the certificate, so workers sign with
     exactly the key the daemon holds (never with newer files the daemon has not loaded)."""
 
+    role = "packaging"
+
     def __init__(self, workers: int, *, context: str = "forkserver") -> None:
-        self.workers = workers
-        self.usable = True
         self.packaged = 0  # packages built by the workers (tests, diagnostics)
-        self._lock = threading.Lock()
-        self._closed = False
         self._key: Any = None
         self._key_blob: tuple | None = None
         self._generation = 0
-        # Idle workers, and the _STOPPED marker once the pool is off (see _take).
-        self._idle: queue.SimpleQueue = queue.SimpleQueue()
-        self._workers: list[_Worker] = []
-        methods = multiprocessing.get_all_start_methods()
-        mp = multiprocessing.get_context(context if context in methods else "spawn")
-        try:
-            for index in range(workers):
-                ours, theirs = mp.Pipe(duplex=True)
-                process = mp.Process(target=_worker_main, args=(theirs,), daemon=True,
-                                     name=f"edxml-packaging-{index + 1}")
-                process.start()  # does not wait for the worker's imports
-                theirs.close()  # the worker's end lives in the worker only: its death is EOF here
-                worker = _Worker(process, ours)
-                self._workers.append(worker)
-                self._idle.put(worker)
-        except BaseException:
-            self.shutdown()
-            raise
+        super().__init__(workers, _package_document, init=_warm_up, context=context)
 
     @classmethod
     def start(cls, workers: int | None = None) -> PackagingPool | None:
         """A pool of ``workers`` processes (default: one per core), or None when it cannot
-        start (the caller packages in-process). Quick: the workers import what packaging needs
-        in the background; the first document waits for its worker if it comes before that."""
-        workers = workers or os.cpu_count() or 1
-        try:
-            pool = cls(workers)
-        except Exception as error:
-            log.warning("packaging_pool_unavailable", error=f"{type(error).__name__}: {error}",
-                        note="documents are packaged in the daemon process")
-            return None
-        log.info("packaging_pool_started", workers=workers)
-        return pool
-
-    @property
-    def processes(self) -> tuple[Any, ...]:
-        """The worker processes (``multiprocessing`` process objects: tests, diagnostics)."""
-        return tuple(worker.process for worker in self._workers)
+        start (the caller packages in-process)."""
+        return cls.start_pool(workers or os.cpu_count() or 1)
 
     def run(self, job: DocumentJob, key: Any) -> DocumentResult | None:
-        # Pickled before a worker is taken: a job that cannot be sent fails here, with the
-        # worker's pipe untouched, and the worker is held only for the exchange itself.
-        request = pickle.dumps((job, self._blob_for(key)), pickle.HIGHEST_PROTOCOL)
-        worker = self._take()
-        if worker is None:
-            return None
-        try:
-            worker.conn.send_bytes(request)
-            reply = worker.conn.recv_bytes()
-        except (EOFError, OSError) as error:  # the worker is gone (BrokenPipeError included)
-            worker.conn.close()
-            self._break(f"packaging worker {worker.process.pid} is gone "
-                        f"({type(error).__name__}{': ' if str(error) else ''}{error})")
-            return None
-        except BaseException:
-            # Interrupted between the job and its reply: a late reply would be read as the
-            # next job's, so this worker cannot be handed back.
-            worker.conn.close()
-            self._break("a send thread was interrupted while its worker was packaging")
-            raise
-        self._give_back(worker)
-        outcome, value, *remote = pickle.loads(reply)
-        if outcome == "error":
-            if remote:  # the worker's traceback, chained as the executor did
-                value.__cause__ = _RemoteTraceback(remote[0])
-            raise value
-        with self._lock:
-            self.packaged += 1
-        return value
-
-    def shutdown(self) -> None:
-        """Stop the workers and wait for them (a package being written is finished first: a
-        few tens of milliseconds), so that none outlives the daemon; a worker still busy after
-        ``SHUTDOWN_SECONDS`` (a dead disk) is killed. Idempotent."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            idle = self._stop_taking_work()
-        for worker in idle:
-            _retire(worker)
-        # Busy workers get their stop from the send thread that hands them back (_give_back).
-        deadline = time.monotonic() + SHUTDOWN_SECONDS
-        for worker in self._workers:
-            worker.process.join(max(0.0, deadline - time.monotonic()))
-        for worker in self._workers:
-            if worker.process.is_alive():
-                worker.process.terminate()
-                worker.process.join(1.0)
-            if worker.process.is_alive():
-                worker.process.kill()
-                worker.process.join(1.0)
-
-    # -- idle workers ------------------------------------------------------------------------------
-    def _take(self) -> _Worker | None:
-        """An idle worker, waiting for one if they are all busy; None once the pool is off.
-        The marker that says so is put back for the next waiter, so every waiter wakes."""
-        if not self.usable:
-            return None
-        worker = self._idle.get()
-        if worker is _STOPPED:
-            self._idle.put(_STOPPED)
-            return None
-        return worker
-
-    def _give_back(self, worker: _Worker) -> None:
-        # Under the lock: the pool going off (which stops the idle workers) sees this worker
-        # either in the queue or not yet returned — then it is stopped here.
-        with self._lock:
-            if self.usable:
-                self._idle.put(worker)
-                return
-        _retire(worker)
-
-    def _break(self, reason: str) -> None:
-        with self._lock:
-            if not self.usable:  # already broken, or shut down: said once, or not at all
-                return
-            idle = self._stop_taking_work()
-        log.error("packaging_pool_broken", error=reason,
-                  note="documents are packaged in the daemon process from now on")
-        for worker in idle:
-            _retire(worker)
-
-    def _stop_taking_work(self) -> list[_Worker]:
-        """(Under the lock.) Turn the pool off, wake the send threads waiting for a worker, and
-        return the idle workers, to be stopped."""
-        self.usable = False
-        idle = []
-        while True:
-            try:
-                item = self._idle.get_nowait()
-            except queue.Empty:
-                break
-            if item is not _STOPPED:
-                idle.append(item)
-        self._idle.put(_STOPPED)
-        return idle
+        result = self.call(job, self._blob_for(key))
+        if result is not None:
+            with self._lock:
+                self.packaged += 1
+        return result
 
     def _blob_for(self, key: Any) -> tuple:
         from cryptography.hazmat.primitives import serialization
@@ -507,59 +358,8 @@ class PackagingPool:
             return self._key_blob
 
 
-SHUTDOWN_SECONDS = 5.0
-_STOPPED = object()
-_STOP = pickle.dumps(None)  # what a worker reads as "exit"
-
-
-@dataclass(frozen=True)
-class _Worker:
-    process: Any  # multiprocessing.Process
-    conn: Any  # our end of its pipe
-
-
-def _retire(worker: _Worker) -> None:
-    """Ask an idle worker to exit (it has nothing in hand) and let go of its pipe."""
-    try:
-        worker.conn.send_bytes(_STOP)
-    except OSError:  # already gone
-        pass
-    worker.conn.close()
-
-
-class _RemoteTraceback(Exception):
-    """A worker's traceback, as the cause of the error re-raised in the daemon (the logged
-    traceback then shows where, in the worker, it went wrong)."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
-
-    def __str__(self) -> str:
-        return f'\n"""\n{self.text}"""'
-
-
 _worker_key: tuple[int, Any] | None = None
 _worker_stores: dict[str, Any] = {}
-
-
-ORPHAN_CHECK_SECONDS = 1.0
-
-
-def _worker_init() -> None:
-    """A worker exits on its own once its parent is gone (the daemon killed with SIGKILL or
-    crashed: nobody will ever collect its results, and it must not keep the daemon's stdout or
-    write packages for a process that no longer exists). The end of its pipe says the same, but
-    only to a worker waiting for a job; this also stops one in the middle of a package."""
-    parent = os.getppid()
-
-    def watch_parent() -> None:
-        while True:
-            threading.Event().wait(ORPHAN_CHECK_SECONDS)
-            if os.getppid() != parent:
-                os._exit(0)
-
-    threading.Thread(target=watch_parent, name="orphan-check", daemon=True).start()
 
 
 def _warm_up() -> None:
@@ -567,50 +367,6 @@ def _warm_up() -> None:
     import connector.edxml.writer  # noqa: F401
     import connector.packaging  # noqa: F401
     import connector.package_store  # noqa: F401
-
-
-def _worker_main(conn: Any) -> None:
-    """A worker: package the jobs that come down its pipe, one at a time, until told to stop
-    (None) or until the pipe ends (the daemon is gone). Every job gets exactly one reply,
-    ``("ok", DocumentResult)`` or ``("error", exception, traceback text)``, so the daemon's
-    side of the pipe is never out of step."""
-    # Ctrl-C reaches the whole process group; stopping is the daemon's call (it finishes the
-    # packages in hand, then stops the workers), not the terminal's.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker_init()
-    _warm_up()
-    while True:
-        try:
-            request = conn.recv_bytes()
-        except (EOFError, OSError):
-            return
-        try:
-            message = pickle.loads(request)
-            if message is None:
-                return
-            reply = pickle.dumps(("ok", _package_document(*message)), pickle.HIGHEST_PROTOCOL)
-        except Exception as error:
-            reply = _error_reply(error)
-        try:
-            conn.send_bytes(reply)
-        except OSError:
-            return
-
-
-def _error_reply(error: Exception) -> bytes:
-    """The error as the daemon will re-raise it. One that does not survive pickling (both
-    ways: the daemon must be able to rebuild it) goes as a RuntimeError naming it instead."""
-    text = "".join(traceback.format_exception(error))
-    try:
-        reply = pickle.dumps(("error", error, text), pickle.HIGHEST_PROTOCOL)
-        pickle.loads(reply)
-    except Exception:
-        try:
-            message = f"{type(error).__name__}: {error}"
-        except Exception:
-            message = type(error).__name__
-        reply = pickle.dumps(("error", RuntimeError(message), text), pickle.HIGHEST_PROTOCOL)
-    return reply
 
 
 def _signing_key(blob: tuple):

@@ -95,6 +95,9 @@ class Runtime:
         self.packaging_pool: Any = None
         """Worker processes for packaging documents (:class:`connector.outbound_build.
         PackagingPool`), started by the daemon; None packages in this process."""
+        self.send_pool: Any = None
+        """Worker processes that send packages (:class:`connector.outbound_send.SendPool`),
+        started by the daemon; None sends with :attr:`axis` in this process."""
 
     # -- parts -----------------------------------------------------------------------------------
     @cached_property
@@ -125,17 +128,28 @@ class Runtime:
         return key
 
     @cached_property
-    def axis(self):
-        from connector.axis.client import AxisClient
-
+    def axis_settings(self):
+        """The axis client's settings (:class:`connector.axis.client.AxisSettings`), for this
+        process's client and the send workers' alike. Resolves the secret."""
         settings = self.settings.axis.client_settings(self.settings.agency.organ_id)
         # A download larger than the package limit is cut off while it streams, not stored.
         # One kept-alive connection per send slot, plus the inbound poll's and the agency
         # list's: fewer, and connections beyond the pool are opened and thrown away each time.
-        settings = dataclasses.replace(settings,
-                                       max_package_size=self.settings.edxml.max_package_size,
-                                       pool_size=self.settings.outbound.concurrency + 2)
-        client = AxisClient(settings, session=self._axis_session)
+        return dataclasses.replace(settings,
+                                   max_package_size=self.settings.edxml.max_package_size,
+                                   pool_size=self.settings.outbound.concurrency + 2)
+
+    @property
+    def axis_session_injected(self) -> bool:
+        """Whether the axis client was given a prepared session (tests): then every request
+        must go through it, none through send workers."""
+        return self._axis_session is not None
+
+    @cached_property
+    def axis(self):
+        from connector.axis.client import AxisClient
+
+        client = AxisClient(self.axis_settings, session=self._axis_session)
         self._opened.append(client)
         return client
 
@@ -242,9 +256,11 @@ class Runtime:
         return self
 
     def close(self) -> None:
-        if self.packaging_pool is not None:
-            self.packaging_pool.shutdown()
-            self.packaging_pool = None
+        for name in ("packaging_pool", "send_pool"):
+            pool = getattr(self, name)
+            if pool is not None:
+                pool.shutdown()
+                setattr(self, name, None)
         while self._opened:
             part = self._opened.pop()
             try:

@@ -111,8 +111,18 @@ def test_send_threads_waiting_on_a_pool_whose_workers_die_do_not_hang(pooled_pai
     assert pool.run(_StallsTheWorker(), a.runtime.signing_key) is None  # at once, from now on
 
 
-def test_shutdown_leaves_no_worker_behind():
-    pool = PackagingPool.start(2)
+def _send_pool():
+    from connector.axis.client import AxisSettings
+    from connector.outbound_send import SendPool
+
+    return SendPool.start(2, AxisSettings(endpoint="http://127.0.0.1:9", systemid="x",
+                                          secret="not-used"))
+
+
+@pytest.mark.parametrize("start", [lambda: PackagingPool.start(2), _send_pool],
+                         ids=["packaging", "send"])
+def test_shutdown_leaves_no_worker_behind(start):
+    pool = start()
     assert pool is not None
     processes = pool.processes
     pids = [process.pid for process in processes]
