@@ -113,6 +113,7 @@ class SendPool(WorkerPool):
 _client: Any = None
 _requests: list[RequestSeen] = []
 _logs: list[tuple[int, str, str]] = []
+_level: int | None = None
 
 
 class _Capture(logging.Handler):
@@ -150,11 +151,14 @@ def _start_client(settings: Any) -> None:
 
 
 def _send(job: SendJob) -> SendOutcome:
-    from connector.logs import set_level
-
+    global _level
     _requests.clear()
     _logs.clear()
-    set_level(job.log_level)
+    if job.log_level != _level:  # setting a level clears every logger's cache: only on change
+        from connector.logs import set_level
+
+        set_level(job.log_level)
+        _level = job.log_level
     doc_id, error = None, None
     try:
         doc_id = _client.send_edoc(Path(job.path), sha256=job.sha256,

@@ -95,7 +95,11 @@ def test_readyz_follows_the_axis_and_metrics_follow_the_queue(new_lab):
     text = body.decode()
     assert metric_value(text, "edxml_connector_ready") == 1.0
     assert metric_value(text, "edxml_connector_certificate_expiry_seconds") > 86400 * 300
-    assert metric_value(text, "edxml_connector_last_successful_poll_timestamp_seconds") > 0
+    # Readiness turns green at the poll's first list call; the poll is complete (and this gauge
+    # set) after its second one, a moment later.
+    lab.wait_for(lambda: (metric_value(a.http_get("/metrics")[1].decode(),
+                                       "edxml_connector_last_successful_poll_timestamp_seconds")
+                          or 0) > 0, timeout=10, what="the first complete poll in /metrics")
 
     lab.sim.stop()
     down_at = time.monotonic()

@@ -67,6 +67,35 @@ def test_concurrent_sends_are_recorded_in_one_group(tmp_path):
             assert [e.event for e in journal.events(record.id)][-2:] == ["packaged", "sent"]
 
 
+def test_a_groups_events_are_inserted_in_one_statement_in_order(tmp_path):
+    from sqlalchemy import event
+
+    with Journal.open(f"sqlite:///{tmp_path / 'journal.db'}", owner="test") as journal:
+        claimed = _claimed(journal, 4)
+        event_inserts: list[int] = []
+
+        def count(conn, cursor, statement, parameters, context, executemany):
+            if statement.startswith("INSERT INTO events"):
+                event_inserts.append(len(parameters) if executemany else 1)
+
+        event.listen(journal.engine, "before_cursor_execute", count)
+        try:
+            _record_all_while_the_writer_lock_is_held(
+                journal, [(record.id, f"axis-{index}") for index, record in enumerate(claimed)])
+        finally:
+            event.remove(journal.engine, "before_cursor_execute", count)
+
+        assert journal._group_commit.groups == 1
+        assert event_inserts == [8]  # packaged + sent of four items, one executemany
+        for record in claimed:
+            history = journal.events(record.id)
+            assert [e.event for e in history][-2:] == ["packaged", "sent"]
+            assert history[-1].detail["axis_doc_id"].startswith("axis-")
+        # Outside a group, an event is inserted at once as before.
+        journal.record_event(None, "journal", "probe")
+        assert journal.events()[-1].event == "probe"
+
+
 def test_a_failing_transition_fails_alone_and_the_others_are_committed(tmp_path):
     with Journal.open(f"sqlite:///{tmp_path / 'journal.db'}", owner="test") as journal:
         claimed = _claimed(journal, 3)
