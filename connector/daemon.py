@@ -589,7 +589,7 @@ def _start_send_pool(outbound: Any, axis_settings: Any):
     workers = outbound.send_processes
     if workers is None:
         cores = os.cpu_count() or 1
-        workers = min(outbound.concurrency, SEND_PROCESSES_DEFAULT_MAX) if cores >= 2 else 0
+        workers = SEND_PROCESSES_DEFAULT_MAX if cores >= 2 else 0
     workers = min(workers, outbound.concurrency)  # a worker beyond the slots is never used
     return SendPool.start(workers, axis_settings) if workers > 0 else None
 

@@ -71,10 +71,10 @@ from connector.journal.states import (
     OutgoingState,
 )
 from connector.journal.statements import _INSERT_EVENT
+from connector.journal.statuses import RecipientStatuses
 
 _BATCHED_EVENTS = "edxml_batched_events"
 """Key in a connection's ``info`` of the events waiting for :meth:`Journal._write_batching_events`."""
-from connector.journal.statuses import RecipientStatuses
 
 # DEFAULT_STALE_AFTER, NewOutgoing, JournalError, UnknownItem and InvalidTransition are imported
 # above also so that callers keep importing them from here (and from ``connector.journal``).
