@@ -449,15 +449,10 @@ class Daemon:
         workers must not outlive the daemon. Bounded: a worker stuck on a dead disk or a hung
         axis must not hold the stop; should one be left, it exits by itself once this process
         is gone (its orphan check)."""
-        stoppers = []
-        for name in ("packaging_pool", "send_pool"):
-            pool = getattr(self.runtime, name)
-            if pool is None:
-                continue
-            stopper = threading.Thread(target=pool.shutdown, name=f"{name}-stop", daemon=True)
+        stoppers = [threading.Thread(target=pool.shutdown, name=f"{pool.role}-pool-stop",
+                                     daemon=True) for pool in self.runtime.detach_pools()]
+        for stopper in stoppers:
             stopper.start()
-            stoppers.append(stopper)
-            setattr(self.runtime, name, None)
         for stopper in stoppers:
             stopper.join(max(0.5, deadline - time.monotonic() - 2.0))
 

@@ -601,7 +601,7 @@ class Outbound:
         """One package to the axis: by a send worker when there is one free (its requests are
         timed there and observed here), else by the daemon's own client."""
         pool = getattr(self.runtime, "send_pool", None)
-        if pool is not None and pool.usable:
+        if pool is not None:
             doc_id = pool.send(path, digest, messagetype=messagetype)
             if doc_id is not None:
                 return doc_id

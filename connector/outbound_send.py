@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from connector.worker_pool import WorkerPool
+from connector.worker_pool import WorkerPool, portable
 
 _CLIENT_LOG = logging.getLogger("connector.axis.client")
 """The logger of the client's own lines: its level in the daemon is the workers' level."""
@@ -164,15 +163,6 @@ def _send(job: SendJob) -> SendOutcome:
         doc_id = _client.send_edoc(Path(job.path), sha256=job.sha256,
                                    messagetype=job.messagetype).doc_id
     except Exception as caught:
-        error = _portable(caught)
+        error = portable(caught)
     return SendOutcome(doc_id, error, tuple(_requests), tuple(_logs))
 
-
-def _portable(error: Exception) -> Exception:
-    """The error itself when it survives pickling both ways, else a RuntimeError naming it (the
-    outcome must reach the daemon whatever the error)."""
-    try:
-        pickle.loads(pickle.dumps(error, pickle.HIGHEST_PROTOCOL))
-        return error
-    except Exception:
-        return RuntimeError(f"{type(error).__name__}: {error}")

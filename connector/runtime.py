@@ -255,12 +255,16 @@ class Runtime:
         self.database  # noqa: B018
         return self
 
+    def detach_pools(self) -> list[Any]:
+        """The worker pools that are running (packaging, send), no longer attached: the
+        caller stops them (:meth:`close`, or the daemon's bounded stop)."""
+        pools = [pool for pool in (self.packaging_pool, self.send_pool) if pool is not None]
+        self.packaging_pool = self.send_pool = None
+        return pools
+
     def close(self) -> None:
-        for name in ("packaging_pool", "send_pool"):
-            pool = getattr(self, name)
-            if pool is not None:
-                pool.shutdown()
-                setattr(self, name, None)
+        for pool in self.detach_pools():
+            pool.shutdown()
         while self._opened:
             part = self._opened.pop()
             try:

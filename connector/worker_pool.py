@@ -290,16 +290,20 @@ def _worker_main(conn: Any, target: Callable[..., Any], init: Callable[..., None
 
 
 def _error_reply(error: Exception) -> bytes:
-    """The error as the daemon will re-raise it. One that does not survive pickling (both
-    ways: the daemon must be able to rebuild it) goes as a RuntimeError naming it instead."""
+    """The error as the daemon will re-raise it (see :func:`portable`)."""
     text = "".join(traceback.format_exception(error))
+    return pickle.dumps(("error", portable(error), text), pickle.HIGHEST_PROTOCOL)
+
+
+def portable(error: Exception) -> Exception:
+    """``error`` itself when it survives pickling both ways (the daemon must be able to rebuild
+    it), else a RuntimeError naming it: whatever went wrong in a worker must reach the daemon."""
     try:
-        reply = pickle.dumps(("error", error, text), pickle.HIGHEST_PROTOCOL)
-        pickle.loads(reply)
+        pickle.loads(pickle.dumps(error, pickle.HIGHEST_PROTOCOL))
+        return error
     except Exception:
         try:
             message = f"{type(error).__name__}: {error}"
         except Exception:
             message = type(error).__name__
-        reply = pickle.dumps(("error", RuntimeError(message), text), pickle.HIGHEST_PROTOCOL)
-    return reply
+        return RuntimeError(message)
