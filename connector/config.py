@@ -340,6 +340,9 @@ class FoldersConfig(_Section):
                                          description="off: readiness by rename/document.yaml only")
     rescan_seconds: float = Field(default=30.0, gt=0, le=3600)
     watch: bool = Field(default=True, description="inotify (watchdog) for low latency")
+    max_metadata_mb: float = Field(
+        default=1.0, gt=0, le=64,
+        description="document.yaml and status files larger than this are refused unread")
 
 
 class SchedulesConfig(_Section):

@@ -23,6 +23,12 @@ is finished from the journal (``pending_incoming``) at the next poll.
   sender); a take-back request (status 13) is recorded on the original's entry.
 - Statuses update, for their sender, the latest outgoing item with that DocumentId (the journal
   keeps the whole history), the receipt the DMS reads, and ``statuses.jsonl``.
+- Only those entitled are heard. The sender is the axis's ``from`` (vouched for by the sender's
+  credentials), and a package whose ``From`` differs is refused. A status about a document we
+  sent counts only from an agency it was sent to, a take-back request only from the agency we
+  received the document from, and a revoke/update/replace of a document we received from
+  another agency is quarantined. A refused status is recorded (journal ``refused``, the
+  statuses log with the reason) and changes nothing else.
 - Once a new document (business type 0, or a replacement, 3) is stored, status 01 goes back to
   its sender (``inbox.send_arrived_status``). Not for a revoke or an update: those share the
   original's DocumentId, and a late 01 would overwrite the sender's view of the original's
@@ -280,7 +286,11 @@ class Inbound:
             document_id = package.response_for.document_id if package.response_for else None
             business_type = None
             meta["status_code"] = getattr(package.status_code, "value", package.status_code)
-        sender = package.from_.organ_id or record.sender
+        sender, mismatch = _sender_of(record.sender, package.from_.organ_id)
+        if mismatch:
+            meta["sender_mismatch"] = mismatch
+            log.warning("incoming_sender_mismatch", item_id=record.id,
+                        axis_doc_id=record.axis_doc_id, reason=mismatch)
         window = dt.timedelta(days=self.settings.inbox.dedupe_window_days)
         duplicate = self.journal.find_duplicate(sender, document_id, business_type, stored.sha256,
                                                 window=window, exclude_id=record.id)
@@ -384,6 +394,11 @@ class Inbound:
         result = self._package_of(record)
         summary = summarize(result, zip_limits=self.runtime.zip_limits)
         summary["signature"] = record.meta.get("signature")
+        refusal = record.meta.get("sender_mismatch") or self._lifecycle_refusal(record,
+                                                                                result.package)
+        if refusal:
+            self._quarantine(record, self._incoming_document(record, summary), refusal)
+            return
         originals = self._originals(record, result.package)
         lifecycle: dict[str, Any] = {}
         if originals:
@@ -440,6 +455,67 @@ class Inbound:
             return found
         return []
 
+    def _lifecycle_refusal(self, record: IncomingRecord, package: Any) -> str | None:
+        """Why a revoke, update or replace must not be taken, or None.
+
+        Only the original sender may revoke, update or replace its document. A request from
+        another agency about a document we received from someone else is refused (quarantined
+        with this reason, never linked to the original); a request about a document we never
+        received is delivered as its own entry, as before."""
+        event = LIFECYCLE_EVENTS.get(record.business_type or 0)
+        if event is None:
+            return None
+        if record.business_type in (1, 2):
+            wanted = [record.document_id] if record.document_id else []
+        else:
+            business = getattr(package, "business", None)
+            wanted = [replaced.document_id for replaced in
+                      (getattr(business, "replacement_info_list", None) or [])
+                      if replaced.document_id]
+        for document_id in wanted:
+            if find_received_document(self.journal, document_id, record.sender,
+                                      exclude_id=record.id) is not None:
+                continue
+            other = find_received_document(self.journal, document_id, exclude_id=record.id)
+            if other is not None:
+                return (f"{event[:-1]} request from {record.sender} for {document_id}, which was "
+                        f"received from {other.sender}: only the original sender may do that")
+        return None
+
+    def _status_refusal(self, record: IncomingRecord, code: str,
+                        document_id: str | None) -> str | None:
+        """Why a status must not be taken, or None.
+
+        A status about a document we sent counts only from an agency it was sent to (01–06,
+        and the take-back answers 15/16); a take-back request (13) only from the agency we
+        received that document from. A status about a document we never sent changes nothing
+        and is kept as unmatched."""
+        mismatch = record.meta.get("sender_mismatch")
+        if mismatch:
+            return f"status {code} about {document_id}: {mismatch}"
+        sender = record.sender or ""
+        if code == "13":
+            if not document_id:
+                return f"take-back request from {sender} names no DocumentId"
+            if find_received_document(self.journal, document_id, sender,
+                                      originals_only=True) is None:
+                return (f"take-back request from {sender} for {document_id}: no document with "
+                        f"that DocumentId was received from {sender}")
+            return None
+        if document_id and self.journal.sent_to(document_id, sender) is False:
+            return (f"status {code} from {sender} about {document_id}: that document was not "
+                    f"sent to {sender}")
+        return None
+
+    def _refuse_status(self, record: IncomingRecord, status: IncomingStatus) -> None:
+        """Record a status nobody entitled sent: in the statuses log marked refused, in the
+        journal as refused with the reason; no receipt, DMS row or delivery metric changes."""
+        self.side.deliver_status(status)
+        self.journal.record_refused(record.id, status.refused or "refused")
+        self._count("refused")
+        log.warning("incoming_status_refused", item_id=record.id, sender=status.from_organ_id,
+                    document_id=status.document_id, code=status.code, reason=status.refused)
+
     def _record_event(self, record: IncomingRecord, event: str, original: IncomingRecord | None,
                       detail: dict[str, Any], *, document_id: str | None = None) -> None:
         location = None
@@ -469,10 +545,18 @@ class Inbound:
             self._deliver_document(record)
             return
         code = str(getattr(package.status_code, "value", package.status_code))
-        sender = package.from_.organ_id or record.sender or ""
+        sender = record.sender or package.from_.organ_id or ""
         response_for = package.response_for
         document_id = response_for.document_id if response_for else None
         at = _aware(package.timestamp, self._zone) or record.stored_at
+        refusal = self._status_refusal(record, code, document_id)
+        if refusal:
+            self._refuse_status(record, IncomingStatus(
+                journal_id=record.id, axis_doc_id=record.axis_doc_id,
+                received_at=record.stored_at or _now(), from_organ_id=sender,
+                document_id=document_id, code=code, description=package.description,
+                timestamp=at, refused=refusal))
+            return
         if code == "13":
             original = (find_received_document(self.journal, document_id, sender,
                                                originals_only=True) if document_id else None)
@@ -525,6 +609,16 @@ class _Null:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def _sender_of(axis_sender: str | None, declared: str | None) -> tuple[str | None, str | None]:
+    """The sender of a received package and, when its ``From`` names another agency, why it is
+    refused. The axis vouches for its own ``from`` (the credentials of the transfer); the
+    package's ``From`` is only what the sender wrote."""
+    if axis_sender and declared and declared != axis_sender:
+        return axis_sender, (f"the package's From {declared} is not the agency that sent it on "
+                             f"the axis ({axis_sender})")
+    return axis_sender or declared, None
 
 
 def _business_reason(package: Any) -> str | None:

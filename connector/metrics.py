@@ -58,7 +58,8 @@ RECEIVE_OUTCOMES = (
     "duplicate",        # a redelivery of something already stored: acknowledged, not delivered
     "quarantined",      # stored, acknowledged, held back by the signature policy
     "error",            # could not be fetched/parsed/stored: not acknowledged, comes back later
-    "refused",          # larger than the package limit: answered `fail`, never downloaded again
+    "refused",          # larger than the package limit (answered `fail`, never downloaded again),
+                        # or a status from an agency with no right to send it (recorded, not applied)
 )
 # The axis API calls, as named in docs/axis-api.md.
 AXIS_OPERATIONS = (

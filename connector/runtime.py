@@ -180,7 +180,8 @@ class Runtime:
         from connector.dms.folder import FolderSide
 
         side = FolderSide(exchange.root, instance=self.folder_instance,
-                          settle_seconds=exchange.settle_seconds, zip_limits=self.zip_limits)
+                          settle_seconds=exchange.settle_seconds, zip_limits=self.zip_limits,
+                          max_metadata_bytes=int(exchange.max_metadata_mb * 1024 * 1024))
         self._opened.append(side)
         return side
 

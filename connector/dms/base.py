@@ -113,6 +113,8 @@ class IncomingStatus:
     description: str | None
     timestamp: dt.datetime | None
     summary: dict[str, Any] = field(default_factory=dict)
+    refused: str | None = None
+    """Why the status was refused (its sender had no right to send it), or None."""
 
 
 @dataclass

@@ -568,8 +568,10 @@ class DatabaseSide:
         return location
 
     def deliver_status(self, status: IncomingStatus) -> None:
+        """A refused status is kept in the journal only: a DMS table has no column that would
+        tell it apart from a real answer."""
         mapping = self.settings.incoming.statuses
-        if mapping is not None:
+        if mapping is not None and not status.refused:
             self._insert_once(mapping.table, mapping.columns, mapping.key,
                               incoming.status_record(status))
 

@@ -46,7 +46,8 @@ from connector.dms.base import (Failure, IncomingDocument, IncomingStatus, Lifec
 from connector.dms.folder_claims import ClaimName, check_instance, default_instance
 from connector.dms.folder_inbox import InboxWriter
 from connector.dms.folder_layout import ExchangeLayout
-from connector.dms.folder_outbox import Candidate, SettleTracker, load_item, scan_outbox
+from connector.dms.folder_outbox import (DEFAULT_MAX_METADATA_BYTES, Candidate, SettleTracker,
+                                         load_item, scan_outbox)
 from connector.dms.folder_retention import DEFAULT_STAGING_GRACE, purge_archive_dir, sweep_staging
 from connector.dms.folder_watcher import FolderWatcher
 from connector.errors import ConfigError
@@ -65,8 +66,10 @@ class FolderSide:
     name = "folder"
 
     def __init__(self, root: str | os.PathLike[str] = DEFAULT_ROOT, *, instance: str | None = None,
-                 settle_seconds: float | None = None, zip_limits: Any = None) -> None:
+                 settle_seconds: float | None = None, zip_limits: Any = None,
+                 max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES) -> None:
         self.layout = ExchangeLayout(Path(root))
+        self.max_metadata_bytes = max_metadata_bytes
         self.instance = check_instance(instance or default_instance())
         self.start_warnings = self.layout.prepare()
         for warning in self.start_warnings:
@@ -180,9 +183,10 @@ class FolderSide:
                 del self._waiting[claim.source_ref]
                 if claim.source_ref in self._handed_out:
                     continue
-                if not (self.layout.work / claim.source_ref).exists():
+                if not os.path.lexists(self.layout.work / claim.source_ref):
                     continue  # finished meanwhile (e.g. by an operator command)
-                items.append(load_item(self.layout.work / claim.source_ref, claim))
+                items.append(load_item(self.layout.work / claim.source_ref, claim,
+                                       max_metadata_bytes=self.max_metadata_bytes))
                 self._handed_out.add(claim.source_ref)
             claimed = False
             for candidate in self._candidates(room):
@@ -195,7 +199,7 @@ class FolderSide:
                 claimed = True
                 if self._settle is not None:
                     self._settle.forget(candidate)
-                item = load_item(target, claim)
+                item = load_item(target, claim, max_metadata_bytes=self.max_metadata_bytes)
                 items.append(item)
                 self._handed_out.add(claim.source_ref)
                 # At debug level when the item is fine: the outbound pipeline's

@@ -299,11 +299,14 @@ class InboxWriter:
             label = StatusCode(status.code).label_en
         except ValueError:
             label = None
-        return self.statuses.append({
+        line = {
             "journal_id": status.journal_id, "axis_doc_id": status.axis_doc_id,
             "received_at": _iso(status.received_at), "from": status.from_organ_id,
             "document_id": status.document_id, "code": status.code, "label": label,
-            "description": status.description, "timestamp": _iso(status.timestamp)})
+            "description": status.description, "timestamp": _iso(status.timestamp)}
+        if status.refused:
+            line.update(refused=True, refused_reason=status.refused)
+        return self.statuses.append(line)
 
     def record_event(self, event: LifecycleEvent) -> bool:
         """Note the event on the original's metadata.json (if we know where it is), then append

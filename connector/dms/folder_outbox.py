@@ -32,6 +32,8 @@ from connector.schemas.status import load_status_request
 PACKAGE_SUFFIX = ".edxml"
 STATUS_SUFFIXES = (".yaml", ".yml", ".json")
 BUNDLE_METADATA = "document.yaml"
+DEFAULT_MAX_METADATA_BYTES = 1024 * 1024
+"""``exchange.max_metadata_mb``: a real document.yaml or status file is a few kilobytes."""
 READY_MARKER = ".ready"
 UNFINISHED_SUFFIXES = (".tmp", ".part")
 
@@ -52,25 +54,28 @@ class Candidate:
 
 
 def scan_outbox(outbox: Path, statuses: Path) -> list[Candidate]:
-    """Entries that look complete by name and marker, oldest first (then by name)."""
+    """Entries to claim, oldest first (then by name): those that look complete by name and
+    marker, and those the connector will never take — a link, a FIFO or device, a file of an
+    unknown kind. Those are claimed too, so that :func:`load_item` refuses them and they end in
+    ``failed/`` with the reason instead of staying in the outbox unexplained. Temporary names
+    and bundle folders still being written (no ``document.yaml`` or ``.ready`` yet) wait."""
     found: list[Candidate] = []
     for entry in _list(outbox):
-        if is_unfinished_name(entry.name):
+        if is_unfinished_name(entry.name) or entry.path == str(statuses):
             continue
         try:
-            if entry.is_file(follow_symlinks=False) and entry.name.lower().endswith(PACKAGE_SUFFIX):
-                found.append(Candidate(Path(entry.path), entry.name, False, entry.stat().st_mtime_ns))
-            elif (entry.is_dir(follow_symlinks=False) and entry.path != str(statuses)
-                  and _bundle_marked_ready(Path(entry.path))):
-                found.append(Candidate(Path(entry.path), entry.name, False, entry.stat().st_mtime_ns))
+            if entry.is_dir(follow_symlinks=False) and not _bundle_marked_ready(Path(entry.path)):
+                continue
+            found.append(Candidate(Path(entry.path), entry.name, False,
+                                   entry.stat(follow_symlinks=False).st_mtime_ns))
         except FileNotFoundError:  # claimed by someone else while we looked
             continue
     for entry in _list(statuses):
-        if is_unfinished_name(entry.name) or not entry.name.lower().endswith(STATUS_SUFFIXES):
+        if is_unfinished_name(entry.name):
             continue
         try:
-            if entry.is_file(follow_symlinks=False):
-                found.append(Candidate(Path(entry.path), entry.name, True, entry.stat().st_mtime_ns))
+            found.append(Candidate(Path(entry.path), entry.name, True,
+                                   entry.stat(follow_symlinks=False).st_mtime_ns))
         except FileNotFoundError:
             continue
     found.sort(key=lambda candidate: (candidate.mtime_ns, candidate.is_status, candidate.name))
@@ -137,13 +142,22 @@ class SettleTracker:
                 del self._seen[key]
 
 
-def load_item(work_path: Path, claim: ClaimName) -> OutgoingItem:
-    """Build the :class:`OutgoingItem` for a claimed entry; problems go into ``item.problem``."""
+def load_item(work_path: Path, claim: ClaimName, *,
+              max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES) -> OutgoingItem:
+    """Build the :class:`OutgoingItem` for a claimed entry; problems go into ``item.problem``.
+    A metadata or status file over ``max_metadata_bytes`` is refused before it is read: a
+    100 MB document.yaml would otherwise be held in memory several times over by the parser."""
     item = OutgoingItem(source="folder", source_ref=claim.source_ref, kind=OutgoingKind.DOCUMENT,
                         claimed_at=claim.claimed_at, display_name=claim.display_name)
     try:
         if claim.is_status:
             item.kind = OutgoingKind.STATUS
+            _refuse_unsendable(work_path, claim.display_name, "status file")
+            if not claim.name.lower().endswith(STATUS_SUFFIXES):
+                raise InputError("not a status file: statuses/ takes NAME.yaml, NAME.yml or "
+                                 "NAME.json", file=claim.display_name,
+                                 hint="rename it, or move it out of the outbox")
+            _refuse_oversized(work_path, max_metadata_bytes, claim.display_name)
             item.status = _relabel(load_status_request, work_path, claim.display_name)
         elif fsutil.is_real_directory(work_path):
             item.kind = OutgoingKind.DOCUMENT
@@ -152,15 +166,19 @@ def load_item(work_path: Path, claim: ClaimName) -> OutgoingItem:
                 raise InputError(f"the bundle has no {BUNDLE_METADATA}",
                                  file=f"{claim.display_name}/{BUNDLE_METADATA}",
                                  hint=f"write {BUNDLE_METADATA} (last) to describe the document")
+            _refuse_oversized(metadata_path, max_metadata_bytes,
+                              f"{claim.display_name}/{BUNDLE_METADATA}")
             item.metadata = _relabel(_load_bundle_metadata, metadata_path,
                                      f"{claim.display_name}/{BUNDLE_METADATA}")
             item.attachment_files = bundle_attachments(work_path, claim.display_name, item.metadata)
         else:
             item.kind = OutgoingKind.PACKAGE
-            problem = fsutil.sendable_file_problem(os.lstat(work_path))
-            if problem:
-                raise InputError(f"the package {problem}", file=claim.display_name,
-                                 hint="put a plain copy of the package in the outbox")
+            _refuse_unsendable(work_path, claim.display_name, "package")
+            if not claim.name.lower().endswith(PACKAGE_SUFFIX):
+                raise InputError("not a kind of item the outbox takes: it takes NAME.edxml "
+                                 "packages, bundle folders with document.yaml, and "
+                                 "statuses/NAME.yaml", file=claim.display_name,
+                                 hint="rename it, or move it out of the outbox")
             item.package_path = work_path
     except ConnectorError as error:
         item.problem = error
@@ -169,6 +187,22 @@ def load_item(work_path: Path, claim: ClaimName) -> OutgoingItem:
                                   file=claim.display_name,
                                   hint="check the file's permissions, then `edxml-connector retry`")
     return item
+
+
+def _refuse_unsendable(path: Path, display: str, what: str) -> None:
+    problem = fsutil.sendable_file_problem(os.lstat(path))
+    if problem:
+        raise InputError(f"the {what} {problem}", file=display,
+                         hint=f"put a plain copy of the {what} in the outbox")
+
+
+def _refuse_oversized(path: Path, limit: int, display: str) -> None:
+    size = os.lstat(path).st_size
+    if size > limit:
+        raise InputError(f"the file is {size:,} bytes, over the limit of {limit:,} bytes "
+                         f"(exchange.max_metadata_mb)", file=display,
+                         hint="metadata is a few kilobytes: put the content in attachments, or "
+                              "raise exchange.max_metadata_mb")
 
 
 def _load_bundle_metadata(path: Path):

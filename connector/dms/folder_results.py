@@ -16,6 +16,7 @@ the other takes its stamped name — without a lock held across the fsyncs.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,7 +151,7 @@ def mark_sent(layout: ExchangeLayout, item: OutgoingItem, receipt: Receipt) -> P
         placement = _take_name(candidates, claim, _receipt_bytes(receipt, claim))
     else:
         _rewrite_receipt(placement.sidecar, receipt, claim)
-    if source.exists() and not placement.item.exists():
+    if os.path.lexists(source) and not os.path.lexists(placement.item):
         fsutil.durable_rename(source, placement.item)
         log.info("folder_item_sent", item=claim.display_name, to=str(placement.item))
     if failed is not None and failed.sidecar.exists():
@@ -208,7 +209,7 @@ def mark_failed(layout: ExchangeLayout, item: OutgoingItem, failure: Failure) ->
     placement = _find_own(candidates, claim, _error_owner)
     text = error_text(claim, failure).encode("utf-8")
     if placement is None:
-        if not source.exists():
+        if not os.path.lexists(source):
             if find_sent(layout, claim) is not None:
                 raise ConnectorError(f"{claim.display_name} is already in sent/; not marking it "
                                      "failed", hint="check the item with `edxml-connector status`")
@@ -222,7 +223,7 @@ def mark_failed(layout: ExchangeLayout, item: OutgoingItem, failure: Failure) ->
             unchanged = False
         if not unchanged:
             fsutil.atomic_write(placement.sidecar, text)
-    if source.exists() and not placement.item.exists():
+    if os.path.lexists(source) and not os.path.lexists(placement.item):
         fsutil.durable_rename(source, placement.item)
         log.info("folder_item_failed", item=claim.display_name, to=str(placement.item))
     return placement.item
@@ -235,10 +236,10 @@ def put_back(layout: ExchangeLayout, item: OutgoingItem) -> Path:
     target = work_path(layout, claim)
     failed = find_failed(layout, claim)
     if failed is not None:
-        if failed.item.exists() and not target.exists():
+        if os.path.lexists(failed.item) and not os.path.lexists(target):
             fsutil.durable_rename(failed.item, target)
         fsutil.remove_durably(failed.sidecar)
-    if not target.exists():
+    if not os.path.lexists(target):
         if find_sent(layout, claim) is not None:
             raise ConnectorError(f"{claim.display_name} was already sent; nothing to retry",
                                  hint="use `edxml-connector send FILE` to send a new copy")

@@ -34,11 +34,13 @@ class RecipientStatuses:
         the call returns the item as it is. Without ``incoming_id`` and ``at`` a status has no
         identity and is always recorded.
 
-        The latest outgoing item with that DocumentId sent to ``organ_id`` (else the latest
-        with that DocumentId) has its delivery row for ``organ_id`` set to this status unless
+        The latest outgoing item with that DocumentId sent to ``organ_id`` has its delivery
+        row for ``organ_id`` set to this status unless
         the status already there has a later timestamp: statuses arrive out of order, and an
         older 01 arriving after 03 must not make 03 look undone (history keeps both).
-        Returns that item, or None when no outgoing item matches.
+        Returns that item, or None when no outgoing item was sent to ``organ_id`` (the
+        status is kept in the history, unmatched, and changes no delivery: the inbound
+        pipeline refuses a status about a document we sent to others, see :meth:`sent_to`).
         """
         now = now or utcnow()
         identified_by_time = at is not None
@@ -64,8 +66,6 @@ class RecipientStatuses:
                 item_id = conn.execute(base.where(c.id.in_(
                     select(t.deliveries.c.outgoing_id).where(t.deliveries.c.organ_id == organ_id)))
                     .order_by(*order).limit(1)).scalar()
-                if item_id is None:
-                    item_id = conn.execute(base.order_by(*order).limit(1)).scalar()
                 conn.execute(insert(t.statuses).values(
                     outgoing_id=item_id, incoming_id=incoming_id, document_id=document_id,
                     from_organ_id=organ_id, to_organ_id=to_organ_id, code=code,
@@ -90,6 +90,18 @@ class RecipientStatuses:
                 if known is None:
                     raise
                 return self._record_or_none(conn, known[0])
+
+    def sent_to(self, document_id: str, organ_id: str) -> bool | None:
+        """Whether a document we sent with ``document_id`` went to ``organ_id``: True, False
+        (we sent it, to others only), or None (we never sent a document with that id)."""
+        c, d = t.outgoing.c, t.deliveries.c
+        documents = select(c.id).where(c.document_id == document_id,
+                                       c.kind != OutgoingKind.STATUS.value)
+        with self._read() as conn:
+            if conn.execute(documents.limit(1)).first() is None:
+                return None
+            return conn.execute(select(d.outgoing_id).where(
+                d.organ_id == organ_id, d.outgoing_id.in_(documents)).limit(1)).first() is not None
 
     def _record_or_none(self, conn: Connection, item_id: str | None) -> OutgoingRecord | None:
         if item_id is None:

@@ -156,6 +156,8 @@ def render_status(snapshot: dict[str, Any]):
         name = row["name"] or ""
         if row["document_id"]:
             name = f"{name}\n{row['document_id']}" if name else row["document_id"]
+        if row["direction"] == "in" and row["state"] == "refused" and row["last_error"]:
+            name = f"{name}\nrefused: {row['last_error']}"
         state = row["state"]
         style = {"failed": "red", "cancelled": "yellow", "quarantined": "red",
                  "refused": "yellow", "sent": "green", "delivered": "green"}.get(state)

@@ -32,14 +32,17 @@ def test_ready_package_is_claimed_into_work_and_temporary_names_are_ignored(side
 
     items = side.claim_ready()
 
-    assert [item.display_name for item in items] == ["cv-7816.edxml"]
-    item = items[0]
+    assert sorted(item.display_name for item in items) == ["cv-7816.edxml", "notes.txt"]
+    [item] = [item for item in items if item.display_name == "cv-7816.edxml"]
     assert item.kind is OutgoingKind.PACKAGE and item.problem is None and item.source == "folder"
     assert item.package_path.parent == exchange / "work"
     assert item.package_path.read_bytes() == b"<edXML>1</edXML>"
     assert not (outbox / "cv-7816.edxml").exists()
+    # A file of an unknown kind is claimed to be refused with its reason (it ends in failed/).
+    [notes] = [item for item in items if item.display_name == "notes.txt"]
+    assert "not a kind of item the outbox takes" in notes.problem.one_line()
     assert sorted(p.name for p in outbox.iterdir()) == sorted(
-        [".hidden.edxml", "half.edxml.part", "half.edxml.tmp", "notes.txt", "statuses"])
+        [".hidden.edxml", "half.edxml.part", "half.edxml.tmp", "statuses"])
     assert side.claim_ready() == []  # handed out once
 
 
@@ -223,4 +226,10 @@ def test_symlinked_entries_are_not_taken(side, exchange, tmp_path: Path):
     target = tmp_path / "elsewhere.edxml"
     target.write_bytes(b"x")
     (exchange / "outbox" / "link.edxml").symlink_to(target)
-    assert side.claim_ready() == []
+    (exchange / "outbox" / "statuses" / "link.yaml").symlink_to(target)
+    items = side.claim_ready()
+    assert sorted(item.display_name for item in items) == ["link.edxml", "statuses/link.yaml"]
+    for item in items:
+        assert "is a symbolic link (links are not followed)" in item.problem.one_line()
+        assert item.package_path is None and item.status is None
+    assert target.read_bytes() == b"x" and not (exchange / "outbox" / "link.edxml").is_symlink()

@@ -1,0 +1,46 @@
+"""Nothing refused in silence: every outbox entry the connector will not take ends in failed/
+with its reason, and what it points at is never read or touched."""
+
+from __future__ import annotations
+
+import os
+
+from connector.journal import OutgoingState
+
+from .conftest import drop_bundle, document_metadata, PDF
+
+
+def test_links_fifos_and_unknown_files_end_in_failed_with_their_reason(make_agency, tmp_path):
+    a = make_agency("A")
+    outbox = a.exchange / "outbox"
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$secret")
+    (outbox / "shadow.edxml").symlink_to(secret)
+    (outbox / "folder-link").symlink_to(tmp_path)
+    (outbox / "statuses" / "shadow.yaml").symlink_to(secret)
+    os.mkfifo(outbox / "pipe.edxml")
+    (outbox / "notes.txt").write_text("a note")
+    (outbox / "statuses" / "answer.txt").write_text("code: '03'")
+    drop_bundle(outbox, "cv101", document_metadata(), {"Công văn số 101.pdf": PDF})
+
+    a.cycle()
+
+    failed = a.exchange / "failed"
+    expected = {
+        "shadow.edxml": "symbolic link", "folder-link": "symbolic link",
+        "statuses/shadow.yaml": "symbolic link", "pipe.edxml": "not a regular file",
+        "notes.txt": "not a kind of item", "statuses/answer.txt": "not a status file"}
+    for name, reason in expected.items():
+        assert os.path.lexists(failed / name), name
+        stem = name.removesuffix(".edxml").removesuffix(".yaml")
+        assert reason in (failed / f"{stem}.error.txt").read_text(), name
+    assert (failed / "shadow.edxml").is_symlink()  # the link itself, moved, never followed
+    assert secret.read_text() == "root:$6$secret"
+    assert sorted(p.name for p in outbox.iterdir()) == ["statuses"]
+    assert list((outbox / "statuses").iterdir()) == []
+    # Each refusal is a failed journal item with the reason (what `status` shows)...
+    refused = a.journal.list_outgoing(OutgoingState.FAILED)
+    assert len(refused) == len(expected)
+    assert all(record.last_error for record in refused)
+    # ...and the well-formed bundle beside them was sent as usual.
+    assert len(a.journal.list_outgoing(OutgoingState.SENT, kind="document")) == 1
