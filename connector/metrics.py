@@ -127,6 +127,10 @@ class Metrics:
             f"{PREFIX}_last_successful_poll_timestamp_seconds",
             "Unix time of the last successful authenticated poll of the axis (0: never).",
             registry=r)
+        self.outbox_refused = Gauge(
+            f"{PREFIX}_outbox_refused_items",
+            "Outbox entries that cannot even be claimed (names and reasons in `status`).",
+            registry=r)
         self.journal_size = Gauge(
             f"{PREFIX}_journal_size_bytes",
             "Size of the journal database on disk (SQLite file with its WAL; PostgreSQL: "

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import json
 import random
 import threading
 import time
@@ -47,7 +48,7 @@ from typing import Any, NamedTuple
 from connector.axis.errors import AxisAuthError, PermanentAxisError
 from connector.dms.base import (Failure, OutgoingItem, OutgoingKind, Receipt, StatusRequest)
 from connector.errors import CertificateError, ConnectorError, InputError
-from connector.journal import NewOutgoing, OutgoingRecord, OutgoingState, Packaged
+from connector.journal import KV_OUTBOX_REFUSED, NewOutgoing, OutgoingRecord, OutgoingState, Packaged
 from connector.logs import get_logger
 from connector.runtime import CONNECTOR_SOURCE, Runtime
 
@@ -136,6 +137,7 @@ class Outbound:
         self.paused_reason: str | None = None
         self.wake = threading.Event()
         self.stopping = threading.Event()
+        self._refused_seen: dict[str, dict[str, str]] = {}
         self.threads = PIPELINE_THREADS_PER_SLOT * self.settings.concurrency
         self._send_slots = threading.BoundedSemaphore(self.settings.concurrency)
         self._executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="send")
@@ -149,6 +151,7 @@ class Outbound:
         should that fail, each item is tried on its own so that one bad item cannot hold back
         the others."""
         items = side.claim_ready(limit)
+        self._note_refused(side)
         described: list[tuple[OutgoingItem, NewOutgoing]] = []
         for item in items:
             try:
@@ -172,6 +175,20 @@ class Outbound:
             except Exception as error:  # one item must not stop the others
                 self._intake_failed(side, item, error)
         return len(items)
+
+    def _note_refused(self, side: Any) -> None:
+        """Publish the entries ``side`` cannot claim (journal, for ``status``; metric) when
+        they change, so that an operator can always see why something stays in the outbox."""
+        refused = dict(getattr(side, "refused_entries", None) or {})
+        if refused == self._refused_seen.get(side.name, {}):
+            return
+        self._refused_seen[side.name] = refused
+        every = {name: reason for seen in self._refused_seen.values()
+                 for name, reason in seen.items()}
+        self.journal.kv_set(KV_OUTBOX_REFUSED, json.dumps(every, ensure_ascii=False)
+                            if every else None)
+        if self.metrics is not None:
+            self.metrics.outbox_refused.set(len(every))
 
     @staticmethod
     def _intake_failed(side: Any, item: OutgoingItem, error: Exception) -> None:

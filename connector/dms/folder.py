@@ -52,6 +52,8 @@ from connector.dms.folder_retention import DEFAULT_STAGING_GRACE, purge_archive_
 from connector.dms.folder_watcher import FolderWatcher
 from connector.errors import ConfigError
 
+NAME_MAX = 255
+"""Bytes in one file name on Linux file systems (ext4, XFS, btrfs)."""
 log = structlog.get_logger(__name__)
 
 DEFAULT_ROOT = "/var/lib/edxml-connector/exchange"
@@ -95,6 +97,10 @@ class FolderSide:
         self._work_dirs = (str(self.layout.work), str(self.layout.work_statuses))
         self._settle = SettleTracker(settle_seconds) if settle_seconds else None
         self._listed: deque[Candidate] = deque()  # the last outbox listing, not yet claimed
+        self.refused_entries: dict[str, str] = {}
+        """Outbox entries that cannot even be claimed (e.g. a name too long to stamp), by name,
+        with the reason: reported once in the log, and by the outbound pipeline in the journal
+        (``status``) and the metrics, until the DMS renames or removes them."""
         self._inbox = InboxWriter(self.layout, zip_limits=zip_limits)
         self.sweep_staging()
 
@@ -192,10 +198,15 @@ class FolderSide:
             for candidate in self._candidates(room):
                 claim = ClaimName.new(candidate.name, self.instance, is_status=candidate.is_status)
                 target = self.layout.work / claim.source_ref
+                if candidate.display in self.refused_entries:
+                    continue
                 try:
                     os.rename(candidate.path, target)
                 except FileNotFoundError:
                     continue  # another connector claimed it first
+                except OSError as error:
+                    self._refuse_unclaimable(candidate, error)
+                    continue
                 claimed = True
                 if self._settle is not None:
                     self._settle.forget(candidate)
@@ -229,6 +240,7 @@ class FolderSide:
                 if listed_now:
                     return
                 self._listed = deque(scan_outbox(self.layout.outbox, self.layout.outbox_statuses))
+                self._prune_refused(list(self._listed))
                 listed_now = True
                 if self._settle is not None:
                     self._settle.prune({str(candidate.path) for candidate in self._listed})
@@ -237,6 +249,23 @@ class FolderSide:
             if self._settle is not None and not self._settle.is_settled(candidate):
                 continue  # seen again at the next listing
             yield candidate
+
+    def _refuse_unclaimable(self, candidate: Candidate, error: OSError) -> None:
+        """An entry the claim rename fails on stays where it is (moving it to failed/ would
+        fail the same way): say so once, with its name, and keep saying it in ``status``."""
+        reason = f"cannot be claimed: {error.strerror or error}"
+        if error.errno == errno.ENAMETOOLONG:
+            overhead = len(ClaimName.new("", self.instance, is_status=False).work_name.encode())
+            reason += (f" (the claim adds {overhead} characters to the name; rename it to at "
+                       f"most {NAME_MAX - overhead} bytes)")
+        self.refused_entries[candidate.display] = reason
+        log.error("folder_item_refused", item=candidate.display, reason=reason,
+                  fix="rename or remove it in the outbox")
+
+    def _prune_refused(self, listed: list[Candidate]) -> None:
+        present = {candidate.display for candidate in listed}
+        for name in [name for name in self.refused_entries if name not in present]:
+            del self.refused_entries[name]
 
     def _work_stamp(self) -> tuple[int, int]:
         work, work_statuses = self._work_dirs

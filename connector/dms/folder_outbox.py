@@ -52,6 +52,11 @@ class Candidate:
     is_status: bool
     mtime_ns: int
 
+    @property
+    def display(self) -> str:
+        """The name as the DMS knows it (``statuses/NAME.yaml`` for a status)."""
+        return f"statuses/{self.name}" if self.is_status else self.name
+
 
 def scan_outbox(outbox: Path, statuses: Path) -> list[Candidate]:
     """Entries to claim, oldest first (then by name): those that look complete by name and

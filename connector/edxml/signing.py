@@ -41,7 +41,8 @@ from connector.edxml.trust import load_trust_bundle
 from connector.edxml.verifying import (SignatureState, VerificationResult, verify_low_memory, verify_package,
                                        verify_package_file, verify_package_signxml)
 from connector.edxml.xmldsig import DS, ENVELOPED, EXC_C14N, XMLDSIG, remove_keeping_tail
-from connector.edxml.xmlparse import ParseLimits, check_depth, hardened_parser, parse_bytes, refuse_doctype
+from connector.edxml.xmlparse import (ParseLimits, check_depth, hardened_parser, parse_bytes,
+                                      refuse_doctype, refuse_excessive_depth)
 from connector import fsutil
 from connector.errors import EdxmlError, InputError, PackageTooLarge, SigningError
 
@@ -284,6 +285,7 @@ def _parse_file(path: Path, limits: ParseLimits) -> etree._Element:
     try:
         tree = etree.parse(str(path), hardened_parser())
     except etree.XMLSyntaxError as error:
+        refuse_excessive_depth(error, limits, file=str(path))
         raise EdxmlError(f"not well-formed XML: {error.msg}", file=str(path), line=error.lineno,
                          hint="the package is damaged") from error
     if tree.docinfo.doctype:

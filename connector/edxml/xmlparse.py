@@ -83,6 +83,7 @@ def parse_bytes(data: bytes, *, limits: ParseLimits = ParseLimits(), file: str |
         root = etree.fromstring(data, hardened_parser(recover=recover))
     except etree.XMLSyntaxError as error:
         line = error.position[0] if error.position else error.lineno
+        refuse_excessive_depth(error, limits, file=file)
         raise EdxmlError(f"not well-formed XML: {error.msg}", file=file, line=line,
                          hint="the package is damaged; ask the sender to send it again") from error
     if root is None:
@@ -104,9 +105,23 @@ def check_depth(root: etree._Element, limits: ParseLimits, *, file: str | None =
             continue
         depth += 1
         if depth > limits.max_depth:
-            raise HostilePackage(f"elements nested deeper than {limits.max_depth} levels",
-                                 file=file, line=element.sourceline,
-                                 hint="no edXML package needs this depth")
+            raise _too_deep(limits, file, element.sourceline)
+
+
+def refuse_excessive_depth(error: etree.XMLSyntaxError, limits: ParseLimits, *,
+                           file: str | None = None) -> None:
+    """Raise our own refusal where libxml2 stopped at its depth limit (far deeper than ours).
+
+    libxml2 says "Excessive depth in document: 2048 use XML_PARSE_HUGE option": advice to
+    loosen a parser option, the wrong thing to tell an operator about a hostile package. Any
+    other syntax error returns, for the caller to report."""
+    if "Excessive depth" in str(error.msg or error):
+        raise _too_deep(limits, file, error.lineno) from None
+
+
+def _too_deep(limits: ParseLimits, file: str | None, line: int | None) -> HostilePackage:
+    return HostilePackage(f"nested deeper than {limits.max_depth} elements", file=file, line=line,
+                          hint="no edXML package needs this depth; the package is refused")
 
 
 def _too_large(size: int, limits: ParseLimits, file: str | None) -> PackageTooLarge:

@@ -26,6 +26,7 @@ from connector.journal.store import (
     DEFAULT_STALE_AFTER,
     KV_LAST_AXIS_CONTACT,
     KV_LAST_POLL,
+    KV_OUTBOX_REFUSED,
     InvalidTransition,
     Journal,
     JournalError,
@@ -35,7 +36,7 @@ from connector.journal.store import (
 )
 
 __all__ = [
-    "DEFAULT_STALE_AFTER", "KV_LAST_AXIS_CONTACT", "KV_LAST_POLL",
+    "DEFAULT_STALE_AFTER", "KV_LAST_AXIS_CONTACT", "KV_LAST_POLL", "KV_OUTBOX_REFUSED",
     "DeliveryRecord", "EventOutcome", "EventRecord", "IncomingRecord", "IncomingState",
     "InvalidTransition", "Journal", "JournalError", "MessageType", "NewOutgoing", "OutgoingKind",
     "OutgoingRecord", "OutgoingState", "Packaged", "SignatureState", "StatusRecord", "UnknownItem",

@@ -81,6 +81,8 @@ _BATCHED_EVENTS = "edxml_batched_events"
 
 KV_LAST_AXIS_CONTACT = "axis.last_successful_contact"
 KV_LAST_POLL = "axis.last_successful_poll"
+KV_OUTBOX_REFUSED = "outbox.refused_entries"
+"""JSON object: outbox entries that cannot be claimed, by name, with the reason."""
 
 
 class Journal(OutgoingTransitions, IncomingTransitions, RecipientStatuses, InstanceAdoption):

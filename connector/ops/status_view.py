@@ -10,14 +10,16 @@ with ``rich.live`` until Ctrl-C; it only reads, so it is safe beside the running
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 from connector.edxml.model import StatusCode
 from connector.errors import InputError
-from connector.journal import (KV_LAST_AXIS_CONTACT, KV_LAST_POLL, IncomingRecord, IncomingState,
-                               Journal, OutgoingRecord, OutgoingState)
+from connector.journal import (KV_LAST_AXIS_CONTACT, KV_LAST_POLL, KV_OUTBOX_REFUSED,
+                               IncomingRecord, IncomingState, Journal, OutgoingRecord,
+                               OutgoingState)
 from connector.ops.context import display_name
 
 DIRECTIONS = ("out", "in")
@@ -95,9 +97,20 @@ def collect_status(journal: Journal, *, state: str | None = None, direction: str
         "last_axis_contact": _iso(contact),
         "last_axis_contact_age_seconds": None if contact is None else round((now - contact).total_seconds(), 1),
         "last_poll": _iso(poll),
+        "outbox_refused": _outbox_refused(journal),
         "filter": {"state": state, "direction": direction, "limit": limit},
         "items": rows[:limit],
     }
+
+
+def _outbox_refused(journal: Journal) -> dict[str, str]:
+    """Outbox entries the daemon cannot claim, by name, with the reason (see the folder side)."""
+    value = journal.kv_get(KV_OUTBOX_REFUSED)
+    try:
+        refused = json.loads(value) if value else {}
+    except ValueError:
+        return {}
+    return refused if isinstance(refused, dict) else {}
 
 
 # --------------------------------------------------------------------------- rendering
@@ -147,6 +160,8 @@ def render_status(snapshot: dict[str, Any]):
                  f"Last axis contact: {snapshot['last_axis_contact'] or 'never'}"
                  + (f" ({human_age(snapshot['last_axis_contact_age_seconds'])} ago)"
                     if snapshot["last_axis_contact"] else ""))
+    for name, reason in (snapshot.get("outbox_refused") or {}).items():
+        lines.append(f"Refused in the outbox: {name}: {reason}")
     header = Text("\n".join(lines))
     table = Table(show_lines=False, expand=False, title_justify="left")
     for column in ("ID", "Dir", "Kind", "Name / DocumentId", "State", "Att.", "Recipients",

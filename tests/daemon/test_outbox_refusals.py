@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 
+from rich.console import Console
+
 from connector.journal import OutgoingState
+from connector.ops.status_view import collect_status, render_status
 
 from .conftest import drop_bundle, document_metadata, PDF
 
@@ -44,3 +47,28 @@ def test_links_fifos_and_unknown_files_end_in_failed_with_their_reason(make_agen
     assert all(record.last_error for record in refused)
     # ...and the well-formed bundle beside them was sent as usual.
     assert len(a.journal.list_outgoing(OutgoingState.SENT, kind="document")) == 1
+
+
+def test_a_name_too_long_to_claim_is_reported_with_its_name_and_does_not_block_others(
+        make_agency):
+    a = make_agency("A")
+    outbox = a.exchange / "outbox"
+    name = "x" * 240 + ".edxml"
+    (outbox / name).write_bytes(b"<edXML/>")
+    drop_bundle(outbox, "cv101", document_metadata(), {"Công văn số 101.pdf": PDF})
+
+    a.cycle()
+    a.cycle()  # a second pass reports nothing new and still sends nothing of it
+
+    assert len(a.journal.list_outgoing(OutgoingState.SENT, kind="document")) == 1
+    assert (outbox / name).exists()
+    snapshot = collect_status(a.journal)
+    [(refused_name, reason)] = snapshot["outbox_refused"].items()
+    assert refused_name == name and "rename it to at most" in reason
+    console = Console(width=400, record=True)
+    console.print(render_status(snapshot))
+    assert f"Refused in the outbox: {name}" in console.export_text()
+
+    os.rename(outbox / name, outbox / "short.edxml")
+    a.cycle()
+    assert collect_status(a.journal)["outbox_refused"] == {}

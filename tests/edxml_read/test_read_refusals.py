@@ -190,10 +190,16 @@ def test_deep_nesting_is_refused():
         read_package(document_xml(header=HEADER + "<a>" * 80 + "</a>" * 80).encode())
 
 
-def test_very_deep_nesting_beyond_libxml2_is_refused():
-    deep = "<a>" * 5000 + "</a>" * 5000
-    with pytest.raises(EdxmlError):
+@pytest.mark.parametrize("levels", [200, 5000, 200_000])
+def test_deep_nesting_is_refused_by_our_own_limit_and_message(levels):
+    """Beyond libxml2's own depth limit too: the operator reads our limit, never libxml2's
+    "use XML_PARSE_HUGE option" (advice to loosen the parser for a hostile package)."""
+    deep = "<a>" * levels + "</a>" * levels
+    with pytest.raises(HostilePackage) as caught:
         read_package(document_xml(header=HEADER + deep).encode())
+    text = caught.value.one_line()
+    assert "nested deeper than 64 elements" in text
+    assert "XML_PARSE_HUGE" not in text and "Excessive depth" not in text
 
 
 def test_oversize_package_is_refused_before_reading(tmp_path):
