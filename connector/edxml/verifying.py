@@ -38,8 +38,8 @@ from connector.edxml.digest_stream import (LIFT_THRESHOLD, ByteSource, ascii_com
                                            lift_long_texts, new_token, parse_with_placeholders, put_back)
 from connector.edxml.low_memory_check import UNSUPPORTED, check_signature_spliced
 from connector.edxml.trust import as_utc, chain_problem, claimed_signing_time, load_trust_bundle
-from connector.edxml.xmldsig import (DIGEST_MISMATCH, DS, ENVELOPED, HASH_BY_URI, XMLDSIG, remove_keeping_tail,
-                                     signature_mismatch)
+from connector.edxml.xmldsig import (C14N_METHODS, DIGEST_MISMATCH, DS, ENVELOPED, HASH_BY_URI, XMLDSIG,
+                                     remove_keeping_tail, signature_mismatch)
 from connector.edxml.xmlparse import ParseLimits, check_depth, hardened_parser, read_limited
 from connector.errors import EdxmlError, PackageTooLarge
 
@@ -204,6 +204,10 @@ def _verify_root(root: etree._Element, warnings: list[str], trust: str | Path | 
     if problem:
         return dataclasses.replace(base, state=SignatureState.UNVERIFIABLE, reason=problem,
                                    warnings=tuple(warnings))
+    shape = reference_problem(signature)
+    if shape:
+        return dataclasses.replace(base, reason=shape, warnings=tuple(warnings))
+    warnings = [*warnings, *_weak_algorithm_warnings(base)]
     certificates = _certificates(signature)
     leaf = certificates[0]
     base = dataclasses.replace(base, signer_subject=leaf.subject.rfc4514_string(),
@@ -230,6 +234,41 @@ def _verify_root(root: etree._Element, warnings: list[str], trust: str | Path | 
     return dataclasses.replace(base, state=SignatureState.VALID,
                                reason=f"signed by {base.signer_subject}, certificate trusted")
 
+
+
+def reference_problem(signature: etree._Element) -> str | None:
+    """Why the signature does not cover the whole package, or None.
+
+    A signature proves only what its References cover. One that references a single element
+    (``URI="#id"``), several parts, or passes the document through other transforms (XPath,
+    XSLT…) can stay sound while everything else in the package is changed, so the only shape
+    accepted is the whole document: exactly one ``Reference URI=""`` whose transforms are the
+    enveloped-signature transform, optionally followed by one canonicalisation."""
+    references = signature.findall(f"{DS}SignedInfo/{DS}Reference")
+    if len(references) != 1:
+        return (f"invalid: {len(references)} signed references; a package's signature must "
+                "cover the whole package with exactly one Reference URI=\"\"")
+    uri = references[0].get("URI")
+    if uri != "":
+        return (f"invalid: the signature covers only {uri!r}, not the whole package "
+                "(Reference URI must be \"\")")
+    transforms = [t.get("Algorithm") for t in references[0].findall(f"{DS}Transforms/{DS}Transform")]
+    if not transforms or transforms[0] != ENVELOPED or len(transforms) > 2 or (
+            len(transforms) == 2 and transforms[1] not in C14N_METHODS):
+        return ("invalid: the signature's transforms are " + (", ".join(map(str, transforms)) or "none")
+                + "; only the enveloped-signature transform, optionally followed by one "
+                  "canonicalisation, is accepted")
+    return None
+
+
+def _weak_algorithm_warnings(result: VerificationResult) -> list[str]:
+    """SHA-1 still verifies (the official SDK's peers sign with RSA-SHA1), but is reported."""
+    weak = [name for name in (result.algorithm, result.digest_algorithm)
+            if name and name.lower() in {"rsa-sha1", "sha1"}]
+    if not weak:
+        return []
+    return [f"the signature uses SHA-1 ({', '.join(weak)}), which is no longer considered "
+            "secure; ask the sender to sign with RSA-SHA256"]
 
 
 def _parse_for_verification(data: bytes, limits: ParseLimits, file: str | None):

@@ -16,6 +16,15 @@ XMLDSIG = "http://www.w3.org/2000/09/xmldsig#"
 DS = "{" + XMLDSIG + "}"
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
 ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+C14N_METHODS = frozenset({
+    "http://www.w3.org/TR/2001/REC-xml-c14n-20010315",
+    "http://www.w3.org/TR/2001/REC-xml-c14n-20010315#WithComments",
+    EXC_C14N,
+    EXC_C14N + "WithComments",
+    "http://www.w3.org/2006/12/xml-c14n11",
+    "http://www.w3.org/2006/12/xml-c14n11#WithComments",
+})
+"""The canonicalisations a package's signature may apply after the enveloped transform."""
 
 HASH_BY_URI = {
     "http://www.w3.org/2000/09/xmldsig#sha1": hashlib.sha1,
