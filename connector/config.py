@@ -364,6 +364,7 @@ class SignaturePolicy(_Section):
     absent: SignatureAction = SignatureAction.DELIVER
     unverifiable: SignatureAction = SignatureAction.DELIVER
     untrusted: SignatureAction = SignatureAction.DELIVER
+    expired: SignatureAction = SignatureAction.DELIVER
 
 
 class InboxConfig(_Section):

@@ -251,6 +251,7 @@ class Inbound:
             with self._timer("other"):
                 self.runtime.axis.download_edoc(record.axis_doc_id, path)
             stored = store.finish_incoming(path)
+            received_at = _now()  # the time of receipt: certificate validity is judged at it
         except PackageTooLarge as error:
             return self._refuse_too_large(record, error)
         except Exception as error:
@@ -271,10 +272,12 @@ class Inbound:
                 sender=record.sender, document_id=None, business_type=None, signature_state=None,
                 meta={"unreadable": reason})
         package = result.package
-        signature = self._verify(path, package)
+        signature = self._verify(path, package, received_at)
         self.journal.record_verified(record.id, signature_state=signature["state"],
-                                     detail={"reason": signature.get("reason")})
-        meta: dict[str, Any] = {"signature": signature, "warnings": list(result.warnings)}
+                                     detail={"reason": signature.get("reason"),
+                                             "verified_at": received_at.isoformat()})
+        meta: dict[str, Any] = {"signature": signature,
+                                "warnings": [*result.warnings, *signature.get("warnings", [])]}
         if isinstance(package, DocumentPackage):
             document_id = package.document_id
             business_type = int(package.business_type)
@@ -329,7 +332,7 @@ class Inbound:
         self._count("refused")
         return self.journal.record_refused(record.id, reason)
 
-    def _verify(self, path: Path, package: Any) -> dict[str, Any]:
+    def _verify(self, path: Path, package: Any, received_at: dt.datetime) -> dict[str, Any]:
         from connector.edxml.model import DocumentPackage
         from connector.edxml.signing import verify_package_file
 
@@ -338,12 +341,14 @@ class Inbound:
         try:
             # From the file: long attachment texts are digested from disk, not held in memory.
             outcome = verify_package_file(path, trust=self.runtime.trust_bundle,
-                                          limits=self.runtime.limits)
+                                          limits=self.runtime.limits, at=received_at)
         except Exception as error:  # a verifier crash must not lose the document
             return {"state": "unverifiable", "reason": f"verification failed: {_describe(error)}"}
         return {"state": outcome.state.value, "reason": outcome.reason,
                 "signer": outcome.signer_subject,
-                "algorithm": getattr(outcome, "algorithm", None)}
+                "algorithm": getattr(outcome, "algorithm", None),
+                "verified_at": received_at.isoformat(),
+                "warnings": list(outcome.warnings)}
 
     def _acknowledge(self, record: IncomingRecord) -> IncomingRecord:
         started = time.monotonic()

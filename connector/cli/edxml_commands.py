@@ -121,7 +121,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "verify", help="check a package's signature: exit 0 only when valid",
         description="Verify PACKAGE's signature and certificate. Prints the outcome (valid, "
-                    "invalid, absent, unverifiable, untrusted) and the reason. Exit 0 for valid, "
+                    "invalid, absent, unverifiable, untrusted, expired) and the reason. Exit 0 for valid, "
                     "1 for any other outcome, 2 when the package cannot be read.")
     parser.add_argument("package", metavar="PACKAGE", type=Path)
     parser.add_argument("--trust", metavar="CA.pem", type=Path,
@@ -508,6 +508,7 @@ def verify_command(args: argparse.Namespace) -> int:
     subject = getattr(result, "signer_subject", None)
     signer = f" (signer: {subject})" if subject and subject not in reason else ""
     print(f"{state}{reason}{signer}")
+    warn_all(getattr(result, "warnings", ()))
     return 0 if state == "valid" else 1
 
 

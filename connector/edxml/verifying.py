@@ -50,6 +50,7 @@ class SignatureState(str, enum.Enum):
     ABSENT = "absent"
     UNVERIFIABLE = "unverifiable"
     UNTRUSTED = "untrusted"
+    EXPIRED = "expired"
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,11 @@ _BASE64 = re.compile(r"^[A-Za-z0-9+/=\s]*$")
 def verify_package(data: bytes, *, trust: str | Path | None = None, limits: ParseLimits = ParseLimits(),
                    at: dt.datetime | None = None, file: str | None = None) -> VerificationResult:
     """Verify the package's signature, then its certificate against ``trust`` (a PEM file or a
-    directory of PEM files). ``at`` is the signing time to check the certificate's validity
-    against; by default the latest timestamp the (signed) package itself carries, else now.
+    directory of PEM files). ``at`` is the moment of verification — for a received package the
+    time of receipt, recorded in the journal — against which the certificate's validity and
+    chain are judged; by default now. The time the package claims (its latest timestamp) is
+    only compared with the validity and reported as a warning: a key whose certificate expired
+    must not be able to sign "back-dated" packages that verify as trusted.
     Raises EdxmlError only when the package cannot be parsed at all.
 
     A package carrying a long base64 text (an attachment of a megabyte or more) is verified by
@@ -219,16 +223,26 @@ def _verify_root(root: etree._Element, warnings: list[str], trust: str | Path | 
         return None
     if failure:
         return dataclasses.replace(base, state=SignatureState.INVALID, reason=failure)
-    signing_time = as_utc(at) if at is not None else claimed_signing_time(root)
-    base = dataclasses.replace(base, signing_time=signing_time)
-    if signing_time < leaf.not_valid_before_utc or signing_time > leaf.not_valid_after_utc:
+    moment = as_utc(at) if at is not None else dt.datetime.now(dt.timezone.utc)
+    claimed = claimed_signing_time(root)
+    valid_from, valid_to = leaf.not_valid_before_utc, leaf.not_valid_after_utc
+    if claimed < valid_from or claimed > valid_to:
+        warnings = [*warnings, f"the package claims to be signed at {claimed:%Y-%m-%d %H:%M:%S} UTC, "
+                               f"outside its certificate's validity ({valid_from:%Y-%m-%d} to "
+                               f"{valid_to:%Y-%m-%d})"]
+    base = dataclasses.replace(base, signing_time=claimed, warnings=tuple(warnings))
+    if moment > valid_to:
+        return dataclasses.replace(base, state=SignatureState.EXPIRED, reason=(
+            f"sound signature, but the certificate expired on {valid_to:%Y-%m-%d %H:%M:%S} UTC, before "
+            f"the package was received on {moment:%Y-%m-%d %H:%M:%S} UTC"))
+    if moment < valid_from:
         return dataclasses.replace(base, state=SignatureState.UNTRUSTED, reason=(
-            f"sound signature, but the certificate was not valid at signing time {signing_time:%Y-%m-%d %H:%M:%S} "
-            f"UTC (valid {leaf.not_valid_before_utc:%Y-%m-%d} to {leaf.not_valid_after_utc:%Y-%m-%d})"))
+            f"sound signature, but the certificate is not valid until {valid_from:%Y-%m-%d %H:%M:%S} UTC "
+            f"(checked at {moment:%Y-%m-%d %H:%M:%S} UTC)"))
     if trust is None:
         return dataclasses.replace(base, state=SignatureState.UNTRUSTED,
                                    reason="sound signature, but no trust bundle given to check the certificate")
-    trouble = chain_problem(leaf, certificates[1:], load_trust_bundle(trust), signing_time)
+    trouble = chain_problem(leaf, certificates[1:], load_trust_bundle(trust), moment)
     if trouble:
         return dataclasses.replace(base, state=SignatureState.UNTRUSTED, reason=f"sound signature, but {trouble}")
     return dataclasses.replace(base, state=SignatureState.VALID,

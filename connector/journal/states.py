@@ -94,6 +94,7 @@ class SignatureState(str, enum.Enum):
     ABSENT = "absent"
     UNVERIFIABLE = "unverifiable"
     UNTRUSTED = "untrusted"
+    EXPIRED = "expired"
 
 
 class EventOutcome(str, enum.Enum):

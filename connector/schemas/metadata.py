@@ -21,7 +21,7 @@ METADATA_FORMAT = 1
 class SignatureOutcome(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    state: str = Field(description="valid, invalid, absent, unverifiable or untrusted")
+    state: str = Field(description="valid, invalid, absent, unverifiable, untrusted or expired")
     reason: str | None = Field(default=None, description="why, when not valid")
     signer: Any = Field(default=None, description="the signing certificate's subject, when known")
 

@@ -159,9 +159,14 @@ def test_untrusted_without_bundle_with_unknown_ca_and_outside_validity(signed, d
     assert unknown.state is SignatureState.UNTRUSTED and "unknown CA" in unknown.reason
     directory = verify_package(signed, trust=dev_certs.directory)  # a directory of PEMs includes ca.pem
     assert directory.state is SignatureState.VALID
-    late = verify_package(signed, trust=dev_certs.ca_cert,
-                          at=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=3650))
-    assert late.state is SignatureState.UNTRUSTED and "not valid at signing time" in late.reason
+    received = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=3650)
+    late = verify_package(signed, trust=dev_certs.ca_cert, at=received)
+    assert late.state is SignatureState.EXPIRED
+    assert f"{late.certificate_not_after:%Y-%m-%d %H:%M:%S}" in late.reason
+    assert f"received on {received:%Y-%m-%d %H:%M:%S}" in late.reason
+    early = verify_package(signed, trust=dev_certs.ca_cert,
+                           at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3650))
+    assert early.state is SignatureState.UNTRUSTED and "not valid until" in early.reason
 
 
 @pytest.mark.parametrize("name", ["edoc_new.edxml", "edoc_revocation.edxml", "edoc_update.edxml",
@@ -195,8 +200,11 @@ def test_resigning_replaces_the_sdk_signature(interop_dir, agency_key, dev_certs
         assert [s.tag for s in signatures] == [f"{DS}Signature"]
         assert verify_package(data, trust=dev_certs.ca_cert, at=dt.datetime.now(dt.timezone.utc)).state \
             is SignatureState.VALID
-    # The SDK sample's own claimed time (2018) predates our dev certificate.
-    assert verify_package(again, trust=dev_certs.ca_cert).state is SignatureState.UNTRUSTED
+    # The SDK sample's own claimed time (2018) predates our dev certificate: validity is judged
+    # at verification, the claim only warned about.
+    verdict = verify_package(again, trust=dev_certs.ca_cert)
+    assert verdict.state is SignatureState.VALID
+    assert any("claims to be signed at 2018" in warning for warning in verdict.warnings)
 
 
 def test_sign_package_file_resigns_on_disk(document, agency_key, dev_certs, tmp_path, xmlsec1):
