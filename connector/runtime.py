@@ -17,6 +17,7 @@ Use::
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 import threading
 from functools import cached_property
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from connector.config import Settings
-from connector.errors import ConfigError
+from connector.errors import CertificateError, ConfigError
 from connector.logs import get_logger
 
 log = get_logger(__name__)
@@ -44,8 +45,25 @@ def load_signing_key(settings: Settings):
     secret = config.resolved_password()
     password = secret.get_secret_value() if secret is not None else None
     if config.p12_file is not None:
-        return SigningKey.from_pkcs12(config.p12_file, password)
-    return SigningKey.from_pem(config.key_file, config.cert_file, password)
+        key = SigningKey.from_pkcs12(config.p12_file, password)
+    else:
+        key = SigningKey.from_pem(config.key_file, config.cert_file, password)
+    check_signer(key, settings.trust.bundle_file)
+    return key
+
+
+def check_signer(key, bundle: Path | None) -> None:
+    """Refuse, with what to do, a certificate that receivers would refuse: one that may not
+    sign, or whose chain does not lead to our own trust bundle (checked when one is set)."""
+    from connector.edxml.trust import load_trust_bundle, signer_problem
+
+    anchors = load_trust_bundle(bundle) if bundle is not None else None
+    problem = signer_problem(key.certificate, list(key.chain), anchors,
+                             dt.datetime.now(dt.timezone.utc))
+    if problem:
+        raise CertificateError(f"certificate {key.subject} cannot sign: {problem}",
+                               file=key.source or None,
+                               hint="install a certificate that can sign, then reload")
 
 
 def agency_organization(settings: Settings):

@@ -92,5 +92,28 @@ def chain_problem(leaf: x509.Certificate, supplied: list[x509.Certificate],
     return "the certificate chain is too long"
 
 
+def signer_problem(leaf: x509.Certificate, supplied: list[x509.Certificate],
+                   anchors: list[x509.Certificate] | None, moment: dt.datetime) -> str | None:
+    """Why our own certificate must not sign, or None: the same rules a receiver applies.
+
+    Its key usage must allow signatures (digitalSignature; a certificate without a key-usage
+    extension is not restricted), and its chain must lead to the trust bundle (``anchors``;
+    None when no bundle is configured, and then only the key usage is checked)."""
+    try:
+        usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is not None and not usage.digital_signature:
+        return ("its key usage does not include digitalSignature, so receivers will not accept "
+                "its signatures; ask the CA for a signing certificate")
+    if anchors is None:
+        return None
+    trouble = chain_problem(leaf, supplied, anchors, moment)
+    if trouble:
+        return (f"its chain does not validate against trust.bundle_file: {trouble}; add the "
+                "issuing CA to the bundle, or give the full chain with the certificate")
+    return None
+
+
 def as_utc(moment: dt.datetime) -> dt.datetime:
     return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment.astimezone(dt.timezone.utc)
