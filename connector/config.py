@@ -409,8 +409,11 @@ class EdxmlLimitsConfig(_Section):
     """``edxml:`` — size limits for packages we build and accept."""
 
     max_package_size_mb: int = Field(default=250, ge=1, le=4096)
-    max_zip_entries: int = Field(default=1000, ge=1)
-    max_zip_uncompressed_mb: int = Field(default=1024, ge=1)
+    max_zip_entries: int = Field(default=500, ge=1)
+    max_zip_uncompressed_mb: int = Field(default=256, ge=1)
+    max_zip_expansion: float = Field(
+        default=4.0, gt=0, description="a zip part's entries may unpack to this many times the "
+                                       "package's size (and never more than max_zip_uncompressed_mb)")
     max_zip_ratio: int = Field(default=100, ge=1, description="uncompressed/compressed, zip bombs")
 
     @property

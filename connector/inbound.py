@@ -37,6 +37,7 @@ is finished from the journal (``pending_incoming``) at the next poll.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 import time
@@ -397,7 +398,8 @@ class Inbound:
             self._quarantine(record, document, unreadable)
             return
         result = self._package_of(record)
-        summary = summarize(result, zip_limits=self.runtime.zip_limits)
+        summary = summarize(result, zip_limits=dataclasses.replace(
+            self.runtime.zip_limits, package_size=record.package_size))
         summary["signature"] = record.meta.get("signature")
         refusal = record.meta.get("sender_mismatch") or self._lifecycle_refusal(record,
                                                                                 result.package)

@@ -245,7 +245,8 @@ class Runtime:
         edxml = self.settings.edxml
         return ZipLimits(max_entries=edxml.max_zip_entries,
                          max_total_size=edxml.max_zip_uncompressed_mb * 1024 * 1024,
-                         max_ratio=float(edxml.max_zip_ratio))
+                         max_ratio=float(edxml.max_zip_ratio),
+                         max_expansion=edxml.max_zip_expansion)
 
     @cached_property
     def zip_convention(self):

@@ -15,6 +15,7 @@ do not trust. An operator's release delivers it to the inbox like any other docu
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -248,11 +249,14 @@ class InboxWriter:
     def _extract(self, staging: Path, attachment, zip_file: str, taken: set[str],
                  zip_entry: AttachmentFile, warnings: list[str]) -> list[AttachmentFile]:
         """Unzip a ZIP-convention part beside it, or record why not (it is kept either way)."""
-        from connector.edxml.attachments import extract_zip_part
+        from connector.edxml.attachments import ZipLimits, extract_zip_part
 
         try:
-            extraction = (extract_zip_part(attachment) if self.zip_limits is None
-                          else extract_zip_part(attachment, self.zip_limits))
+            package = staging / PACKAGE_FILE
+            limits = dataclasses.replace(
+                self.zip_limits or ZipLimits(),
+                package_size=package.stat().st_size if package.exists() else None)
+            extraction = extract_zip_part(attachment, limits)
         except ConnectorError as error:
             problems = [error.one_line()]
         else:

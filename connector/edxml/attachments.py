@@ -15,6 +15,7 @@ and :func:`unique_name` for the names.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import mimetypes
@@ -154,13 +155,25 @@ def _now_tuple() -> tuple[int, int, int, int, int, int]:
 @dataclass(frozen=True)
 class ZipLimits:
     """Bounds for unzipping a received part. The ratio check applies to entries larger than
-    ``ratio_threshold`` bytes (a 2 KB text that compresses 200:1 is harmless)."""
+    ``ratio_threshold`` bytes (a 2 KB text that compresses 200:1 is harmless).
 
-    max_entries: int = 1000
-    max_total_size: int = 1024 * 1024 * 1024
-    max_entry_size: int = 512 * 1024 * 1024
+    The entries together may unpack to ``max_expansion`` times the package's size
+    (``package_size``; the part's own size when the caller does not know the package's) — or
+    ``ratio_threshold`` for small packages — and never more than ``max_total_size``: a 1 MB
+    package cannot make the receiver unpack a gigabyte of zeros."""
+
+    max_entries: int = 500
+    max_total_size: int = 256 * 1024 * 1024
+    max_entry_size: int = 256 * 1024 * 1024
     max_ratio: float = 100.0
     ratio_threshold: int = 1024 * 1024
+    max_expansion: float = 4.0
+    package_size: int | None = None
+
+    def total_for(self, part_size: int) -> int:
+        """The most the entries of a part of ``part_size`` bytes may unpack to."""
+        base = self.package_size if self.package_size is not None else part_size
+        return min(self.max_total_size, max(self.ratio_threshold, int(self.max_expansion * base)))
 
 
 @dataclass
@@ -198,6 +211,7 @@ def extract_zip_part(attachment: Attachment, limits: ZipLimits = ZipLimits()) ->
         source = io.BytesIO(attachment.data) if attachment.data is not None else attachment.path
         if source is None:
             return ZipExtraction(problems=[f"{label} has no content; kept as received"])
+        limits = dataclasses.replace(limits, max_total_size=limits.total_for(attachment.size))
         with zipfile.ZipFile(source) as archive:
             problems = _check_directory(archive.infolist(), limits, label)
             if problems:
