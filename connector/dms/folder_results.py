@@ -39,10 +39,19 @@ _SOURCE_LINE = "source_ref: "
 
 @dataclass(frozen=True)
 class Placement:
-    """One possible archive place of an item: the item path and its sidecar."""
+    """One possible archive place of an item: the item path and its sidecar.
+
+    The sidecar (receipt or error file) is written under a hidden ``reservation`` name first —
+    created exclusively, so it also reserves the name against a second connector — and renamed
+    into place only after the item has been moved beside it: a DMS that sees ``NAME.error.txt``
+    or ``NAME.receipt.json`` always finds ``NAME`` complete (the folder contract's order)."""
 
     item: Path
     sidecar: Path
+
+    @property
+    def reservation(self) -> Path:
+        return self.sidecar.with_name(f".{self.sidecar.name}.claim")
 
 
 def claim_of(item: OutgoingItem) -> ClaimName:
@@ -94,10 +103,31 @@ def _error_owner(path: Path) -> str | None:
 
 
 def _find_own(candidates: list[Placement], claim: ClaimName, owner_of) -> Placement | None:
+    """Our place among ``candidates``: published (the sidecar) or still reserved."""
     for placement in candidates:
-        if placement.sidecar.exists() and owner_of(placement.sidecar) == claim.source_ref:
-            return placement
+        for sidecar in (placement.sidecar, placement.reservation):
+            if sidecar.exists() and owner_of(sidecar) == claim.source_ref:
+                return placement
     return None
+
+
+def _publish(placement: Placement, content: bytes, rewrite) -> None:
+    """Put the sidecar in place, last: the reserved one renamed (with ``content``), or the one
+    already there handed to ``rewrite`` (which replaces it only when it changed)."""
+    if os.path.lexists(placement.reservation):
+        fsutil.atomic_write(placement.reservation, content)
+        if placement.sidecar.exists():
+            fsutil.remove_durably(placement.reservation)
+        else:
+            os.rename(placement.reservation, placement.sidecar)
+            fsutil.fsync_dir(placement.sidecar.parent)
+    else:
+        rewrite(placement.sidecar)
+
+
+def _remove_sidecars(placement: Placement) -> None:
+    fsutil.remove_durably(placement.sidecar)
+    fsutil.remove_durably(placement.reservation)
 
 
 def _take_name(candidates: list[Placement], claim: ClaimName, content: bytes) -> Placement:
@@ -105,12 +135,12 @@ def _take_name(candidates: list[Placement], claim: ClaimName, content: bytes) ->
     link, which fails if the name exists), so two writers racing for ``NAME`` cannot both win
     and nobody needs to hold a lock while the slow fsyncs run."""
     for placement in candidates:
-        if placement.item.exists() or placement.item.is_symlink():
+        if os.path.lexists(placement.item) or placement.sidecar.exists():
             continue
-        if not fsutil.create_exclusive(placement.sidecar, content):
+        if not fsutil.create_exclusive(placement.reservation, content):
             continue
-        if placement.item.exists() or placement.item.is_symlink():  # appeared meanwhile
-            fsutil.remove_durably(placement.sidecar)
+        if os.path.lexists(placement.item) or placement.sidecar.exists():  # appeared meanwhile
+            fsutil.remove_durably(placement.reservation)
             continue
         return placement
     raise ConnectorError(f"no free name for {claim.display_name} in {candidates[0].item.parent}",
@@ -118,22 +148,17 @@ def _take_name(candidates: list[Placement], claim: ClaimName, content: bytes) ->
 
 
 def find_sent(layout: ExchangeLayout, claim: ClaimName) -> Placement | None:
-    for placement in placements(layout.sent, claim, RECEIPT_SUFFIX):
-        if placement.sidecar.exists() and _receipt_owner(placement.sidecar) == claim.source_ref:
-            return placement
-    return None
+    return _find_own(placements(layout.sent, claim, RECEIPT_SUFFIX), claim, _receipt_owner)
 
 
 def find_failed(layout: ExchangeLayout, claim: ClaimName) -> Placement | None:
-    for placement in placements(layout.failed, claim, ERROR_SUFFIX):
-        if placement.sidecar.exists() and _error_owner(placement.sidecar) == claim.source_ref:
-            return placement
-    return None
+    return _find_own(placements(layout.failed, claim, ERROR_SUFFIX), claim, _error_owner)
 
 
 def mark_sent(layout: ExchangeLayout, item: OutgoingItem, receipt: Receipt) -> Path:
-    """Write the receipt, then move the item from work/ (or failed/) to sent/. Returns the
-    item's path in sent/. Rewrites the receipt only when its content changed."""
+    """Move the item from work/ (or failed/) to sent/, then put its receipt beside it (see
+    :class:`Placement`). Returns the item's path in sent/. Rewrites the receipt only when its
+    content changed."""
     claim = claim_of(item)
     source = work_path(layout, claim)
     candidates = placements(layout.sent, claim, RECEIPT_SUFFIX)
@@ -149,13 +174,13 @@ def mark_sent(layout: ExchangeLayout, item: OutgoingItem, receipt: Receipt) -> P
                                  "sent/", file=str(source),
                                  hint="someone moved it by hand; the journal still knows it was sent")
         placement = _take_name(candidates, claim, _receipt_bytes(receipt, claim))
-    else:
-        _rewrite_receipt(placement.sidecar, receipt, claim)
     if os.path.lexists(source) and not os.path.lexists(placement.item):
         fsutil.durable_rename(source, placement.item)
         log.info("folder_item_sent", item=claim.display_name, to=str(placement.item))
-    if failed is not None and failed.sidecar.exists():
-        fsutil.remove_durably(failed.sidecar)
+    _publish(placement, _receipt_bytes(receipt, claim),
+             lambda path: _rewrite_receipt(path, receipt, claim))
+    if failed is not None:
+        _remove_sidecars(failed)
     return placement.item
 
 
@@ -202,7 +227,8 @@ def error_text(claim: ClaimName, failure: Failure) -> str:
 
 
 def mark_failed(layout: ExchangeLayout, item: OutgoingItem, failure: Failure) -> Path:
-    """Write ``NAME.error.txt``, then move the item from work/ to failed/. Returns its path."""
+    """Move the item from work/ to failed/, then put ``NAME.error.txt`` beside it, last (see
+    :class:`Placement`). Returns its path in failed/."""
     claim = claim_of(item)
     source = work_path(layout, claim)
     candidates = placements(layout.failed, claim, ERROR_SUFFIX)
@@ -216,17 +242,20 @@ def mark_failed(layout: ExchangeLayout, item: OutgoingItem, failure: Failure) ->
             raise ConnectorError(f"{claim.display_name} is not in work/", file=str(source),
                                  hint="someone moved it by hand; the journal keeps the failure")
         placement = _take_name(candidates, claim, text)
-    else:
-        try:
-            unchanged = placement.sidecar.read_bytes() == text
-        except OSError:
-            unchanged = False
-        if not unchanged:
-            fsutil.atomic_write(placement.sidecar, text)
     if os.path.lexists(source) and not os.path.lexists(placement.item):
         fsutil.durable_rename(source, placement.item)
         log.info("folder_item_failed", item=claim.display_name, to=str(placement.item))
+    _publish(placement, text, lambda path: _replace_if_changed(path, text))
     return placement.item
+
+
+def _replace_if_changed(path: Path, content: bytes) -> None:
+    try:
+        unchanged = path.read_bytes() == content
+    except OSError:
+        unchanged = False
+    if not unchanged:
+        fsutil.atomic_write(path, content)
 
 
 def put_back(layout: ExchangeLayout, item: OutgoingItem) -> Path:
@@ -238,7 +267,7 @@ def put_back(layout: ExchangeLayout, item: OutgoingItem) -> Path:
     if failed is not None:
         if os.path.lexists(failed.item) and not os.path.lexists(target):
             fsutil.durable_rename(failed.item, target)
-        fsutil.remove_durably(failed.sidecar)
+        _remove_sidecars(failed)
     if not os.path.lexists(target):
         if find_sent(layout, claim) is not None:
             raise ConnectorError(f"{claim.display_name} was already sent; nothing to retry",

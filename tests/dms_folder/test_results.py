@@ -238,3 +238,33 @@ def test_a_claim_put_back_by_another_process_is_found_at_the_next_listing(side, 
     (again,) = side.claim_ready()
     assert again.source_ref == item.source_ref
     assert side.claim_ready() == []  # handed out once
+
+
+@pytest.mark.parametrize("archive", ["sent", "failed"])
+def test_the_sidecar_appears_only_after_the_item_is_complete_beside_it(side, exchange,
+                                                                        monkeypatch, archive):
+    """The folder contract's order: a DMS that sees NAME.error.txt / NAME.receipt.json finds
+    NAME beside it. A crash between reserving the name and moving the item leaves only a
+    hidden reservation, which the next attempt finishes."""
+    drop_file(exchange / "outbox" / "cv-9.edxml", b"pkg")
+    (item,) = side.claim_ready()
+    suffix = ".receipt.json" if archive == "sent" else ".error.txt"
+    place = folder_results.placements(exchange / archive, folder_results.claim_of(item),
+                                      suffix)[0]
+
+    def crash(source, target):
+        assert place.reservation.exists() and not place.sidecar.exists()
+        raise OSError("power lost")
+
+    monkeypatch.setattr(fsutil, "durable_rename", crash)
+    mark = side.mark_sent if archive == "sent" else side.mark_failed
+    argument = receipt() if archive == "sent" else failure()
+    with pytest.raises(OSError):
+        mark(item, argument)
+    assert not place.sidecar.exists() and not place.item.exists()
+    assert place.reservation.name.startswith(".")
+    monkeypatch.undo()
+
+    mark(item, argument)
+    assert place.item.read_bytes() == b"pkg" and place.sidecar.exists()
+    assert not place.reservation.exists()
