@@ -48,16 +48,21 @@ def temporary_name(final: Path) -> Path:
     return final.with_name(f".{final.name}.tmp-{secrets.token_hex(4)}")
 
 
-def write_file_durably(path: Path, data: bytes, *, mode: int = FILE_MODE) -> None:
-    """Write a new file (it must not exist), fsync its data. The directory is not fsync'd:
-    the caller fsyncs it once after writing several files (see :func:`publish_directory`)."""
+def write_file_durably(path: Path, data: bytes | Iterable[bytes], *, mode: int = FILE_MODE) -> int:
+    """Write a new file (it must not exist) from bytes or from pieces (content too large to
+    hold), fsync its data, return its size. The directory is not fsync'd: the caller fsyncs it
+    once after writing several files (see :func:`publish_directory`)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    size = 0
     try:
         os.fchmod(fd, mode)  # explicit: the process umask must not decide who can read it
-        _write_all(fd, data)
+        for piece in (data,) if isinstance(data, bytes | bytearray | memoryview) else data:
+            _write_all(fd, piece)
+            size += len(piece)
         os.fsync(fd)
     finally:
         os.close(fd)
+    return size
 
 
 def copy_file_durably(source: Path, target: Path, *, mode: int = FILE_MODE) -> None:

@@ -13,31 +13,43 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector.dms.base import IncomingDocument, IncomingStatus, LifecycleEvent
 from connector.errors import ConnectorError
+
+if TYPE_CHECKING:
+    from connector.edxml.model import Attachment
 
 _MISSING = object()
 
 
 @dataclass
 class IncomingPart:
-    """One attachment row: a part as transported, or an entry extracted from a ZIP part."""
+    """One attachment row: a part as transported (``attachment``: its bytes are read when its
+    row is written, so one part at a time is in memory, not the whole package), or an entry
+    extracted from a ZIP part (``content``)."""
 
     position: int
     name: str
     content_type: str
-    content: bytes
+    content: bytes | None = None
     description: str | None = None
     extracted_from: str | None = None
+    attachment: Attachment | None = None
 
     def field(self, name: str) -> Any:
+        if name == "content":
+            return self.read()
         if name == "size":
-            return len(self.content)
+            return self.attachment.size if self.attachment is not None else len(self.read())
         if name == "sha256":
-            return hashlib.sha256(self.content).hexdigest()
+            return (self.attachment.sha256() if self.attachment is not None
+                    else hashlib.sha256(self.read()).hexdigest())
         return getattr(self, name)
+
+    def read(self) -> bytes:
+        return self.attachment.read_bytes() if self.attachment is not None else self.content or b""
 
 
 def lookup(record: Mapping[str, Any], path: str) -> Any:
@@ -77,7 +89,7 @@ def document_record(document: IncomingDocument, *, quarantined: bool,
         "summary": document.summary,
         "quarantined": quarantined,
         "quarantine_reason": quarantine_reason,
-        "delivered_at": dt.datetime.now(dt.timezone.utc),
+        "delivered_at": dt.datetime.now(dt.UTC),
     })
     return record
 
@@ -136,8 +148,7 @@ def read_parts(package_path: Path) -> list[IncomingPart]:
     parts: list[IncomingPart] = []
     for attachment in getattr(package, "attachments", []) or []:
         parts.append(IncomingPart(position=len(parts), name=attachment.name,
-                                  content_type=attachment.content_type,
-                                  content=attachment.read_bytes(),
+                                  content_type=attachment.content_type, attachment=attachment,
                                   description=attachment.description))
     parts.extend(_extracted_entries(package, len(parts)))
     return parts

@@ -25,7 +25,7 @@ import shutil
 import threading
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +35,18 @@ from connector import fsutil
 from connector.dms.base import IncomingDocument, IncomingStatus, LifecycleEvent
 from connector.dms.folder_jsonl import AppendOnceLog
 from connector.dms.folder_layout import READ_DIR_MODE, SHARED_DIR_MODE, ExchangeLayout
+from connector.edxml.attachments import (
+    ZipLimits,
+    extract_zip_part,
+    is_zip_convention_part,
+    sanitize_filename,
+    unique_name,
+)
 from connector.edxml.identifiers import VIETNAM_TZ
-from connector.edxml.model import DocumentPackage, StatusCode
+from connector.edxml.model import Attachment, DocumentPackage, StatusCode
+from connector.edxml.reader import read_package
 from connector.errors import ConnectorError
-from connector.schemas.metadata import (AttachmentFile, InboxMetadata, LifecycleEntry,
-                                        SignatureOutcome)
+from connector.schemas.metadata import AttachmentFile, InboxMetadata, LifecycleEntry, SignatureOutcome
 
 log = structlog.get_logger(__name__)
 
@@ -75,7 +82,7 @@ def item_name(sender: str | None, code: str | None, axis_doc_id: str) -> str:
 def local_date(moment: dt.datetime) -> str:
     """The day folder, in Vietnam time (what the agency's staff call 'today')."""
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
+        moment = moment.replace(tzinfo=dt.UTC)
     return moment.astimezone(VIETNAM_TZ).date().isoformat()
 
 
@@ -103,7 +110,7 @@ class InboxWriter:
                  now: Callable[[], dt.datetime] | None = None) -> None:
         self.layout = layout
         self.zip_limits = zip_limits
-        self._now = now or (lambda: dt.datetime.now(dt.timezone.utc))
+        self._now = now or (lambda: dt.datetime.now(dt.UTC))
         self.statuses = AppendOnceLog(layout.statuses_log)
         self.events = AppendOnceLog(layout.events_log)
         self._active_lock = threading.Lock()
@@ -218,8 +225,8 @@ class InboxWriter:
 
     def _write_attachments(self, staging: Path, document: IncomingDocument,
                            warnings: list[str]) -> list[AttachmentFile]:
-        from connector.edxml.reader import read_package
-
+        """Each part decoded into its file in pieces (a 150 MB scan is never held whole), then
+        any ZIP-convention part unzipped beside it entry by entry."""
         try:
             package = read_package(document.package_path).package
         except ConnectorError as error:
@@ -231,48 +238,45 @@ class InboxWriter:
         taken = set(RESERVED_NAMES)
         files: list[AttachmentFile] = []
         for attachment in package.attachments:
-            convention_zip = _is_convention_zip(attachment)
+            convention_zip = is_zip_convention_part(attachment)
             # A ZIP-convention part is named like the file it wraps ("report.txt"); kept as
             # "report.txt.zip" so that its extracted content can take the real name.
             wanted = _safe_name(attachment.name) + (".zip" if convention_zip else "")
             file_name = _unique(wanted, taken)
-            data = attachment.read_bytes()
-            fsutil.write_file_durably(staging / file_name, data)
+            digest = hashlib.sha256()
+            size = fsutil.write_file_durably(staging / file_name,
+                                             _hashed(attachment.chunks(), digest))
             files.append(AttachmentFile(
                 original_name=attachment.name, file=file_name,
                 content_type=attachment.content_type, description=attachment.description,
-                size=len(data), sha256=hashlib.sha256(data).hexdigest()))
+                size=size, sha256=digest.hexdigest()))
             if convention_zip:
-                files.extend(self._extract(staging, attachment, file_name, taken, files[-1], warnings))
+                written = Attachment(name=attachment.name, content_type=attachment.content_type,
+                                     path=staging / file_name)
+                files.extend(self._extract(staging, written, file_name, taken, files[-1],
+                                           warnings))
         return files
 
-    def _extract(self, staging: Path, attachment, zip_file: str, taken: set[str],
+    def _extract(self, staging: Path, attachment: Attachment, zip_file: str, taken: set[str],
                  zip_entry: AttachmentFile, warnings: list[str]) -> list[AttachmentFile]:
         """Unzip a ZIP-convention part beside it, or record why not (it is kept either way)."""
-        from connector.edxml.attachments import ZipLimits, extract_zip_part
-
-        try:
-            package = staging / PACKAGE_FILE
-            limits = dataclasses.replace(
-                self.zip_limits or ZipLimits(),
-                package_size=package.stat().st_size if package.exists() else None)
-            extraction = extract_zip_part(attachment, limits)
-        except ConnectorError as error:
-            problems = [error.one_line()]
-        else:
-            problems = [str(problem) for problem in (getattr(extraction, "problems", None) or [])]
-            if getattr(extraction, "extracted", True) and not problems:
-                out = []
-                for entry in extraction.entries:
-                    data = entry.read_bytes() if hasattr(entry, "read_bytes") else bytes(entry.data)
-                    original = getattr(entry, "original_name", None) or entry.name
-                    file_name = _unique(_safe_name(entry.name), taken)
-                    fsutil.write_file_durably(staging / file_name, data)
-                    out.append(AttachmentFile(
-                        original_name=original, file=file_name,
-                        content_type=getattr(entry, "content_type", None), size=len(data),
-                        sha256=hashlib.sha256(data).hexdigest(), extracted_from=zip_file))
-                return out
+        package = staging / PACKAGE_FILE
+        limits = dataclasses.replace(
+            self.zip_limits or ZipLimits(),
+            package_size=package.stat().st_size if package.exists() else None)
+        extraction = extract_zip_part(attachment, limits, into=staging)
+        if extraction.extracted and not extraction.problems:
+            out = []
+            for entry in extraction.entries:
+                assert entry.path is not None
+                file_name = _unique(_safe_name(entry.name), taken)
+                entry.path.rename(staging / file_name)
+                out.append(AttachmentFile(
+                    original_name=entry.original_name, file=file_name,
+                    content_type=entry.content_type, size=entry.size, sha256=entry.sha256,
+                    extracted_from=zip_file))
+            return out
+        problems = [str(problem) for problem in extraction.problems]
         zip_entry.problem = "not extracted: " + "; ".join(problems)
         warnings.append(f"{zip_file}: kept as received, not extracted: {'; '.join(problems)}")
         return []
@@ -347,23 +351,20 @@ class InboxWriter:
 # ------------------------------------------------------------------------------------ helpers
 
 def _safe_name(name: str) -> str:
-    from connector.edxml.attachments import sanitize_filename
-
     return sanitize_filename(name)
 
 
 def _unique(name: str, taken: set[str]) -> str:
-    from connector.edxml.attachments import unique_name
-
     chosen = unique_name(name, taken)
     taken.add(chosen)
     return chosen
 
 
-def _is_convention_zip(attachment) -> bool:
-    from connector.edxml.attachments import is_zip_convention_part
-
-    return is_zip_convention_part(attachment)
+def _hashed(pieces: Iterator[bytes], digest: Any) -> Iterator[bytes]:
+    """The pieces as they are, each added to ``digest`` on the way."""
+    for piece in pieces:
+        digest.update(piece)
+        yield piece
 
 
 def _sha256_file(path: Path) -> str:

@@ -17,7 +17,9 @@ import binascii
 import re
 
 from connector.edxml.element_reader import ElementReader
+from connector.edxml.encoded_content import Base64Problem, EncodedContent, Segment
 from connector.edxml.identifiers import normalize_content_id
+from connector.edxml.lifted_package import LiftedTexts
 from connector.edxml.model import Attachment
 from connector.errors import EdxmlError
 
@@ -28,7 +30,15 @@ _REFERENCE_CHILDREN = {"ContentId", "ContentType", "Description", "AttachmentNam
 
 
 class AttachmentReader(ElementReader):
-    """Attachments of one document package (shares the package reader's warning list)."""
+    """Attachments of one document package (shares the package reader's warning list).
+
+    With ``lifted`` (a package read from its file), a text the parse left in the file becomes
+    the attachment's :class:`EncodedContent`, checked and measured here in pieces."""
+
+    def __init__(self, file: str | None, warnings: list[str], accepted: set[str | None],
+                 lifted: LiftedTexts | None = None) -> None:
+        super().__init__(file, warnings, accepted)
+        self.lifted = lifted
 
     def read(self, body, body_path: str, encoded_blocks) -> list[Attachment]:
         """The attachments, in the order of their parts; a manifest entry without its part raises."""
@@ -87,11 +97,15 @@ class AttachmentReader(ElementReader):
             if not content_type:
                 content_type = "application/octet-stream"
                 self.warn(f"attachment {name!r} has no ContentType; read as {content_type}")
-            if not data:
+            attachment = Attachment(name=name, content_type=content_type, content_id=content_id,
+                                    description=description)
+            if isinstance(data, EncodedContent):
+                attachment.encoded = data
+            else:
+                attachment.data = data
+            if not attachment.size:
                 self.warn(f"attachment {name!r} is empty")
-            attachments.append(Attachment(name=name, content_type=content_type,
-                                          content_id=content_id, description=description,
-                                          data=data))
+            attachments.append(attachment)
 
         for index, reference in enumerate(references):
             if index in matched:
@@ -132,18 +146,24 @@ class AttachmentReader(ElementReader):
                       f"{manifest!r}; {own!r} is used")
         return own
 
-    def decode(self, element, path: str) -> bytes:
+    def decode(self, element, path: str) -> bytes | EncodedContent:
         """Base64 text to bytes in linear time and without needless copies: the text is taken
         out of the tree first, decoded straight from the string when it has no line breaks (the
-        SDK and our writer emit one line), else after one C-level whitespace strip."""
-        text = element.text or ""
+        SDK and our writer emit one line), else after one C-level whitespace strip. A text left
+        in the file is checked there instead and stays there."""
+        texts = [element.text or ""]
         for child in element:  # comments inside the base64 (seen in hand-edited files)
             if isinstance(child.tag, str):
                 raise self.error("ContentTransferEncoded holds an element instead of base64 text",
                                  element=path, line=child.sourceline,
                                  hint="ask the sender to send the package again")
-            text += child.tail or ""
+            texts.append(child.tail or "")
         line = element.sourceline
+        segments = self.lifted.segments(texts) if self.lifted is not None else None
+        if segments is not None and self.lifted is not None:
+            return self.decode_in_file(segments, line, path)
+        text = "".join(texts)
+        del texts
         element.text = None
         if not text.isascii():
             raise self.bad_base64(text, line, path, re.search(r"[^\x00-\x7f]", text).start())
@@ -156,6 +176,32 @@ class AttachmentReader(ElementReader):
         except binascii.Error:
             raw = encoded.encode("ascii") if isinstance(encoded, str) else encoded
             return self.decode_leniently(raw, text, line, path)
+
+    def decode_in_file(self, segments: list[Segment], line: int | None, path: str
+                       ) -> EncodedContent:
+        """Check a text left in the package file, in pieces; the same errors and warning as
+        :meth:`decode` for the same text."""
+        assert self.lifted is not None
+        try:
+            content = EncodedContent.scanned(self.lifted.path, segments)
+        except Base64Problem as problem:
+            if problem.segment is None:
+                raise self.error("invalid base64: the length or padding is wrong", element=path,
+                                 line=line, hint="the attachment is damaged; ask the sender to "
+                                                 "send it again") from None
+            before = segments[:problem.segment]
+            text = "".join(s for s in before if isinstance(s, str))
+            literal = segments[problem.segment]
+            assert isinstance(literal, str)
+            offset = (line or 0) + text.count("\n")
+            raise self.bad_base64(literal, offset, path, problem.position or 0) from None
+        except OSError as error:
+            raise self.error(f"cannot read the attachment's text from the package file: "
+                             f"{error.strerror or error}", element=path, line=line,
+                             hint="check that the package file is still there") from error
+        if content.padding_recovered:
+            self.warn(f"{path} (line {line}): base64 padding was wrong; recovered")
+        return content
 
     def decode_leniently(self, raw: bytes, text: str, line: int | None, path: str) -> bytes:
         bad = re.search(rb"[^A-Za-z0-9+/=]", raw)

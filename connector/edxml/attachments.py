@@ -9,8 +9,9 @@ name does not end in ``.zip`` is unzipped.
 Unzipping data from outside is where zip bombs and path escapes (zip-slip) live, so extraction is
 all-or-nothing: every limit is checked against the central directory first and again while the
 bytes are read in bounded chunks; any violation leaves the part exactly as received and reports
-why. Nothing here writes files — callers decide where bytes go, using :func:`sanitize_filename`
-and :func:`unique_name` for the names.
+why. Entries are extracted one by one into a folder the caller gives (under hidden names, which
+the caller renames with :func:`sanitize_filename` and :func:`unique_name`), so memory stays at
+one chunk whatever the archive holds.
 """
 
 from __future__ import annotations
@@ -19,13 +20,18 @@ import dataclasses
 import hashlib
 import io
 import mimetypes
+import os
 import re
+import tempfile
 import time
 import unicodedata
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
+from typing import IO
 
 from connector import fsutil
 from connector.edxml.model import Attachment
@@ -178,12 +184,16 @@ class ZipLimits:
 
 @dataclass
 class ExtractedEntry:
+    """One unpacked entry: in memory (``data``), in a file (``path``, when extracted ``into`` a
+    folder) or only measured (both None)."""
+
     name: str  # sanitised, safe as a file name
     original_name: str  # as stored in the archive
     content_type: str
-    data: bytes
     size: int
     sha256: str
+    data: bytes | None = None
+    path: Path | None = None
 
 
 @dataclass
@@ -202,28 +212,91 @@ def is_zip_convention_part(attachment: Attachment) -> bool:
     return content_type in ZIP_CONTENT_TYPES and not attachment.name.lower().rstrip().endswith(".zip")
 
 
-def extract_zip_part(attachment: Attachment, limits: ZipLimits = ZipLimits()) -> ZipExtraction:
-    """Unzip a ZIP-convention part within ``limits``, or report why not. Never partial."""
+def extract_zip_part(attachment: Attachment, limits: ZipLimits = ZipLimits(), *,
+                     into: Path | None = None, measure_only: bool = False) -> ZipExtraction:
+    """Unzip a ZIP-convention part within ``limits``, or report why not. Never partial.
+
+    Where the entries go: ``into`` a folder, one file each (``.unzip-N.part``, fsync'd; the
+    caller renames them), entry by entry, so a part of 1,000 entries costs a 64 KB buffer;
+    nowhere with ``measure_only`` (names, sizes and digests for a summary); else in memory
+    (``data``), for a caller that needs the bytes anyway. Files of a part that fails a limit
+    half-way are removed."""
     if not is_zip_convention_part(attachment):
         return ZipExtraction()
     label = f"attachment {attachment.name!r}"
+    if attachment.data is None and attachment.path is None and attachment.encoded is None:
+        return ZipExtraction(problems=[f"{label} has no content; kept as received"])
+    sink = _Sink(into, keep=not measure_only)
     try:
-        source = io.BytesIO(attachment.data) if attachment.data is not None else attachment.path
-        if source is None:
-            return ZipExtraction(problems=[f"{label} has no content; kept as received"])
         limits = dataclasses.replace(limits, max_total_size=limits.total_for(attachment.size))
-        with zipfile.ZipFile(source) as archive:
+        with _seekable(attachment) as source, zipfile.ZipFile(source) as archive:
             problems = _check_directory(archive.infolist(), limits, label)
             if problems:
                 return ZipExtraction(problems=problems)
-            entries, problems = _read_entries(archive, limits, label)
+            entries, problems = _read_entries(archive, limits, label, sink)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, ValueError,
             NotImplementedError, RuntimeError, OSError) as error:
+        sink.discard()
         return ZipExtraction(problems=[f"{label} is not a readable ZIP archive ({error}); kept as "
                                        "received"])
+    except BaseException:
+        sink.discard()
+        raise
     if problems:
+        sink.discard()
         return ZipExtraction(problems=problems)
     return ZipExtraction(entries=entries, extracted=True)
+
+
+@contextmanager
+def _seekable(attachment: Attachment) -> Iterator[IO[bytes] | Path]:
+    """What ``zipfile`` can seek in: the bytes, the file, or — for a part still base64 in its
+    package — a temporary file beside the package, decoded into in pieces."""
+    if attachment.data is not None:
+        yield io.BytesIO(attachment.data)
+    elif attachment.encoded is None and attachment.path is not None:
+        yield Path(attachment.path)
+    else:
+        folder = attachment.encoded.path.parent if attachment.encoded is not None else None
+        with tempfile.TemporaryFile(dir=folder) as spool:
+            for piece in attachment.chunks():
+                spool.write(piece)
+            spool.seek(0)
+            yield spool
+
+
+class _Sink:
+    """Where entries' bytes go while they are read (see :func:`extract_zip_part`)."""
+
+    def __init__(self, into: Path | None, *, keep: bool) -> None:
+        self.into = into
+        self.keep = keep
+        self.written: list[Path] = []
+
+    @contextmanager
+    def entry(self) -> Iterator[tuple[Callable[[bytes], object], Callable[[], bytes | None],
+                                      Path | None]]:
+        """(write, the bytes kept in memory or None, the file or None) for one entry."""
+        if self.into is not None:
+            path = self.into / f".unzip-{len(self.written) + 1}.part"
+            self.written.append(path)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                         fsutil.FILE_MODE)
+            os.fchmod(fd, fsutil.FILE_MODE)  # the umask must not decide who reads the inbox
+            with os.fdopen(fd, "wb") as handle:
+                yield handle.write, lambda: None, path
+                handle.flush()
+                os.fsync(handle.fileno())
+        elif self.keep:
+            chunks: list[bytes] = []
+            yield chunks.append, lambda: b"".join(chunks), None
+        else:
+            yield len, lambda: None, None
+
+    def discard(self) -> None:
+        for path in self.written:
+            path.unlink(missing_ok=True)
+        self.written.clear()
 
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -280,9 +353,11 @@ def _check_directory(infos: list[zipfile.ZipInfo], limits: ZipLimits, label: str
     return problems
 
 
-def _read_entries(archive: zipfile.ZipFile, limits: ZipLimits, label: str):
-    """Read every file entry in bounded chunks, re-checking the limits on the actual bytes (the
-    directory can lie); the CRC check happens in zipfile at the end of each entry."""
+def _read_entries(archive: zipfile.ZipFile, limits: ZipLimits, label: str, sink: _Sink
+                  ) -> tuple[list[ExtractedEntry], list[str]]:
+    """Read every file entry in bounded chunks into ``sink``, re-checking the limits on the
+    actual bytes (the directory can lie); the CRC check happens in zipfile at the end of each
+    entry."""
     entries: list[ExtractedEntry] = []
     taken: set[str] = set()
     total = 0
@@ -290,9 +365,8 @@ def _read_entries(archive: zipfile.ZipFile, limits: ZipLimits, label: str):
         if info.is_dir():
             continue
         digest = hashlib.sha256()
-        chunks: list[bytes] = []
         size = 0
-        with archive.open(info) as stream:
+        with sink.entry() as (write, kept, path), archive.open(info) as stream:
             while chunk := stream.read(_CHUNK):
                 size += len(chunk)
                 total += len(chunk)
@@ -309,12 +383,12 @@ def _read_entries(archive: zipfile.ZipFile, limits: ZipLimits, label: str):
                                 f"ratio limit of {limits.max_ratio:.0f}:1 (zip bomb?); kept as "
                                 "received"]
                 digest.update(chunk)
-                chunks.append(chunk)
+                write(chunk)
         name = unique_name(sanitize_filename(info.filename), taken)
         entries.append(ExtractedEntry(name=name, original_name=info.filename,
                                       content_type=guess_content_type(info.filename),
-                                      data=b"".join(chunks), size=size,
-                                      sha256=digest.hexdigest()))
+                                      size=size, sha256=digest.hexdigest(), data=kept(),
+                                      path=path))
     return entries, []
 
 

@@ -168,11 +168,16 @@ def find_base64_runs(source: ByteSource, threshold: int = LIFT_THRESHOLD) -> lis
     return runs
 
 
-def parse_with_placeholders(source: ByteSource, runs: list[tuple[int, int]], token: str
+def parse_with_placeholders(source: ByteSource, runs: list[tuple[int, int]], token: str, *,
+                            keep_lines: bool = False, parser: etree.XMLParser | None = None
                             ) -> tuple[etree._Element, list[Lift]]:
     """Parse the source with the hardened parser, each run replaced by its placeholder.
-    Raises ``etree.XMLSyntaxError`` like any parse (the caller falls back to the normal path)."""
-    parser = hardened_parser()
+    Raises ``etree.XMLSyntaxError`` like any parse (the caller falls back to the normal path).
+
+    ``keep_lines`` follows each placeholder with as many line feeds as its run held, so that
+    every element after it keeps its true line number (the reader's messages name lines); the
+    digest must not use it (the line feeds would be digested twice)."""
+    parser = parser if parser is not None else hardened_parser()
     lifts: list[Lift] = []
     position = 0
     for index, (offset, length) in enumerate(runs):
@@ -180,12 +185,20 @@ def parse_with_placeholders(source: ByteSource, runs: list[tuple[int, int]], tok
             parser.feed(bytes(piece))
         lift = Lift(placeholder(token, index), offset=offset, length=length)
         parser.feed(lift.placeholder.encode("ascii"))
+        if keep_lines:
+            parser.feed(b"\n" * line_breaks(source, offset, length))
         lifts.append(lift)
         position = offset + length
     for piece in source.iter_range(position, source.size - position):
         parser.feed(bytes(piece))
     root = parser.close()
     return root, lifts
+
+
+def line_breaks(source: ByteSource, offset: int, length: int) -> int:
+    """How many lines libxml2 counts in a byte range: its line feeds (a lone CR, though read
+    as a line end, does not move libxml2's line number)."""
+    return sum(bytes(piece).count(b"\n") for piece in source.iter_range(offset, length))
 
 
 def put_back(root: etree._Element, token: str, lifts: list[Lift], source: ByteSource,

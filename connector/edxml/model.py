@@ -16,8 +16,13 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the model needs only the name: encoded_content reads files
+    from connector.edxml.encoded_content import EncodedContent
 
 NAMESPACE = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 LEGACY_NAMESPACE = "http://www.e-doc.vn/Schema/"  # accepted on read, never written
@@ -205,9 +210,11 @@ class Business:
 class Attachment:
     """One attachment: its manifest entry plus its content.
 
-    The content is either in memory (``data``) or in a file (``path``), so that scanned PDFs of
-    tens of megabytes need not be held twice. ``content_id`` is kept without the ``cid:`` prefix.
-    Two attachments are equal when their metadata and their bytes are.
+    The content is in memory (``data``), in a file of its own (``path``, an attachment to
+    send), or still base64 in the package it was read from (``encoded``, a received one), so
+    that scanned PDFs of a hundred megabytes are never held whole. :meth:`chunks` streams any of
+    the three. ``content_id`` is kept without the ``cid:`` prefix. Two attachments are equal
+    when their metadata and their bytes are.
     """
 
     name: str
@@ -216,26 +223,42 @@ class Attachment:
     description: str | None = None
     data: bytes | None = None
     path: Path | None = None
+    encoded: EncodedContent | None = None
 
-    def read_bytes(self) -> bytes:
+    def chunks(self, size: int = 1 << 20) -> Iterator[bytes]:
+        """The content, a piece at a time: what a consumer uses to write it anywhere."""
         if self.data is not None:
-            return self.data
-        if self.path is not None:
+            view = memoryview(self.data)
+            for start in range(0, len(view), size):
+                yield bytes(view[start:start + size])
+        elif self.encoded is not None:
+            yield from self.encoded.chunks()
+        elif self.path is not None:
             from connector.fsutil import open_sendable  # no links, FIFOs or devices
 
             with open_sendable(self.path) as handle:
-                return handle.read()
-        return b""
+                while piece := handle.read(size):
+                    yield piece
+
+    def read_bytes(self) -> bytes:
+        """The whole content in memory: for small parts and tests; large ones use :meth:`chunks`."""
+        if self.data is not None:
+            return self.data
+        return b"".join(self.chunks())
 
     @property
     def size(self) -> int:
         if self.data is not None:
             return len(self.data)
+        if self.encoded is not None:
+            return self.encoded.size
         if self.path is not None:
             return Path(self.path).stat().st_size
         return 0
 
     def sha256(self) -> str:
+        if self.encoded is not None:
+            return self.encoded.sha256
         digest = hashlib.sha256()
         if self.data is not None:
             digest.update(self.data)

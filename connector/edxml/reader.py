@@ -18,7 +18,9 @@ without ``StatusCode``.
 The work is split by concern: :mod:`connector.edxml.prefix_repair` parses (and repairs) the
 bytes, :mod:`connector.edxml.element_reader` holds the lenient lookup helpers,
 :mod:`connector.edxml.attachment_reader` reads the manifest and the base64 parts, and this module
-interprets the header, the trace list and status packages.
+interprets the header, the trace list and status packages. A package read from a file leaves its
+long attachment texts in the file (:mod:`connector.edxml.lifted_package`): its attachments are
+decoded in pieces when they are used, so a 150 MB scan is never held in memory.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from lxml import etree
 
 from connector.edxml.attachment_reader import AttachmentReader
 from connector.edxml.element_reader import ElementReader, split_tag
+from connector.edxml.lifted_package import LiftedTexts, parse_file_lifted
 from connector.edxml.model import (
     LEGACY_NAMESPACE,
     NAMESPACE,
@@ -95,6 +98,11 @@ def read_package(source: bytes | str | Path, *, limits: ParseLimits = ParseLimit
     if file is None and isinstance(source, str | Path):
         file = str(source)
     try:
+        lifted = parse_file_lifted(Path(source), limits, file=file) \
+            if isinstance(source, str | Path) else None
+        if lifted is not None:
+            root, texts = lifted
+            return _PackageReader(root, file, [], texts).read()
         data = read_limited(source, limits, file=file)
     except OSError as error:
         raise EdxmlError(f"cannot read the package: {error.strerror or error}", file=file,
@@ -107,10 +115,12 @@ def read_package(source: bytes | str | Path, *, limits: ParseLimits = ParseLimit
 class _PackageReader(ElementReader):
     """One pass over a parsed tree. Collects warnings; raises on the first unusable defect."""
 
-    def __init__(self, root: etree._Element, file: str | None, warnings: list[str]) -> None:
+    def __init__(self, root: etree._Element, file: str | None, warnings: list[str],
+                 lifted: LiftedTexts | None = None) -> None:
         namespace, _ = split_tag(root.tag) if isinstance(root.tag, str) else (None, "")
         super().__init__(file, warnings, {NAMESPACE, LEGACY_NAMESPACE, None, namespace})
         self.root = root
+        self.lifted = lifted
         self.namespace = namespace or ""
 
     def read(self) -> ReadResult:
@@ -279,8 +289,8 @@ class _PackageReader(ElementReader):
         trace_list = self.one(hdr, "TraceHeaderList", header_path)
         if trace_list is not None:
             self.read_trace_list(trace_list, f"{header_path}/TraceHeaderList", package)
-        package.attachments = AttachmentReader(self.file, self.warnings, self.accepted).read(
-            body, body_path, encoded_blocks)
+        package.attachments = AttachmentReader(self.file, self.warnings, self.accepted,
+                                               self.lifted).read(body, body_path, encoded_blocks)
         return package
 
     def read_other_info(self, element, path: str) -> OtherInfo:

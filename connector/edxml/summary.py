@@ -113,7 +113,7 @@ def _zip_contents(attachment: model.Attachment, zip_limits: ZipLimits | None) ->
     """``extracted[]`` (name, content_type, size, sha256 of each entry, and the name as stored in
     the archive) when the part passes the extraction limits, else an empty ``extracted[]`` and
     ``problems[]`` saying why it is kept as received (bomb, path escape, unreadable...)."""
-    extraction = extract_zip_part(attachment, zip_limits or ZipLimits())
+    extraction = extract_zip_part(attachment, zip_limits or ZipLimits(), measure_only=True)
     if extraction.extracted and not extraction.problems:
         return {"extracted": [{"name": entry.name, "original_name": entry.original_name,
                                "content_type": entry.content_type, "size": entry.size,

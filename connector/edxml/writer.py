@@ -170,6 +170,17 @@ def iter_base64(attachment: Attachment, chunk: int = BASE64_CHUNK) -> Iterator[b
         for start in range(0, len(view), chunk):
             yield base64.b64encode(view[start:start + chunk])
         return
+    if attachment.encoded is not None:  # re-sent as read: decoded and encoded again in pieces
+        carry = b""
+        for piece in attachment.chunks():
+            block = carry + piece
+            cut = len(block) - len(block) % 3
+            carry = block[cut:]
+            if cut:
+                yield base64.b64encode(block[:cut])
+        if carry:
+            yield base64.b64encode(carry)
+        return
     if attachment.path is None:
         return
     # O_NOFOLLOW and a regular-file check on the descriptor: a file the agency side swapped

@@ -61,6 +61,12 @@ def read_limited(source: bytes | str | Path, limits: ParseLimits, *, file: str |
     return path.read_bytes()
 
 
+def check_size(size: int, limits: ParseLimits, *, file: str | None = None) -> None:
+    """Refuse a package larger than the limit, before anything of it is parsed."""
+    if size > limits.max_package_size:
+        raise _too_large(size, limits, file)
+
+
 def refuse_doctype(data: bytes, *, file: str | None = None) -> None:
     """Refuse a DOCTYPE or ENTITY declaration in the prolog (before the root element)."""
     root = _ROOT_START.search(data)

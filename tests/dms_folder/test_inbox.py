@@ -11,6 +11,9 @@ from pathlib import Path
 
 from connector.dms.base import IncomingStatus, LifecycleEvent
 from connector.dms.folder import FolderSide
+from connector.edxml.attachments import prepare_outgoing
+from connector.edxml.reader import read_package
+from connector.edxml.writer import write_package
 from connector.schemas.metadata import InboxMetadata
 
 from .conftest import NOTE_TEXT, PDF_BYTES, SENDER, VIETNAMESE_NAME, incoming_package
@@ -85,6 +88,25 @@ def test_corrupt_zip_part_is_kept_and_the_problem_recorded(side, exchange, tmp_p
     (entry,) = metadata["attachments"]
     assert entry["problem"].startswith("not extracted")
     assert any("scan.zip: kept as received" in warning for warning in metadata["warnings"])
+
+
+def test_a_large_zip_part_is_decoded_to_its_file_and_unpacked_beside_it(side, tmp_path):
+    """Received end to end through the folder inbox: a ZIP part of 3 MB (base64 left in the
+    package file by the reader) is decoded to its file and unpacked beside it."""
+    payload = os.urandom(3 * 1024 * 1024)
+    document = incoming_package(tmp_path)
+    package = read_package(document.package_path).package
+    package.attachments = [prepare_outgoing("số liệu.bin", data=payload)]
+    document.package_path.write_bytes(write_package(package))
+    [part] = read_package(document.package_path).package.attachments
+    assert part.encoded is not None  # the case under test: a part still in the package file
+    location = Path(side.deliver_document(document))
+    assert (location / "số liệu.bin").read_bytes() == payload
+    assert (location / "số liệu.bin.zip").read_bytes()[:2] == b"PK"
+    assert not [p for p in location.iterdir() if p.name.startswith(".")]
+    metadata = json.loads((location / "metadata.json").read_text())
+    [entry] = [a for a in metadata["attachments"] if a.get("extracted_from")]
+    assert entry["size"] == len(payload)
 
 
 def test_quarantine_then_release(side, exchange, tmp_path):
