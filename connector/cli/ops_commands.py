@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -61,12 +62,19 @@ def _context(args: argparse.Namespace, *, instance: str | None = None) -> Iterat
         context.close()
 
 
-def _console(*, stderr: bool = False):
-    """A rich console; wide when the output is not a terminal, so ids are never folded."""
+STATUS_WIDTH = 100  # `status` without --wide: what a default terminal window shows
+
+
+def _console(*, stderr: bool = False, width: int | None = None):
+    """A rich console: at most ``width`` columns (never wider than the terminal); wide when the
+    output is not a terminal, so ids are never folded."""
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else 200
+    if stream.isatty():
+        width = min(width, shutil.get_terminal_size().columns) if width else None
+    else:
+        width = width or 200
     return Console(file=stream, width=width, highlight=False, soft_wrap=False)
 
 
@@ -126,6 +134,9 @@ def _register_outgoing(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", metavar="N", type=int, default=50, help="at most N items (50)")
     parser.add_argument("--watch", action="store_true",
                         help="a live table refreshed every 2 s until Ctrl-C")
+    parser.add_argument("--wide", action="store_true",
+                        help="every column (the axis DocId, full times); by default the table "
+                             "fits in 100 columns")
     parser.set_defaults(handler=status_command)
 
     parser = subparsers.add_parser(
@@ -262,12 +273,13 @@ def status_command(args: argparse.Namespace) -> int:
             return collect_status(ctx.journal, state=args.state, direction=args.direction,
                                   limit=args.limit)
 
+        width = None if args.wide else STATUS_WIDTH
         if args.json:
             _print_json(collect())
         elif args.watch:
-            watch_status(collect, _console())
+            watch_status(collect, _console(width=width), wide=args.wide)
         else:
-            _console().print(render_status(collect()))
+            _console(width=width).print(render_status(collect(), wide=args.wide))
     return 0
 
 

@@ -145,8 +145,11 @@ def _recipients_text(row: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def render_status(snapshot: dict[str, Any]):
-    """A rich renderable: a summary line per direction, then the item table."""
+def render_status(snapshot: dict[str, Any], *, wide: bool = False):
+    """A rich renderable: a summary line per direction, then the item table. Without ``wide``
+    the table is made to fit 100 columns: no axis DocId, times as ``MM-DD HH:MM`` (UTC), the
+    recipients under the name; the item ID (what every other command takes) is never folded."""
+    from rich import box
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -163,10 +166,18 @@ def render_status(snapshot: dict[str, Any]):
     for name, reason in (snapshot.get("outbox_refused") or {}).items():
         lines.append(f"Refused in the outbox: {name}: {reason}")
     header = Text("\n".join(lines))
-    table = Table(show_lines=False, expand=False, title_justify="left")
-    for column in ("ID", "Dir", "Kind", "Name / DocumentId", "State", "Att.", "Recipients",
-                   "Axis DocId", "Updated"):
-        table.add_column(column, overflow="fold")
+    if wide:
+        table = Table(show_lines=False, expand=False, title_justify="left")
+        columns = ["ID", "Dir", "Kind", "Name / DocumentId", "State", "Att.", "Recipients",
+                   "Axis DocId", "Updated"]
+    else:  # 100 columns: direction over kind, recipients under the name, short times
+        table = Table(show_lines=False, expand=False, box=box.SIMPLE_HEAD, pad_edge=False,
+                      collapse_padding=True)
+        columns = ["ID", "Dir / Kind", "Name / DocumentId / Recipients", "State", "Att.",
+                   "Updated UTC"]
+    for column in columns:
+        table.add_column(column, overflow="fold",
+                         no_wrap=column in ("ID", "State", "Att.", "Updated UTC"))
     for row in snapshot["items"]:
         name = row["name"] or ""
         if row["document_id"]:
@@ -176,30 +187,43 @@ def render_status(snapshot: dict[str, Any]):
         state = row["state"]
         style = {"failed": "red", "cancelled": "yellow", "quarantined": "red",
                  "refused": "yellow", "sent": "green", "delivered": "green"}.get(state)
-        table.add_row(row["id"], row["direction"], row["kind"], name,
-                      Text(state, style=style or ""),
-                      "" if row["attempts"] is None else str(row["attempts"]),
-                      _recipients_text(row), row["axis_doc_id"] or "", row["updated_at"] or "")
+        state_text = Text(state, style=style or "")
+        attempts = "" if row["attempts"] is None else str(row["attempts"])
+        recipients = _recipients_text(row)
+        if wide:
+            table.add_row(row["id"], row["direction"], row["kind"], name, state_text, attempts,
+                          recipients, row["axis_doc_id"] or "", row["updated_at"] or "")
+        else:
+            table.add_row(row["id"], f"{row['direction']}\n{row['kind']}",
+                          "\n".join(part for part in (name, recipients) if part), state_text,
+                          attempts, _short_time(row["updated_at"]))
     if not snapshot["items"]:
         return Group(header, Text("(no items match)"))
     return Group(header, table)
 
 
+def _short_time(value: str | None) -> str:
+    """``2026-11-23T08:00:00.123+00:00`` → ``11-23 08:00`` (the year and zone are in --wide)."""
+    if not value:
+        return ""
+    return f"{value[5:10]} {value[11:16]}" if len(value) >= 16 and value[10] == "T" else value
+
+
 def watch_status(collect: Callable[[], dict[str, Any]], console, *,
                  interval: float = WATCH_INTERVAL_SECONDS, max_refreshes: int | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> int:
+                 sleep: Callable[[float], None] = time.sleep, wide: bool = False) -> int:
     """Redraw ``render_status(collect())`` every ``interval`` seconds until Ctrl-C (or
     ``max_refreshes``, for tests). Returns the number of refreshes drawn."""
     from rich.live import Live
 
     drawn = 0
     try:
-        with Live(render_status(collect()), console=console, auto_refresh=False,
+        with Live(render_status(collect(), wide=wide), console=console, auto_refresh=False,
                   transient=False) as live:
             drawn = 1
             while max_refreshes is None or drawn < max_refreshes:
                 sleep(interval)
-                live.update(render_status(collect()), refresh=True)
+                live.update(render_status(collect(), wide=wide), refresh=True)
                 drawn += 1
     except KeyboardInterrupt:
         pass

@@ -108,3 +108,20 @@ def test_empty_journal_renders_and_ages_read_well(ctx):
     Console(file=buffer, width=120).print(render_status(snapshot))
     assert "no items match" in buffer.getvalue() and "never" in buffer.getvalue()
     assert [human_age(s) for s in (None, 5, 125, 7300, 90000)] == ["-", "5s", "2m05s", "2h01m", "1d01h"]
+
+
+def test_the_table_fits_in_100_columns_and_wide_shows_every_column(ctx, daemon_side, site, cli):
+    failed, waiting, sent, incoming_id = _populate(ctx, daemon_side, site)
+    code, out, err = cli("status")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 100, "\n".join(lines)
+    for item in (failed, waiting, sent):
+        assert item.id in out  # never folded: every other command takes it
+    assert incoming_id in out
+    assert "Axis DocId" not in out and "axis-doc-1" not in out
+
+    code, out, err = cli("status", "--wide")
+    assert code == 0, err
+    assert "Axis DocId" in out and "axis-doc-1" in out
+    assert max(len(line) for line in out.splitlines()) > 100
