@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -541,28 +542,30 @@ class DatabaseSide:
             return location
         row = incoming.document_row(record, mapping.columns, Path(document.package_path))
         attachments_mapping = self.settings.incoming.attachments
-        parts = (self._read_parts(Path(document.package_path))
-                 if attachments_mapping is not None else [])
-        try:
-            with self.engine.begin() as connection:
-                if self._exists(mapping.table, mapping.key_column, key_value, connection):
-                    return location
-                self._insert(connection, mapping.table, row)
-                if attachments_mapping is not None:
-                    for part in parts:
-                        child = {attachments_mapping.foreign_key: key_value}
-                        for field, column in attachments_mapping.columns.items():
-                            child[column] = part.field(field)
-                        self._insert(connection, attachments_mapping.table, child)
-        except sa.exc.IntegrityError:
-            if self._exists(mapping.table, mapping.key_column, key_value):
-                return location  # delivered concurrently: the unique key did its job
-            raise
-        except sa.exc.DBAPIError as error:
-            raise DmsDatabaseError(f"inserting received document {document.journal_id} into "
-                                   f"{mapping.table} failed: {_short(error)}",
-                                   hint="delivery is retried; nothing was acknowledged twice"
-                                   ) from error
+        package_path = Path(document.package_path)
+        with tempfile.TemporaryDirectory(prefix=".unzip-", dir=package_path.parent) as scratch:
+            parts = (self._read_parts(package_path, Path(scratch))
+                     if attachments_mapping is not None else [])
+            try:
+                with self.engine.begin() as connection:
+                    if self._exists(mapping.table, mapping.key_column, key_value, connection):
+                        return location
+                    self._insert(connection, mapping.table, row)
+                    if attachments_mapping is not None:
+                        for part in parts:
+                            child = {attachments_mapping.foreign_key: key_value}
+                            for field, column in attachments_mapping.columns.items():
+                                child[column] = part.field(field)
+                            self._insert(connection, attachments_mapping.table, child)
+            except sa.exc.IntegrityError:
+                if self._exists(mapping.table, mapping.key_column, key_value):
+                    return location  # delivered concurrently: the unique key did its job
+                raise
+            except sa.exc.DBAPIError as error:
+                raise DmsDatabaseError(f"inserting received document {document.journal_id} into "
+                                       f"{mapping.table} failed: {_short(error)}",
+                                       hint="delivery is retried; nothing was acknowledged twice"
+                                       ) from error
         log.info("dms_db.delivered", journal_id=document.journal_id, table=mapping.table,
                  attachments=len(parts), quarantined=record["quarantined"])
         return location

@@ -13,13 +13,13 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from connector.dms.base import IncomingDocument, IncomingStatus, LifecycleEvent
+from connector.edxml.attachments import ZipLimits, extract_zip_part
+from connector.edxml.model import Attachment
+from connector.edxml.reader import read_package
 from connector.errors import ConnectorError
-
-if TYPE_CHECKING:
-    from connector.edxml.model import Attachment
 
 _MISSING = object()
 
@@ -132,42 +132,29 @@ def event_record(event: LifecycleEvent) -> dict[str, Any]:
             "at": event.at, "original_location": event.original_location, "detail": event.detail}
 
 
-PartsReader = Callable[[Path], list[IncomingPart]]
+PartsReader = Callable[[Path, Path], list[IncomingPart]]
 
 
-def read_parts(package_path: Path) -> list[IncomingPart]:
+def read_parts(package_path: Path, scratch: Path) -> list[IncomingPart]:
     """The package's attachments (as transported, then the safe extraction of any ZIP part under
-    the ZIP convention), using the project's edXML reader."""
-    try:
-        from connector.edxml.reader import read_package
-    except ImportError as error:  # pragma: no cover - the reader ships with the package
-        raise ConnectorError("the edXML reader is not available to read attachments",
-                             hint="install the complete connector package") from error
-    result = read_package(Path(package_path), file=str(package_path))
-    package = result.package
+    the ZIP convention), using the project's edXML reader. Nothing is read into memory here: a
+    part is decoded from the package when its row is written, and ZIP entries are unpacked one
+    by one into ``scratch`` (a folder the caller removes after the insert)."""
+    package = read_package(Path(package_path), file=str(package_path)).package
     parts: list[IncomingPart] = []
     for attachment in getattr(package, "attachments", []) or []:
         parts.append(IncomingPart(position=len(parts), name=attachment.name,
                                   content_type=attachment.content_type, attachment=attachment,
                                   description=attachment.description))
-    parts.extend(_extracted_entries(package, len(parts)))
-    return parts
-
-
-def _extracted_entries(package: Any, start: int) -> list[IncomingPart]:
-    """Entries of ZIP parts that the ZIP convention says to unpack, when it is safe to."""
-    try:
-        from connector.edxml.attachments import ZipLimits, extract_zip_part
-    except ImportError:  # pragma: no cover - optional until the attachments module lands
-        return []
-    entries: list[IncomingPart] = []
     for attachment in getattr(package, "attachments", []) or []:
-        extraction = extract_zip_part(attachment, ZipLimits())
-        if not getattr(extraction, "extracted", False):
+        extraction = extract_zip_part(attachment, ZipLimits(
+            package_size=Path(package_path).stat().st_size), into=scratch)
+        if not extraction.extracted:
             continue
         for entry in extraction.entries:
-            entries.append(IncomingPart(
-                position=start + len(entries), name=getattr(entry, "original_name", None)
-                or entry.name, content_type=entry.content_type, content=entry.data,
-                extracted_from=attachment.name))
-    return entries
+            parts.append(IncomingPart(
+                position=len(parts), name=entry.original_name or entry.name,
+                content_type=entry.content_type, extracted_from=attachment.name,
+                attachment=Attachment(name=entry.name, content_type=entry.content_type,
+                                      path=entry.path)))
+    return parts

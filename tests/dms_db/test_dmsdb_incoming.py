@@ -80,6 +80,33 @@ def test_document_delivered_once_with_attachments(backend, received):
     assert zip_part.startswith(b"PK")
 
 
+
+def test_a_large_zip_part_and_its_entries_are_inserted_without_a_scratch_left(backend, received):
+    """A part still base64 in the stored package (3 MB) becomes its row as transported, and its
+    entry a row of its own, unpacked into a scratch folder beside the package that is removed
+    once the rows are in."""
+    import os
+
+    from connector.edxml.attachments import prepare_outgoing
+    from connector.edxml.reader import read_package
+    from connector.edxml.writer import write_package
+
+    payload = os.urandom(3 * 1024 * 1024)
+    package = read_package(received.package_path).package
+    package.attachments = [prepare_outgoing("số liệu.bin", data=payload)]
+    received.package_path.write_bytes(write_package(package))
+    assert read_package(received.package_path).package.attachments[0].encoded is not None
+
+    side(backend).deliver_document(received)
+    parts = _rows(backend.engine, incoming_attachments, document_journal_id="IN-1")
+    assert [(p["position"], p["file_name"]) for p in parts] == [(0, "số liệu.bin"),
+                                                                 (1, "số liệu.bin")]
+    assert bytes(parts[0]["content"])[:2] == b"PK"
+    assert bytes(parts[1]["content"]) == payload
+    assert parts[1]["sha256"] == hashlib.sha256(payload).hexdigest()
+    assert [p.name for p in received.package_path.parent.iterdir()
+            if p.name.startswith(".unzip-")] == []
+
 def test_concurrent_deliveries_insert_one_row(backend, received):
     adapters = [side(backend, owner=f"n{n}") for n in range(2)]
     results = []
