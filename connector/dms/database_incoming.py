@@ -26,30 +26,25 @@ _MISSING = object()
 
 @dataclass
 class IncomingPart:
-    """One attachment row: a part as transported (``attachment``: its bytes are read when its
-    row is written, so one part at a time is in memory, not the whole package), or an entry
-    extracted from a ZIP part (``content``)."""
+    """One attachment row: a part as transported, or an entry extracted from a ZIP part. Its
+    bytes (``attachment``: still in the package, or the unpacked entry's file) are read when its
+    row is written, so one part at a time is in memory, not the whole package."""
 
     position: int
     name: str
     content_type: str
-    content: bytes | None = None
+    attachment: Attachment
     description: str | None = None
     extracted_from: str | None = None
-    attachment: Attachment | None = None
 
     def field(self, name: str) -> Any:
         if name == "content":
-            return self.read()
+            return self.attachment.read_bytes()
         if name == "size":
-            return self.attachment.size if self.attachment is not None else len(self.read())
+            return self.attachment.size
         if name == "sha256":
-            return (self.attachment.sha256() if self.attachment is not None
-                    else hashlib.sha256(self.read()).hexdigest())
+            return self.attachment.sha256()
         return getattr(self, name)
-
-    def read(self) -> bytes:
-        return self.attachment.read_bytes() if self.attachment is not None else self.content or b""
 
 
 def lookup(record: Mapping[str, Any], path: str) -> Any:
