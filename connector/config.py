@@ -175,10 +175,18 @@ class CertificateConfig(_Section):
 
 
 class TrustConfig(_Section):
-    """``trust:`` — CA certificates that make a received package's signature ``valid``.
-    Without a bundle every signature is at best ``untrusted`` (see ``inbox.signature_policy``)."""
+    """``trust:`` — what a received package's signature is judged against (one store for the
+    site, re-read on SIGHUP). Without a bundle every signature is at best ``untrusted``; a
+    trusted signer is ``valid`` only when it is not revoked and is bound to the sender (see
+    ``inbox.signature_policy`` for the other outcomes)."""
 
     bundle_file: Path | None = None
+    crl_folder: Path | None = Field(
+        default=None, description="CRLs (DER or PEM) dropped here by IT staff, for issuers of signers")
+    signer_map_file: Path | None = Field(
+        default=None, description="which certificate signs for which OrganId (YAML); none: every signer unbound")
+    fetch_revocation: bool = Field(
+        default=True, description="fetch CRLs and OCSP answers the certificates name, in the background")
 
 
 # --- the axis ---------------------------------------------------------------------------------
@@ -365,6 +373,15 @@ class SignaturePolicy(_Section):
     unverifiable: SignatureAction = SignatureAction.DELIVER
     untrusted: SignatureAction = SignatureAction.DELIVER
     expired: SignatureAction = SignatureAction.DELIVER
+    wrong_signer: SignatureAction = SignatureAction.QUARANTINE
+    revoked: SignatureAction = SignatureAction.QUARANTINE
+    unbound: SignatureAction = SignatureAction.DELIVER
+    revocation_unknown: SignatureAction = Field(
+        default=SignatureAction.DELIVER, description="quarantine: strict, when revocation cannot be told")
+
+    def action_for(self, state: str) -> SignatureAction:
+        """The action for an outcome (``wrong-signer`` reads ``wrong_signer``); unknown: quarantine."""
+        return getattr(self, state.replace("-", "_"), SignatureAction.QUARANTINE)
 
 
 class InboxConfig(_Section):

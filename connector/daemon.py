@@ -425,7 +425,8 @@ class Daemon:
         return text
 
     def _reload(self) -> None:
-        """SIGHUP: the certificate (after a rotation) and the log level, from the same file."""
+        """SIGHUP: the certificate (after a rotation), the trust store (bundle, CRL folder, signer
+        mapping) and the log level, from the same file."""
         self._notifier.reloading()
         try:
             key = self.runtime.reload_certificate()
@@ -434,6 +435,12 @@ class Daemon:
         except Exception as error:
             log.error("certificate_reload_failed", error=_describe(error),
                       note="the previous certificate stays in use")
+        try:
+            store = self.runtime.reload_trust()
+            log.info("trust_reloaded", **(store.summary() if store is not None else {"bundle": None}))
+        except Exception as error:
+            log.error("trust_reload_failed", error=_describe(error),
+                      note="the previous trust bundle, CRLs and signer mapping stay in use")
         if self.settings.source is not None:
             try:
                 fresh = load_config(self.settings.source)

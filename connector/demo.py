@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from connector.devcerts import AGENCY_A_ORGAN_ID, AGENCY_B_ORGAN_ID, DevCerts, make_dev_certs
+from connector.devcerts import AGENCY_A_ORGAN_ID, AGENCY_B_ORGAN_ID, DevCerts, make_dev_certs, trust_config
 from connector.errors import ConnectorError
 
 STOP_GRACE_SECONDS = 10.0
@@ -284,7 +284,7 @@ class AgencyNode:
         return {
             "agency": {"organ_id": self.organ_id, "name": self.name},
             "certificate": {"p12_file": str(self.p12), "password_file": str(self.password_file)},
-            "trust": {"bundle_file": str(self.lab.certs.ca_cert)},
+            "trust": trust_config(self.lab.certs.ca_cert),
             "axis": {"endpoint": self.lab.sim.url, "systemid": self.organ_id,
                      "secret_file": str(self.secret_file), "connect_timeout": 2,
                      "read_timeout": 10,

@@ -4,7 +4,9 @@ Real agencies get their certificates from a licensed CA (VNPT-CA, Viettel-CA, th
 For a demo or a test we need the same shapes without one: a CA certificate to trust, and for each
 of two example agencies a key and certificate in PEM *and* as a PKCS#12 bundle with a password
 file — the two forms the command line accepts. An already expired certificate lets tests show that
-it is refused. Keys are written 0600. Running it again overwrites the files with new ones.
+it is refused. The CA's (empty) CRL in ``crls/`` and ``signers.yaml``, binding each certificate to
+its agency, make the dev agencies' signatures ``valid`` with the trust settings a site would use.
+Keys are written 0600. Running it again overwrites the files with new ones.
 """
 
 from __future__ import annotations
@@ -45,12 +47,14 @@ class DevCerts:
     agency_b: AgencyCert
     expired_cert: Path
     expired_key: Path
+    crl_folder: Path
+    signer_map: Path
 
     def files(self) -> list[Path]:
         return [self.ca_cert, self.ca_key,
                 *(getattr(agency, name) for agency in (self.agency_a, self.agency_b)
                   for name in ("key", "cert", "p12", "password_file")),
-                self.expired_cert, self.expired_key]
+                self.expired_cert, self.expired_key, self.crl_folder / "ca.crl", self.signer_map]
 
 
 def make_dev_certs(directory: str | Path, *, ca_name: str = "edXML connector dev CA") -> DevCerts:
@@ -106,8 +110,27 @@ def make_dev_certs(directory: str | Path, *, ca_name: str = "edXML connector dev
     _write_cert(expired_cert_path, expired_cert)
     _write_key(expired_key_path, expired_key)
 
+    crl_folder = directory / "crls"
+    crl_folder.mkdir(exist_ok=True)
+    crl = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
+           .last_update(now - dt.timedelta(days=1)).next_update(now + dt.timedelta(days=365))
+           .sign(ca_key, hashes.SHA256()))
+    (crl_folder / "ca.crl").write_bytes(crl.public_bytes(serialization.Encoding.DER))
+    signer_map = directory / "signers.yaml"
+    signer_map.write_text(_signer_map([(agency, x509.load_pem_x509_certificate(agency.cert.read_bytes()))
+                                       for agency in agencies]
+                                      + [(agencies[0], expired_cert)]), encoding="utf-8")
+
     return DevCerts(directory, ca_cert_path, ca_key_path, agencies[0], agencies[1],
-                    expired_cert_path, expired_key_path)
+                    expired_cert_path, expired_key_path, crl_folder, signer_map)
+
+
+def _signer_map(entries: list[tuple[AgencyCert, x509.Certificate]]) -> str:
+    """The trust.signer_map_file for the dev agencies: each certificate by its fingerprint."""
+    lines = ["# Which agency each dev certificate signs for (trust.signer_map_file).", "signers:"]
+    for agency, cert in entries:
+        lines += [f"  - organ_id: {agency.organ_id}", f"    sha256: {cert.fingerprint(hashes.SHA256()).hex().upper()}"]
+    return "\n".join(lines) + "\n"
 
 
 def _new_key() -> rsa.RSAPrivateKey:
@@ -155,3 +178,15 @@ def _write_private(path: Path, data: bytes) -> None:
         os.write(fd, data)
     finally:
         os.close(fd)
+
+
+def trust_config(ca_cert: Path) -> dict[str, str]:
+    """The ``trust:`` section for dev certificates made by :func:`make_dev_certs`: the CA as the
+    bundle, with its CRL folder and signer mapping beside it when they are there."""
+    ca_cert = Path(ca_cert)
+    config = {"bundle_file": str(ca_cert)}
+    if (ca_cert.parent / "crls").is_dir():
+        config["crl_folder"] = str(ca_cert.parent / "crls")
+    if (ca_cert.parent / "signers.yaml").is_file():
+        config["signer_map_file"] = str(ca_cert.parent / "signers.yaml")
+    return config

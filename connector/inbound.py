@@ -341,7 +341,7 @@ class Inbound:
             return {"state": "absent", "reason": "status packages are not signed"}
         try:
             # From the file: long attachment texts are digested from disk, not held in memory.
-            outcome = verify_package_file(path, trust=self.runtime.trust_bundle,
+            outcome = verify_package_file(path, trust=self.runtime.trust_store,
                                           limits=self.runtime.limits, at=received_at)
         except Exception as error:  # a verifier crash must not lose the document
             return {"state": "unverifiable", "reason": f"verification failed: {_describe(error)}"}
@@ -349,7 +349,9 @@ class Inbound:
                 "signer": outcome.signer_subject,
                 "algorithm": getattr(outcome, "algorithm", None),
                 "verified_at": received_at.isoformat(),
-                "warnings": list(outcome.warnings)}
+                "warnings": list(outcome.warnings),
+                **({"bound_to": list(outcome.bound_to)} if outcome.bound_to else {}),
+                **({"revoked_at": outcome.revoked_at.isoformat()} if outcome.revoked_at else {})}
 
     def _acknowledge(self, record: IncomingRecord) -> IncomingRecord:
         started = time.monotonic()
@@ -415,9 +417,7 @@ class Inbound:
                                        for o in originals]}
         document = self._incoming_document(record, summary, lifecycle)
         state = document.signature.get("state", "unverifiable")
-        action = "deliver" if state == "valid" else getattr(
-            self.settings.inbox.signature_policy, state, None)
-        action = getattr(action, "value", action) or "quarantine"
+        action = "deliver" if state == "valid" else self.settings.inbox.signature_policy.action_for(state).value
         if action == "quarantine":
             reason = f"signature {state}: {document.signature.get('reason') or 'no detail'}"
             self._quarantine(record, document, reason)

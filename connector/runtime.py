@@ -29,6 +29,7 @@ from connector.errors import CertificateError, ConfigError
 from connector.logs import get_logger
 
 log = get_logger(__name__)
+_UNBUILT: Any = object()  # the trust store not built yet (None is a real value: no bundle)
 
 AGENCY_CACHE_FILE = "agencies.json"
 PACKAGE_STORE_DIR = "packages"
@@ -109,6 +110,8 @@ class Runtime:
         self._axis_session = axis_session
         self._key_lock = threading.Lock()
         self._signing_key = None
+        self._trust_store: Any = _UNBUILT
+        self._revocation_fetcher: Any = None
         self._opened: list[Any] = []
         self.packaging_pool: Any = None
         """Worker processes for packaging documents (:class:`connector.outbound_build.
@@ -260,6 +263,37 @@ class Runtime:
     def trust_bundle(self) -> Path | None:
         return self.settings.trust.bundle_file
 
+    @property
+    def trust_store(self):
+        """What received signatures are judged against (:class:`connector.edxml.trust_store.
+        TrustStore`; None without a bundle): built at the first use, rebuilt by
+        :meth:`reload_trust`. The background revocation fetcher and its cache outlive reloads."""
+        with self._key_lock:
+            if self._trust_store is _UNBUILT:
+                self._trust_store = self._build_trust_store()
+            return self._trust_store
+
+    def reload_trust(self):
+        """Re-read the bundle, the CRL folder and the signer mapping (SIGHUP). On error the
+        previous store stays in use and the error is raised for the caller to log."""
+        store = self._build_trust_store()
+        with self._key_lock:
+            self._trust_store = store
+        return store
+
+    def _build_trust_store(self):
+        from connector.edxml.trust_store import TrustStore
+
+        trust = self.settings.trust
+        if trust.fetch_revocation and self._revocation_fetcher is None:
+            from connector.edxml.revocation_fetch import RevocationFetcher
+
+            self._revocation_fetcher = RevocationFetcher()
+            self._opened.append(self._revocation_fetcher)
+        return TrustStore.from_files(trust.bundle_file, crl_folder=trust.crl_folder,
+                                     signer_map=trust.signer_map_file,
+                                     fetcher=self._revocation_fetcher if trust.fetch_revocation else None)
+
     # -- life cycle ------------------------------------------------------------------------------
     def open_all(self, *, signing_key: bool = True) -> Runtime:
         """Open every part now (the daemon's start): a bad certificate, journal URL, exchange
@@ -269,6 +303,7 @@ class Runtime:
         if signing_key:
             self.signing_key  # noqa: B018
         self.axis  # noqa: B018
+        self.trust_store  # noqa: B018
         self.store  # noqa: B018
         self.directory  # noqa: B018
         self.folder  # noqa: B018

@@ -22,7 +22,7 @@ def register(subparsers) -> None:
         "run", help="run the connector daemon (outbound and inbound pipelines)",
         description="Run the connector until SIGTERM/SIGINT: takes documents from the agency side, "
                     "signs and sends them, polls the axis, stores and delivers what arrives. "
-                    "SIGHUP reloads the certificate and the log level. Logs are JSON lines on "
+                    "SIGHUP reloads the certificate, the trust store and the log level. Logs are JSON lines on "
                     "stdout.")
     run.add_argument("--config", required=True, metavar="FILE", type=Path,
                      help="the connector's YAML configuration")
@@ -97,9 +97,13 @@ def _probes(settings: Settings, runtime) -> list[tuple[str, Callable[[], str | N
     def trust() -> str | None:
         if settings.trust.bundle_file is None:
             return "no trust.bundle_file: received signatures are at best 'untrusted'"
-        from connector.edxml.signing import load_trust_bundle
-
-        return f"{len(load_trust_bundle(settings.trust.bundle_file))} CA certificate(s)"
+        store = runtime.trust_store
+        summary = store.summary()
+        text = (f"{summary['anchors']} CA certificate(s); {summary['crls']} CRL(s) in the folder; "
+                f"{summary['bindings']} signer binding(s)")
+        if not summary["bindings"]:
+            text += " — no trust.signer_map_file: trusted signers are 'unbound'"
+        return text
 
     def journal() -> str:
         journal = runtime.journal

@@ -121,11 +121,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "verify", help="check a package's signature: exit 0 only when valid",
         description="Verify PACKAGE's signature and certificate. Prints the outcome (valid, "
-                    "invalid, absent, unverifiable, untrusted, expired) and the reason. Exit 0 for valid, "
-                    "1 for any other outcome, 2 when the package cannot be read.")
+                    "invalid, absent, unverifiable, untrusted, expired, revoked, wrong-signer, "
+                    "revocation-unknown, unbound) and the reason. With --trust alone, revocation "
+                    "and the signer binding are not checked (--crls, --signers ask them, as the "
+                    "daemon does). Exit 0 for valid, 1 for any other outcome, 2 when the package "
+                    "cannot be read.")
     parser.add_argument("package", metavar="PACKAGE", type=Path)
     parser.add_argument("--trust", metavar="CA.pem", type=Path,
                         help="trust bundle (PEM file or directory)")
+    parser.add_argument("--crls", metavar="DIR", type=Path,
+                        help="CRL folder: also check revocation (from it only: nothing is fetched)")
+    parser.add_argument("--signers", metavar="FILE", type=Path,
+                        help="signer mapping (trust.signer_map_file): also check the signer is bound to From")
     _add_max_size_argument(parser)
     parser.set_defaults(handler=verify_command)
 
@@ -328,16 +335,25 @@ def read_package_file(path: Path, limits: ParseLimits | None = None):
         return read_package(path, limits=limits or ParseLimits(), file=str(path))
 
 
-def verify_file(path: Path, trust: Path | None, limits: ParseLimits | None = None):
+def verify_file(path: Path, trust: Path | None, limits: ParseLimits | None = None, *,
+                crls: Path | None = None, signers: Path | None = None):
     """The signature outcome of the package in ``path``, verified from the file (long base64
-    texts are digested from disk rather than held in memory)."""
+    texts are digested from disk rather than held in memory). ``crls`` and ``signers`` add the
+    revocation and binding questions the daemon asks."""
     from connector.edxml.signing import verify_package_file
+    from connector.edxml.trust_store import TrustStore
 
     if trust is not None and not trust.exists():
         raise InputError("trust bundle not found", file=str(trust),
                          hint="give a PEM file or a folder of PEM certificates")
+    store = TrustStore.of(trust)
+    if store is not None and (crls is not None or signers is not None):
+        full = TrustStore.from_files(trust, crl_folder=crls, signer_map=signers)
+        assert full is not None
+        store = TrustStore(full.anchors, full.bindings if signers is not None else None,
+                           full.revocation if crls is not None else None, full.sources)
     with size_limit_hint():
-        return verify_package_file(path, trust=trust, limits=limits or ParseLimits())
+        return verify_package_file(path, trust=store, limits=limits or ParseLimits())
 
 
 def write_package_file(package: model.Package, out: Path, key, algorithm: str,
@@ -502,7 +518,7 @@ def inspect_command(args: argparse.Namespace) -> int:
 def verify_command(args: argparse.Namespace) -> int:
     limits = parse_limits(args)
     read_package_file(args.package, limits)  # unreadable -> typed error, exit 2
-    result = verify_file(args.package, args.trust, limits)
+    result = verify_file(args.package, args.trust, limits, crls=args.crls, signers=args.signers)
     state = getattr(result.state, "value", result.state)
     reason = f": {result.reason}" if getattr(result, "reason", None) else ""
     subject = getattr(result, "signer_subject", None)

@@ -2,8 +2,10 @@
 
 Why two questions: their failures mean different things to a clerk. *Invalid* — digest mismatch
 (content changed), signature mismatch (wrong key or tampered SignedInfo), malformed. *Untrusted* —
-a sound signature, but no bundle, an unknown CA, or a certificate outside its validity at signing
-time (:mod:`connector.edxml.trust`). SDK output's unprefixed QCVN-namespace ``Signature`` with
+a sound signature, but no bundle, an unknown CA, a path that does not validate, or a certificate
+not yet valid when verified (:mod:`connector.edxml.trust`); *expired* when it had expired by then.
+A trusted path is then asked whether it is revoked and whom it speaks for
+(:mod:`connector.edxml.trust_store`: *revoked*, *wrong-signer*, *revocation-unknown*, *unbound*). SDK output's unprefixed QCVN-namespace ``Signature`` with
 placeholder values is *unverifiable*, never *valid*.
 
 Why two paths: signxml (the reference, :func:`verify_package_signxml`) costs ≈ 9× a package's
@@ -37,10 +39,12 @@ from signxml.verifier import SignatureConfiguration
 from connector.edxml.digest_stream import (LIFT_THRESHOLD, ByteSource, ascii_compatible, find_base64_runs,
                                            lift_long_texts, new_token, parse_with_placeholders, put_back)
 from connector.edxml.low_memory_check import UNSUPPORTED, check_signature_spliced
-from connector.edxml.trust import as_utc, chain_problem, claimed_signing_time, load_trust_bundle
+from connector.edxml.trust import ChainProblem, as_utc, claimed_signing_time, validated_chain
+from connector.edxml.trust_store import TrustStore
 from connector.edxml.xmldsig import (C14N_METHODS, DIGEST_MISMATCH, DS, ENVELOPED, HASH_BY_URI, XMLDSIG,
                                      remove_keeping_tail, signature_mismatch)
 from connector.edxml.xmlparse import ParseLimits, check_depth, hardened_parser, read_limited
+from connector.edxml.model import NAMESPACE
 from connector.errors import EdxmlError, PackageTooLarge
 
 
@@ -51,6 +55,10 @@ class SignatureState(str, enum.Enum):
     UNVERIFIABLE = "unverifiable"
     UNTRUSTED = "untrusted"
     EXPIRED = "expired"
+    REVOKED = "revoked"
+    WRONG_SIGNER = "wrong-signer"
+    REVOCATION_UNKNOWN = "revocation-unknown"
+    UNBOUND = "unbound"
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,8 @@ class VerificationResult:
     digest_algorithm: str | None = None
     signing_time: dt.datetime | None = None
     warnings: tuple[str, ...] = ()
+    bound_to: tuple[str, ...] = ()
+    revoked_at: dt.datetime | None = None
 
     @property
     def valid(self) -> bool:
@@ -75,8 +85,11 @@ class VerificationResult:
 
 _BASE64 = re.compile(r"^[A-Za-z0-9+/=\s]*$")
 
+Trust = str | Path | TrustStore | None
+"""A trust bundle path (anchors only), a full :class:`TrustStore`, or None (nothing trusted)."""
 
-def verify_package(data: bytes, *, trust: str | Path | None = None, limits: ParseLimits = ParseLimits(),
+
+def verify_package(data: bytes, *, trust: Trust = None, limits: ParseLimits = ParseLimits(),
                    at: dt.datetime | None = None, file: str | None = None) -> VerificationResult:
     """Verify the package's signature, then its certificate against ``trust`` (a PEM file or a
     directory of PEM files). ``at`` is the moment of verification — for a received package the
@@ -96,7 +109,7 @@ def verify_package(data: bytes, *, trust: str | Path | None = None, limits: Pars
     return verify_package_signxml(data, trust=trust, limits=limits, at=at, file=file)
 
 
-def verify_package_file(path: str | Path, *, trust: str | Path | None = None, limits: ParseLimits = ParseLimits(),
+def verify_package_file(path: str | Path, *, trust: Trust = None, limits: ParseLimits = ParseLimits(),
                         at: dt.datetime | None = None) -> VerificationResult:
     """:func:`verify_package` for a package on disk, without reading it into memory first: the
     size limit is checked before anything is read, long base64 texts are digested straight from
@@ -113,7 +126,7 @@ def verify_package_file(path: str | Path, *, trust: str | Path | None = None, li
     return verify_package_signxml(data, trust=trust, limits=limits, at=at, file=str(path))
 
 
-def verify_package_signxml(data: bytes, *, trust: str | Path | None = None, limits: ParseLimits = ParseLimits(),
+def verify_package_signxml(data: bytes, *, trust: Trust = None, limits: ParseLimits = ParseLimits(),
                            at: dt.datetime | None = None, file: str | None = None) -> VerificationResult:
     """The reference verification: signxml checks digest and signature on the whole tree (it
     copies the document several times — ≈ 9× a large attachment in memory). Same arguments and
@@ -124,7 +137,7 @@ def verify_package_signxml(data: bytes, *, trust: str | Path | None = None, limi
     return result
 
 
-def verify_low_memory(source: bytes | str | Path, *, trust: str | Path | None = None,
+def verify_low_memory(source: bytes | str | Path, *, trust: Trust = None,
                       limits: ParseLimits = ParseLimits(), at: dt.datetime | None = None, file: str | None = None,
                       threshold: int = LIFT_THRESHOLD) -> VerificationResult | None:
     """Verify like :func:`verify_package_signxml`, with the same outcome and reason, but
@@ -191,7 +204,7 @@ def _read_by_verification(node: etree._Element) -> bool:
                if isinstance(e.tag, str))
 
 
-def _verify_root(root: etree._Element, warnings: list[str], trust: str | Path | None, at: dt.datetime | None,
+def _verify_root(root: etree._Element, warnings: list[str], trust: Trust, at: dt.datetime | None,
                  check) -> VerificationResult | None:
     """Everything after parsing: find the signature, ``check(root, signature, leaf)`` its maths
     (a reason string, None when sound, or UNSUPPORTED to give up), then validity and trust."""
@@ -239,15 +252,27 @@ def _verify_root(root: etree._Element, warnings: list[str], trust: str | Path | 
         return dataclasses.replace(base, state=SignatureState.UNTRUSTED, reason=(
             f"sound signature, but the certificate is not valid until {valid_from:%Y-%m-%d %H:%M:%S} UTC "
             f"(checked at {moment:%Y-%m-%d %H:%M:%S} UTC)"))
-    if trust is None:
+    store = TrustStore.of(trust)
+    if store is None:
         return dataclasses.replace(base, state=SignatureState.UNTRUSTED,
                                    reason="sound signature, but no trust bundle given to check the certificate")
-    trouble = chain_problem(leaf, certificates[1:], load_trust_bundle(trust), moment)
-    if trouble:
+    try:
+        chain = validated_chain(leaf, certificates[1:], store.anchors, moment)
+    except ChainProblem as trouble:
         return dataclasses.replace(base, state=SignatureState.UNTRUSTED, reason=f"sound signature, but {trouble}")
-    return dataclasses.replace(base, state=SignatureState.VALID,
-                               reason=f"signed by {base.signer_subject}, certificate trusted")
+    judgement = store.judge(chain, _sender(root), moment)
+    return dataclasses.replace(base, state=SignatureState(judgement.state), reason=judgement.reason,
+                               warnings=(*base.warnings, *judgement.warnings), bound_to=judgement.bound_to,
+                               revoked_at=judgement.revoked_at)
 
+
+def _sender(root: etree._Element) -> str | None:
+    """The package's From/OrganId, which the signer must be bound to."""
+    for sender in root.iter(f"{{{NAMESPACE}}}From"):
+        organ_id = sender.find(f"{{{NAMESPACE}}}OrganId")
+        if organ_id is not None and (organ_id.text or "").strip():
+            return (organ_id.text or "").strip()
+    return None
 
 
 def reference_problem(signature: etree._Element) -> str | None:

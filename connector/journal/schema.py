@@ -120,7 +120,7 @@ incoming = Table(
     Column("package_path", Text, nullable=True),
     Column("package_sha256", String(64), nullable=True),
     Column("package_size", BigInteger, nullable=True),
-    Column("signature_state", String(16), nullable=True),
+    Column("signature_state", String(32), nullable=True),  # "revocation-unknown" (migration 0003)
     Column("delivered_location", Text, nullable=True),
     Column("quarantined", Boolean, nullable=False, default=False),
     Column("quarantine_reason", Text, nullable=True),

@@ -130,6 +130,21 @@ def test_without_trust_bundle_a_sound_signature_is_untrusted(cli, packed):
     assert verify.out.startswith("untrusted")
 
 
+def test_verify_asks_revocation_and_the_binding_when_given_their_files(cli, packed, dev_certs, tmp_path):
+    """--trust alone says what it did not check; --crls and --signers ask as the daemon does."""
+    alone = cli("verify", packed, "--trust", dev_certs.ca_cert)
+    assert alone.code == 0 and "(revocation and signer binding not checked)" in alone.out
+    full = cli("verify", packed, "--trust", dev_certs.ca_cert, "--crls", dev_certs.crl_folder,
+               "--signers", dev_certs.signer_map)
+    assert full.code == 0 and "not revoked, bound to 000.00.00.G22" in full.out
+    wrong = tmp_path / "signers.yaml"
+    wrong.write_text(dev_certs.signer_map.read_text().replace("000.00.00.G22", "000.00.00.H29"))
+    refused = cli("verify", packed, "--trust", dev_certs.ca_cert, "--signers", wrong)
+    assert refused.code == 1 and refused.out.startswith("wrong-signer")
+    unknown = cli("verify", packed, "--trust", dev_certs.ca_cert, "--crls", tmp_path)
+    assert unknown.code == 1 and unknown.out.startswith("revocation-unknown")
+
+
 def test_another_ca_does_not_make_it_valid(cli, packed, tmp_path):
     from connector.devcerts import make_dev_certs
 

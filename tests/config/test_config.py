@@ -267,3 +267,17 @@ def test_database_url_file_missing_fails_at_load(credentials, tmp_path):
     data = variant(database={"url_file": str(tmp_path / "no-url")}, exchange={"enabled": False})
     line = error_of(tmp_path, data)
     assert "database.url_file" in line
+
+
+def test_the_signature_policy_covers_every_outcome_with_the_contracts_defaults(credentials, tmp_path):
+    """folder-contract.md: invalid, wrong-signer, revoked quarantine; the rest deliver."""
+    from connector.edxml.verifying import SignatureState
+
+    policy = load_config(write(tmp_path, variant())).inbox.signature_policy
+    expected = {"invalid": "quarantine", "wrong-signer": "quarantine", "revoked": "quarantine"}
+    for state in SignatureState:
+        if state is not SignatureState.VALID:
+            assert policy.action_for(state.value).value == expected.get(state.value, "deliver"), state
+    strict = load_config(write(tmp_path, variant(inbox__signature_policy__revocation_unknown="quarantine")))
+    assert strict.inbox.signature_policy.action_for("revocation-unknown").value == "quarantine"
+    assert "trust.crl_folder" in error_of(tmp_path, variant(trust__crl_folder=["not", "a", "path"]))

@@ -16,6 +16,7 @@ import yaml
 
 from connector.axis.sim_agencies import agencies_from_data
 from connector.axis.simulator import AxisSimulator
+from connector.devcerts import trust_config
 from connector.config import load_config
 from connector.inbound import Inbound
 from connector.outbound import Outbound
@@ -47,7 +48,7 @@ def write_config(base: Path, organ_id: str, name: str, cert, ca: Path, endpoint:
     config = {
         "agency": {"organ_id": organ_id, "name": name},
         "certificate": {"p12_file": str(cert.p12), "password_file": str(cert.password_file)},
-        "trust": {"bundle_file": str(ca)},
+        "trust": trust_config(ca),
         "axis": {"endpoint": endpoint, "secret_file": str(secret_file), "connect_timeout": 2,
                  "read_timeout": 5,
                  "retry": {"max_attempts": 2, "max_total_seconds": 2, "initial_backoff": 0.01,

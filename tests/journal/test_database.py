@@ -10,6 +10,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
+from sqlalchemy import inspect as sa_inspect
 
 from connector.errors import ConnectorError
 from connector.journal import KV_LAST_AXIS_CONTACT, Journal, backup
@@ -20,7 +21,7 @@ T0 = dt.datetime(2026, 3, 1, 8, 0, tzinfo=dt.timezone.utc)
 
 
 def test_migrations_create_exactly_the_declared_schema(journal):
-    assert current_revision(journal.engine) == head_revision() == "0002"
+    assert current_revision(journal.engine) == head_revision() == "0003"
     with journal.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
     assert diff == []
@@ -165,3 +166,15 @@ def test_kv_and_times(journal):
     assert journal.kv_get("agency-list.etag") == "def"
     journal.set_time(KV_LAST_AXIS_CONTACT, T0)
     assert journal.get_time(KV_LAST_AXIS_CONTACT) == T0
+
+
+def test_the_longest_signature_outcome_fits_the_column(journal):
+    """``revocation-unknown`` (18 characters) was refused by PostgreSQL in a 16-character column."""
+    from connector.edxml.verifying import SignatureState
+    from connector.journal.schema import incoming
+
+    longest = max((state.value for state in SignatureState), key=len)
+    assert incoming.c.signature_state.type.length >= len(longest)
+    with journal.engine.connect() as conn:
+        columns = {c["name"]: c for c in sa_inspect(conn).get_columns("incoming")}
+    assert columns["signature_state"]["type"].length >= len(longest)

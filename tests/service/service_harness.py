@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from connector.devcerts import trust_config
 from connector.demo import free_port
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -51,7 +52,7 @@ def write_config(base: Path, endpoint: str, cert, ca: Path, *, organ_id: str = A
     config = {
         "agency": {"organ_id": organ_id, "name": "Văn phòng Chính phủ"},
         "certificate": {"p12_file": str(cert.p12), "password_file": str(cert.password_file)},
-        "trust": {"bundle_file": str(ca)},
+        "trust": trust_config(ca),
         "axis": {"endpoint": endpoint, "secret_file": str(secret_file), "connect_timeout": 1,
                  "read_timeout": 3,
                  "retry": {"max_attempts": 1, "max_total_seconds": 1, "initial_backoff": 0.01,
