@@ -110,6 +110,7 @@ class Runtime:
         self._axis_session = axis_session
         self._key_lock = threading.Lock()
         self._signing_key = None
+        self._trust_lock = threading.Lock()
         self._trust_store: Any = _UNBUILT
         self._revocation_fetcher: Any = None
         self._opened: list[Any] = []
@@ -268,7 +269,7 @@ class Runtime:
         """What received signatures are judged against (:class:`connector.edxml.trust_store.
         TrustStore`; None without a bundle): built at the first use, rebuilt by
         :meth:`reload_trust`. The background revocation fetcher and its cache outlive reloads."""
-        with self._key_lock:
+        with self._trust_lock:
             if self._trust_store is _UNBUILT:
                 self._trust_store = self._build_trust_store()
             return self._trust_store
@@ -277,7 +278,7 @@ class Runtime:
         """Re-read the bundle, the CRL folder and the signer mapping (SIGHUP). On error the
         previous store stays in use and the error is raised for the caller to log."""
         store = self._build_trust_store()
-        with self._key_lock:
+        with self._trust_lock:
             self._trust_store = store
         return store
 

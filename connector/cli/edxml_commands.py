@@ -340,6 +340,8 @@ def verify_file(path: Path, trust: Path | None, limits: ParseLimits | None = Non
     """The signature outcome of the package in ``path``, verified from the file (long base64
     texts are digested from disk rather than held in memory). ``crls`` and ``signers`` add the
     revocation and binding questions the daemon asks."""
+    from connector.edxml.revocation import RevocationChecker, load_crl_folder
+    from connector.edxml.signer_binding import load_signer_bindings
     from connector.edxml.signing import verify_package_file
     from connector.edxml.trust_store import TrustStore
 
@@ -347,11 +349,10 @@ def verify_file(path: Path, trust: Path | None, limits: ParseLimits | None = Non
         raise InputError("trust bundle not found", file=str(trust),
                          hint="give a PEM file or a folder of PEM certificates")
     store = TrustStore.of(trust)
-    if store is not None and (crls is not None or signers is not None):
-        full = TrustStore.from_files(trust, crl_folder=crls, signer_map=signers)
-        assert full is not None
-        store = TrustStore(full.anchors, full.bindings if signers is not None else None,
-                           full.revocation if crls is not None else None, full.sources)
+    if store is not None:  # each question asked only when its file is given; nothing is fetched
+        store = TrustStore(store.anchors,
+                           load_signer_bindings(signers) if signers is not None else None,
+                           RevocationChecker(load_crl_folder(crls), None) if crls is not None else None)
     with size_limit_hint():
         return verify_package_file(path, trust=store, limits=limits or ParseLimits())
 

@@ -120,7 +120,8 @@ class RevocationChecker:
     def check_path(self, chain: list[x509.Certificate], moment: dt.datetime) -> RevocationAnswer:
         """The worst answer for the certificates of a validated path, leaf first (the last,
         the trust anchor, is trusted as configured and has no issuer to ask)."""
-        answers = [self.check(certificate, issuer, moment) for certificate, issuer in zip(chain, chain[1:], strict=False)]
+        answers = [self.check(certificate, issuer, moment)
+                   for certificate, issuer in zip(chain, chain[1:], strict=False)]
         for state in (Revocation.REVOKED, Revocation.UNKNOWN):
             for answer in answers:
                 if answer.state is state:

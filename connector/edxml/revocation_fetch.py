@@ -94,15 +94,9 @@ class RevocationFetcher:
 
     # -- life cycle -----------------------------------------------------------------------------
     def wait_idle(self, timeout: float) -> bool:
-        """True once nothing is pending (tests, and ``check`` before it reports)."""
-        deadline = time.monotonic() + timeout
+        """True once nothing is pending, False after ``timeout`` seconds (for tests)."""
         with self._idle:
-            while self._pending:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._idle.wait(left)
-            return True
+            return self._idle.wait_for(lambda: not self._pending, timeout)
 
     def close(self) -> None:
         with self._lock:

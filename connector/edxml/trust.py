@@ -12,9 +12,8 @@ was changed). Everything here works on certificates and times only, never on the
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
-
 import re
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -126,9 +125,9 @@ def _signer_not_a_ca(_policy: Any, _certificate: x509.Certificate,
         raise ValueError("the signer's certificate is a CA certificate, not an agency's")
 
 
-_VERIFIER_NOISE = re.compile(r"^(validation failed: )?(candidates exhausted: )?|"
-                             r" \(encountered processing <Certificate.*$|"
-                             r"^Python extension validator failed: ValueError: ")
+_VERIFIER_PREFIXES = re.compile(r"^(validation failed: |candidates exhausted: |"
+                                r"Python extension validator failed: ValueError: )+")
+_VERIFIER_SUFFIX = re.compile(r" \(encountered processing <Certificate.*$")
 
 
 def _explain(message: str, leaf: x509.Certificate, pool: list[x509.Certificate], moment: dt.datetime) -> str:
@@ -145,9 +144,7 @@ def _explain(message: str, leaf: x509.Certificate, pool: list[x509.Certificate],
                 return (f"the CA certificate {issuer.subject.rfc4514_string()} was not valid at "
                         f"{moment:%Y-%m-%d %H:%M:%S} UTC (valid {issuer.not_valid_before_utc:%Y-%m-%d} "
                         f"to {issuer.not_valid_after_utc:%Y-%m-%d})")
-    detail = message
-    for _ in range(3):
-        detail = _VERIFIER_NOISE.sub("", detail)
+    detail = _VERIFIER_PREFIXES.sub("", _VERIFIER_SUFFIX.sub("", message))
     if "basicConstraints" in detail:
         detail = f"an issuer is not a CA certificate ({detail})"
     return f"its chain does not validate: {detail}"

@@ -102,11 +102,11 @@ class TrustStore:
                 notes.append(("wrong-signer", f"the certificate of {subject} is bound to {', '.join(bound)}, "
                                               f"not to the sender {sender} named in From"))
         if not notes:
-            checked = [part for part, done in (("not revoked", self.revocation is not None),
-                                               (f"bound to {sender}", self.bindings is not None)) if done]
-            unchecked = [part for part, done in (("revocation", self.revocation is not None),
-                                                 ("signer binding", self.bindings is not None)) if not done]
-            reason = f"signed by {subject}, certificate trusted" + "".join(f", {c}" for c in checked)
+            reason = f"signed by {subject}, certificate trusted"
+            reason += ", not revoked" if self.revocation is not None else ""
+            reason += f", bound to {sender}" if self.bindings is not None else ""
+            unchecked = [question for question, asked in (("revocation", self.revocation),
+                                                          ("signer binding", self.bindings)) if asked is None]
             if unchecked:
                 reason += f" ({' and '.join(unchecked)} not checked)"
             return Judgement("valid", reason, bound_to=bound)

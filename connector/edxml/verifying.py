@@ -5,8 +5,9 @@ Why two questions: their failures mean different things to a clerk. *Invalid* �
 a sound signature, but no bundle, an unknown CA, a path that does not validate, or a certificate
 not yet valid when verified (:mod:`connector.edxml.trust`); *expired* when it had expired by then.
 A trusted path is then asked whether it is revoked and whom it speaks for
-(:mod:`connector.edxml.trust_store`: *revoked*, *wrong-signer*, *revocation-unknown*, *unbound*). SDK output's unprefixed QCVN-namespace ``Signature`` with
-placeholder values is *unverifiable*, never *valid*.
+(:mod:`connector.edxml.trust_store`: *revoked*, *wrong-signer*, *revocation-unknown*, *unbound*).
+SDK output's unprefixed QCVN-namespace ``Signature`` with placeholder values is *unverifiable*,
+never *valid*.
 
 Why two paths: signxml (the reference, :func:`verify_package_signxml`) costs ≈ 9× a package's
 attachments in memory, and the daemon verifies every package it receives. So
