@@ -75,15 +75,11 @@ def own_cpu_seconds(pid: int) -> float:
 
 
 class Bench:
-    def __init__(self, base: Path, size: int, concurrency: int, log_level: str,
-                 send_processes: int | None = None) -> None:
+    def __init__(self, base: Path, size: int, concurrency: int, log_level: str) -> None:
         self.lab = Lab(base)
         self.size = size
         self.a = self.lab.a
-        outbound: dict = {"concurrency": concurrency}
-        if send_processes is not None:
-            outbound["send_processes"] = send_processes
-        self.a.configure(outbound=outbound, logging={"level": log_level})
+        self.a.configure(outbound={"concurrency": concurrency}, logging={"level": log_level})
         self.serial = 0
 
     def stage(self, count: int) -> list[Path]:
@@ -167,15 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kb", type=int, default=100, help="attachment size in KB (100)")
     parser.add_argument("--concurrency", type=int, default=4, help="outbound.concurrency (4)")
     parser.add_argument("--log-level", default="info", help="daemon log level (info)")
-    parser.add_argument("--send-processes", type=int,
-                        help="outbound.send_processes (default: the daemon's; 0: no send workers)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 20 docs x 2, 5 samples")
     parser.add_argument("--work", type=Path, help="work folder (default: a temporary one)")
     args = parser.parse_args(argv)
     if args.quick:
         args.batch, args.repetitions, args.latency_samples = 20, 2, 5
     base = args.work or Path(tempfile.mkdtemp(prefix="e2e-bench-"))
-    bench = Bench(base, args.kb * 1024, args.concurrency, args.log_level, args.send_processes)
+    bench = Bench(base, args.kb * 1024, args.concurrency, args.log_level)
     started = time.monotonic()
     results: list[dict] = []
     with bench.lab:
@@ -203,7 +197,6 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "figure": "summary", "nproc": os.cpu_count(), "kb": args.kb, "batch": args.batch,
         "repetitions": args.repetitions, "concurrency": args.concurrency,
-        "send_processes": args.send_processes,
         "docs_per_second_median": round(statistics.median(rates), 1),
         "docs_per_second_min": round(min(rates), 1), "docs_per_second_max": round(max(rates), 1),
         "daemon_cpu_ms_per_doc_median": round(statistics.median(daemon_cpu) * 1000, 1),

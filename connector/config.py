@@ -395,6 +395,10 @@ class InboxConfig(_Section):
 DEFAULT_PLAIN_EXTENSIONS = ["pdf", "doc", "docx", "xls", "xlsx", "zip"]
 
 
+REMOVED_OUTBOUND_KEYS = ("packaging_processes", "send_processes")
+"""``outbound:`` keys of the worker pools that were removed (one process does the work)."""
+
+
 class OutboundConfig(_Section):
     """``outbound:`` — sending documents and statuses."""
 
@@ -406,15 +410,23 @@ class OutboundConfig(_Section):
     plain_extensions: list[str] = Field(default_factory=lambda: list(DEFAULT_PLAIN_EXTENSIONS))
     check_recipients: bool = Field(default=True, description="against the axis's agency list")
     agency_list_refresh_seconds: float = Field(default=86_400.0, ge=60)
-    packaging_processes: int | None = Field(
-        default=None, ge=0, le=64,
-        description="worker processes that build and sign documents (0: in the daemon process; "
-                    "default: one per core when there are at least two)")
-    send_processes: int | None = Field(
-        default=None, ge=0, le=64,
-        description="worker processes that send packages to the axis (0: from the daemon "
-                    "process; default: one per send slot, at most 8, when there are at least "
-                    "two cores)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, data: Any, info: ValidationInfo) -> Any:
+        """Keys of earlier releases that no longer do anything: accepted with one warning each
+        for one release (docs/decisions.md), so that an upgraded site's config keeps working."""
+        if not isinstance(data, dict):
+            return data
+        removed = [key for key in REMOVED_OUTBOUND_KEYS if key in data]
+        if not removed:
+            return data
+        warnings = (info.context or {}).get("warnings")
+        for key in removed:
+            if warnings is not None:
+                warnings.append(f"outbound.{key}: removed; ignored (the daemon packages and "
+                                "sends in its own process) — delete it from the config")
+        return {key: value for key, value in data.items() if key not in removed}
 
     @field_validator("plain_extensions")
     @classmethod

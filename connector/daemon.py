@@ -30,7 +30,6 @@ from typing import Any
 
 from connector.config import Settings, load_config
 from connector.logs import configure_logging, get_logger, set_level
-from connector.process_tuning import tune_garbage_collector
 
 log = get_logger(__name__)
 
@@ -91,7 +90,6 @@ class Daemon:
         except BaseException:
             self._close_quietly()
             raise
-        tune_garbage_collector()
         log.info("daemon_started", organ_id=self.settings.agency.organ_id,
                  duration_ms=round((time.monotonic() - started) * 1000, 1),
                  sides=sorted(self.runtime.sides))
@@ -145,12 +143,6 @@ class Daemon:
         except Exception as error:
             log.warning("agency_list_unavailable", error=_describe(error),
                         note="recipients are checked by the axis until the list loads")
-        if runtime.packaging_pool is None:
-            runtime.packaging_pool = _start_packaging_pool(settings.outbound.packaging_processes)
-        if runtime.send_pool is None and not runtime.axis_session_injected:
-            runtime.send_pool = _start_send_pool(settings.outbound, runtime.axis_settings)
-            if runtime.send_pool is not None:
-                runtime.send_pool.observe = self._observe_worker_request
         self.outbound = Outbound(runtime, metrics=self.metrics, health=self.health)
         self.inbound = Inbound(runtime, self.outbound, metrics=self.metrics, health=self.health)
         self._health_server = start_health_server(
@@ -342,8 +334,7 @@ class Daemon:
 
     def _hook_axis_responses(self) -> None:
         """Every axis response's HTTP Date tells readiness how far our clock is off; every
-        request feeds the latency histogram (timed at the transport, see Metrics). The send
-        workers' requests come back through :meth:`_observe_worker_request`."""
+        request feeds the latency histogram (timed at the transport, see Metrics)."""
 
         def on_response(response, *args, **kwargs):
             self._observe_axis_date(response.headers.get("Date"))
@@ -361,13 +352,6 @@ class Daemon:
             skew = clock_skew_from_date(date, time.time())
             if skew is not None:
                 self.health.update(clock_skew_seconds=skew)
-
-    def _observe_worker_request(self, url: str, seconds: float, date: str | None) -> None:
-        """One HTTP request a send worker made: as if this process's transport had seen it."""
-        from connector.metrics import axis_operation_of
-
-        self.metrics.observe_axis_request(axis_operation_of(url), seconds)
-        self._observe_axis_date(date)
 
     def _refresh_status(self) -> None:
         """Every few seconds: item counts, oldest pending ages, journal size, certificate
@@ -451,18 +435,6 @@ class Daemon:
         self._notifier.ready(self._status_text())
 
     # ============================================================================ stopping
-    def _stop_pools(self, deadline: float) -> None:
-        """Stop the worker processes, both pools at once. Before the busy-thread check: the
-        workers must not outlive the daemon. Bounded: a worker stuck on a dead disk or a hung
-        axis must not hold the stop; should one be left, it exits by itself once this process
-        is gone (its orphan check)."""
-        stoppers = [threading.Thread(target=pool.shutdown, name=f"{pool.role}-pool-stop",
-                                     daemon=True) for pool in self.runtime.detach_pools()]
-        for stopper in stoppers:
-            stopper.start()
-        for stopper in stoppers:
-            stopper.join(max(0.5, deadline - time.monotonic() - 2.0))
-
     def _stop(self) -> int:
         deadline = time.monotonic() + STOP_BUDGET_SECONDS
         if self._notifier is not None:
@@ -479,7 +451,6 @@ class Daemon:
             clean = self.outbound.shutdown(SEND_GRACE_SECONDS)
         if self._outbound_thread is not None:
             self._outbound_thread.join(max(0.0, deadline - time.monotonic() - 2.0))
-        self._stop_pools(deadline)
         if self._health_server is not None:
             self._health_server.stop()
         busy = self._busy_threads(deadline - 1.5)
@@ -560,40 +531,6 @@ def _certificate_out_of_dates(settings: Settings) -> bool:
         return False
     now = dt.datetime.now(dt.timezone.utc)
     return not dates[0] <= now <= dates[1]
-
-
-def _start_packaging_pool(configured: int | None):
-    """Worker processes that package documents (``outbound.packaging_processes``; 0: package in
-    the daemon process). Default: one per core when there are at least two — on one core a worker
-    only adds hand-over costs."""
-    from connector.outbound_build import PackagingPool
-
-    workers = configured
-    if workers is None:
-        cores = os.cpu_count() or 1
-        workers = cores if cores >= 2 else 0
-    return PackagingPool.start(workers) if workers > 0 else None
-
-
-SEND_PROCESSES_DEFAULT_MAX = 8
-"""The most send workers started by default (``outbound.send_processes`` unset): enough for
-the default four send slots and a few more; beyond it, slots without a worker send from the
-daemon process, rather than every slot costing a process's memory."""
-
-
-def _start_send_pool(outbound: Any, axis_settings: Any):
-    """Worker processes that send packages (``outbound.send_processes``; 0: send from the daemon
-    process). Default: one per send slot (``outbound.concurrency``, at most
-    ``SEND_PROCESSES_DEFAULT_MAX``) when there are at least two cores — on one core the GIL is
-    not what limits a send."""
-    from connector.outbound_send import SendPool
-
-    workers = outbound.send_processes
-    if workers is None:
-        cores = os.cpu_count() or 1
-        workers = SEND_PROCESSES_DEFAULT_MAX if cores >= 2 else 0
-    workers = min(workers, outbound.concurrency)  # a worker beyond the slots is never used
-    return SendPool.start(workers, axis_settings) if workers > 0 else None
 
 
 def _flush() -> None:

@@ -615,13 +615,7 @@ class Outbound:
         return self._post_one(path, digest, "edoc")
 
     def _post_one(self, path: Path, digest: str, messagetype: str) -> str:
-        """One package to the axis: by a send worker when there is one free (its requests are
-        timed there and observed here), else by the daemon's own client."""
-        pool = getattr(self.runtime, "send_pool", None)
-        if pool is not None:
-            doc_id = pool.send(path, digest, messagetype=messagetype)
-            if doc_id is not None:
-                return doc_id
+        """One package to the axis by the daemon's own client, timed for the latency metric."""
         with self.metrics.time_axis_request("sendEdoc") if self.metrics else _null():
             return self.runtime.axis.send_edoc(path, sha256=digest,
                                                messagetype=messagetype).doc_id

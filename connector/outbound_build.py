@@ -15,23 +15,14 @@ Decisions:
   puts no Signature in a status header.
 - A status (or a take-back, 13) to several receivers is one package per receiver, stored as a
   set under one journal item.
-- Documents (the bulk of the traffic) can be packaged in worker processes
-  (:class:`PackagingPool`): building, canonicalising, signing and hashing a package is pure CPU
-  that holds the GIL, and the daemon is a single Python process whose journal, HTTP and folder
-  work need that same GIL. A worker gets plain inputs (metadata, attachment paths, the agency,
-  the key material) and does exactly what the in-process path does — build, sign, write under a
-  temporary name, fsync, publish, fsync the directory — then returns (path, SHA-256, size,
-  DocumentId …). The journal transition (``mark_packaged``) stays in the daemon, after the
-  worker's result: the package is built and signed once and is durable before it is recorded.
-  When the pool cannot start or breaks, packaging falls back to the in-process path.
-- The pool is a :class:`connector.worker_pool.WorkerPool`: a pipe per worker that the send
-  thread uses itself, not a ``ProcessPoolExecutor`` (see that module for why).
+- Everything happens in the daemon's own process: building and signing a 100 KB package takes a
+  few milliseconds, far above a province's load (about 0.04 documents/s), and a key that lives
+  in a token cannot be handed to another process anyway.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +34,6 @@ from connector.journal import OutgoingRecord
 from connector.logs import get_logger
 from connector.package_store import StoredPackage
 from connector.runtime import Runtime
-from connector.worker_pool import WorkerPool
 
 log = get_logger(__name__)
 
@@ -89,9 +79,6 @@ class PackageBuilder:
         from connector.edxml.writer import prepare_package, write_package_to
         from connector.packaging import build_document
 
-        pool = getattr(self.runtime, "packaging_pool", None)
-        if pool is not None and pool.usable and not item.attachment_blobs:
-            return self._document_in_pool(pool, record, item)
         store = self.runtime.store
         files: Any = list(item.attachment_files)
         if item.attachment_blobs:
@@ -123,29 +110,6 @@ class PackageBuilder:
         if existed:  # packaged before a crash: the stored bytes are the item, read their id
             document_id = self._stored_document_id(stored.path) or document_id
         return Built(stored, document_id, int(package.business_type), recipients, signed=True)
-
-    def _document_in_pool(self, pool: PackagingPool, record: OutgoingRecord,
-                          item: OutgoingItem) -> Built:
-        """:meth:`document` with the build/sign/store step in a worker process. The checks that
-        need the daemon's state (recipients known to the axis, the certificate valid now) run
-        here first, as they do in-process, so an unusable item fails without a worker trip."""
-        label = item.display_name
-        self.check_recipients([organization.organ_id for organization in item.metadata.to], label)
-        key = self.runtime.signing_key
-        key.check_validity()
-        job = DocumentJob(item_id=record.id, metadata=item.metadata,
-                          files=tuple(item.attachment_files), agency=self.runtime.agency,
-                          convention=self.runtime.zip_convention, source=label,
-                          store_root=str(self.runtime.store.root),
-                          algorithm=self.runtime.settings.certificate.algorithm.value,
-                          limits=self.runtime.limits)
-        result = pool.run(job, key)
-        if result is None:  # the pool broke: package here (still once: same store path)
-            return self.document(record, item)
-        self.check_recipients(result.recipients, label)
-        return Built(StoredPackage(Path(result.path), result.sha256, result.size),
-                     result.document_id, result.business_type, list(result.recipients),
-                     signed=True)
 
     def _stored_document_id(self, path: Path) -> str | None:
         from connector.edxml.reader import read_package
@@ -278,136 +242,3 @@ def _request(data: dict[str, Any]) -> StatusRequest:
     from connector.outbound import request_from_json
 
     return request_from_json(data)
-
-
-# ---------------------------------------------------------------------------- packaging processes
-@dataclass(frozen=True)
-class DocumentJob:
-    """Everything a worker needs to package one document: plain, picklable values."""
-
-    item_id: str
-    metadata: Any  # connector.schemas.document.DocumentMetadata
-    files: tuple[Path, ...]
-    agency: Any  # connector.edxml.model.Organization
-    convention: Any
-    source: str | None
-    store_root: str
-    algorithm: str
-    limits: Any
-
-
-@dataclass(frozen=True)
-class DocumentResult:
-    path: str
-    sha256: str
-    size: int
-    document_id: str
-    business_type: int
-    recipients: tuple[str, ...]
-
-
-class PackagingPool(WorkerPool):
-    """Worker processes that build, sign and store document packages (see the module
-    docstring for why, and :mod:`connector.worker_pool` for how a call goes). ``run()`` blocks
-    the calling send thread until its package is stored — the send threads overlap, so up to
-    ``workers`` packages are built at once, each on its own core, without the GIL. Returns None
-    (and turns itself off) when the pool is broken, so the caller packages in-process instead.
-
-    The signing key goes to the workers as key material with a generation number, with every
-    job (a few KB over a local pipe, never logged): a worker re-parses it only when the
-    generation changes, i.e. after a SIGHUP reloaded the certificate, so workers sign with
-    exactly the key the daemon holds (never with newer files the daemon has not loaded)."""
-
-    role = "packaging"
-
-    def __init__(self, workers: int, *, context: str = "forkserver") -> None:
-        self.packaged = 0  # packages built by the workers (tests, diagnostics)
-        self._key: Any = None
-        self._key_blob: tuple | None = None
-        self._generation = 0
-        super().__init__(workers, _package_document, init=_warm_up, context=context)
-
-    @classmethod
-    def start(cls, workers: int | None = None) -> PackagingPool | None:
-        """A pool of ``workers`` processes (default: one per core), or None when it cannot
-        start (the caller packages in-process)."""
-        return cls.start_pool(workers or os.cpu_count() or 1)
-
-    def run(self, job: DocumentJob, key: Any) -> DocumentResult | None:
-        result = self.call(job, self._blob_for(key))
-        if result is not None:
-            with self._lock:
-                self.packaged += 1
-        return result
-
-    def _blob_for(self, key: Any) -> tuple:
-        from cryptography.hazmat.primitives import serialization
-
-        with self._lock:
-            if self._key is not key:
-                der = serialization.Encoding.DER
-                self._generation += 1
-                self._key = key
-                self._key_blob = (
-                    self._generation,
-                    key.private_key.private_bytes(der, serialization.PrivateFormat.PKCS8,
-                                                  serialization.NoEncryption()),
-                    key.certificate.public_bytes(der),
-                    tuple(certificate.public_bytes(der) for certificate in key.chain),
-                    key.source)
-            return self._key_blob
-
-
-_worker_key: tuple[int, Any] | None = None
-_worker_stores: dict[str, Any] = {}
-
-
-def _warm_up() -> None:
-    """Import what packaging needs, so that the first document does not pay for it."""
-    import connector.edxml.writer  # noqa: F401
-    import connector.packaging  # noqa: F401
-    import connector.package_store  # noqa: F401
-
-
-def _signing_key(blob: tuple):
-    global _worker_key
-    generation = blob[0]
-    if _worker_key is None or _worker_key[0] != generation:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import serialization
-
-        from connector.edxml.keys import SigningKey
-
-        _, key_der, cert_der, chain_ders, source = blob
-        _worker_key = (generation, SigningKey(
-            serialization.load_der_private_key(key_der, password=None),
-            x509.load_der_x509_certificate(cert_der),
-            tuple(x509.load_der_x509_certificate(der) for der in chain_ders), source=source))
-    return _worker_key[1]
-
-
-def _package_document(job: DocumentJob, key_blob: tuple) -> DocumentResult:
-    """In a worker: the same steps as :meth:`PackageBuilder.document` (build, sign, store once,
-    durably), returning what the daemon records."""
-    from connector.edxml.reader import read_package
-    from connector.edxml.writer import prepare_package, write_package_to
-    from connector.package_store import PackageStore
-    from connector.packaging import build_document
-
-    store = _worker_stores.get(job.store_root)
-    if store is None:
-        store = _worker_stores[job.store_root] = PackageStore(job.store_root)
-    key = _signing_key(key_blob)
-    package = prepare_package(build_document(job.metadata, list(job.files), agency=job.agency,
-                                             convention=job.convention, source=job.source))
-    existed = store.outgoing_path(job.item_id).exists()
-    # fsync=False: put_outgoing fsyncs the written file itself before publishing it.
-    stored = store.put_outgoing(job.item_id, lambda path: write_package_to(
-        package, path, signer=key, algorithm=job.algorithm, fsync=False))
-    document_id = package.document_id or ""
-    if existed:  # packaged before a crash: the stored bytes are the item, read their id
-        document_id = (read_package(stored.path, limits=job.limits).package.document_id
-                       or document_id)
-    return DocumentResult(path=str(stored.path), sha256=stored.sha256, size=stored.size,
-                          document_id=document_id, business_type=int(package.business_type),
-                          recipients=tuple(organization.organ_id for organization in package.to))

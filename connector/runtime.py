@@ -114,12 +114,6 @@ class Runtime:
         self._trust_store: Any = _UNBUILT
         self._revocation_fetcher: Any = None
         self._opened: list[Any] = []
-        self.packaging_pool: Any = None
-        """Worker processes for packaging documents (:class:`connector.outbound_build.
-        PackagingPool`), started by the daemon; None packages in this process."""
-        self.send_pool: Any = None
-        """Worker processes that send packages (:class:`connector.outbound_send.SendPool`),
-        started by the daemon; None sends with :attr:`axis` in this process."""
 
     # -- parts -----------------------------------------------------------------------------------
     @cached_property
@@ -151,8 +145,8 @@ class Runtime:
 
     @cached_property
     def axis_settings(self):
-        """The axis client's settings (:class:`connector.axis.client.AxisSettings`), for this
-        process's client and the send workers' alike. Resolves the secret."""
+        """The axis client's settings (:class:`connector.axis.client.AxisSettings`). Resolves the
+        secret."""
         settings = self.settings.axis.client_settings(self.settings.agency.organ_id)
         # A download larger than the package limit is cut off while it streams, not stored.
         # One kept-alive connection per send slot, plus the inbound poll's and the agency
@@ -160,12 +154,6 @@ class Runtime:
         return dataclasses.replace(settings,
                                    max_package_size=self.settings.edxml.max_package_size,
                                    pool_size=self.settings.outbound.concurrency + 2)
-
-    @property
-    def axis_session_injected(self) -> bool:
-        """Whether the axis client was given a prepared session (tests): then every request
-        must go through it, none through send workers."""
-        return self._axis_session is not None
 
     @cached_property
     def axis(self):
@@ -311,16 +299,7 @@ class Runtime:
         self.database  # noqa: B018
         return self
 
-    def detach_pools(self) -> list[Any]:
-        """The worker pools that are running (packaging, send), no longer attached: the
-        caller stops them (:meth:`close`, or the daemon's bounded stop)."""
-        pools = [pool for pool in (self.packaging_pool, self.send_pool) if pool is not None]
-        self.packaging_pool = self.send_pool = None
-        return pools
-
     def close(self) -> None:
-        for pool in self.detach_pools():
-            pool.shutdown()
         while self._opened:
             part = self._opened.pop()
             try:

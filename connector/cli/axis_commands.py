@@ -67,7 +67,6 @@ def _listen_address(text: str) -> tuple[str, int]:
 def run_simulator(args: argparse.Namespace) -> int:
     from connector.axis.sim_faults import FaultConfig
     from connector.axis.simulator import AxisSimulator
-    from connector.process_tuning import tune_garbage_collector
 
     host, port = _listen_address(args.listen)
     faults = FaultConfig(
@@ -94,7 +93,6 @@ def run_simulator(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    tune_garbage_collector()
     print(f"axis simulator listening on {simulator.url} ({len(simulator.agencies)} agencies, "
           f"state in {args.data}); admin at {simulator.admin_url}/", file=sys.stderr, flush=True)
     try:

@@ -422,9 +422,8 @@ class OutgoingTransitions:
                 deliveries = self._mark_packaged_in(conn, item_id, packaged, now).deliveries
             return self._record_sent_in(conn, item_id, axis_doc_id, now, deliveries)
 
-        # One per document, from every send thread at once: committed in groups (see
-        # connector.journal.group_commit), each caller returning once its own is committed.
-        return self._group_commit.run(transition)
+        with self._write() as conn:
+            return transition(conn)
 
     def _record_sent_in(self, conn: Connection, item_id: str, axis_doc_id: str,
                         now: dt.datetime, deliveries: tuple | None = None) -> OutgoingRecord:

@@ -48,7 +48,6 @@ from sqlalchemy.exc import IntegrityError
 from connector.journal import schema as t
 from connector.journal.engine import BEGIN_MODE_OPTION, create_journal_engine, sqlite_path
 from connector.journal.errors import InvalidTransition, JournalError, UnknownItem
-from connector.journal.group_commit import GroupCommit
 from connector.journal.incoming import IncomingTransitions
 from connector.journal.instances import InstanceAdoption
 from connector.journal.migrate import upgrade_to_head
@@ -72,9 +71,6 @@ from connector.journal.states import (
 )
 from connector.journal.statements import _INSERT_EVENT
 from connector.journal.statuses import RecipientStatuses
-
-_BATCHED_EVENTS = "edxml_batched_events"
-"""Key in a connection's ``info`` of the events waiting for :meth:`Journal._write_batching_events`."""
 
 # DEFAULT_STALE_AFTER, NewOutgoing, JournalError, UnknownItem and InvalidTransition are imported
 # above also so that callers keep importing them from here (and from ``connector.journal``).
@@ -109,8 +105,6 @@ class Journal(OutgoingTransitions, IncomingTransitions, RecipientStatuses, Insta
         # latency to every hand-over; other processes (the CLI) still meet the busy timeout.
         # PostgreSQL writers run in parallel (row locks), so no lock there.
         self._write_lock = threading.RLock() if engine.dialect.name == "sqlite" else None
-        # The hottest transition (``record_sent``, one per document) is committed in groups.
-        self._group_commit = GroupCommit(self._write_lock, self._write_batching_events)
         # ``UPDATE … RETURNING`` (SQLite ≥ 3.35, PostgreSQL; not MySQL/MariaDB): one statement per
         # hot transition instead of read + update; without it the read-first path runs.
         self._returning = bool(getattr(engine.dialect, "update_returning", False))
@@ -170,23 +164,6 @@ class Journal(OutgoingTransitions, IncomingTransitions, RecipientStatuses, Insta
                     yield conn
 
     @contextmanager
-    def _write_batching_events(self) -> Iterator[Connection]:
-        """:meth:`_write` whose events are inserted together, as one executemany just before
-        the commit, instead of one INSERT each. WHY: the group-committed ``sent`` transitions
-        write two events per document (``packaged`` and ``sent``); a statement costs the daemon
-        more CPU than its row, and the events of one transaction are committed together either
-        way (an item's events keep their order)."""
-        with self._write() as conn:
-            rows: list[dict[str, Any]] = []
-            conn.info[_BATCHED_EVENTS] = rows
-            try:
-                yield conn
-                if rows:
-                    conn.execute(_INSERT_EVENT, rows)
-            finally:
-                conn.info.pop(_BATCHED_EVENTS, None)
-
-    @contextmanager
     def _read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
             with conn.begin():
@@ -202,12 +179,7 @@ class Journal(OutgoingTransitions, IncomingTransitions, RecipientStatuses, Insta
     @classmethod
     def _event(cls, conn: Connection, item_id: str | None, item_kind: str, name: str,
                outcome: EventOutcome | str, detail: dict[str, Any] | None, at: dt.datetime) -> None:
-        row = cls._event_row(item_id, item_kind, name, outcome, detail, at)
-        batched = conn.info.get(_BATCHED_EVENTS)
-        if batched is not None:  # inside _write_batching_events: inserted before the commit
-            batched.append(row)
-        else:
-            conn.execute(_INSERT_EVENT, row)
+        conn.execute(_INSERT_EVENT, cls._event_row(item_id, item_kind, name, outcome, detail, at))
 
     def record_event(self, item_id: str | None, item_kind: str, name: str, *,
                      outcome: EventOutcome | str = EventOutcome.INFO,

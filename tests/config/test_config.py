@@ -281,3 +281,20 @@ def test_the_signature_policy_covers_every_outcome_with_the_contracts_defaults(c
     strict = load_config(write(tmp_path, variant(inbox__signature_policy__revocation_unknown="quarantine")))
     assert strict.inbox.signature_policy.action_for("revocation-unknown").value == "quarantine"
     assert "trust.crl_folder" in error_of(tmp_path, variant(trust__crl_folder=["not", "a", "path"]))
+
+
+def test_a_removed_worker_pool_key_is_ignored_with_one_warning_each(credentials, tmp_path):
+    """docs/decisions.md: an upgraded site's config keeps working for one release; the
+    operator is told once, by name, what to delete."""
+    settings = load_config(write(tmp_path, variant(outbound__packaging_processes=4,
+                                                   outbound__send_processes=0)))
+    removed = [warning for warning in settings.warnings if "removed; ignored" in warning]
+    assert len(removed) == 2
+    assert removed[0].startswith("outbound.packaging_processes:")
+    assert removed[1].startswith("outbound.send_processes:")
+    assert "packaging_processes" not in settings.outbound.model_dump()
+
+
+def test_an_unknown_outbound_key_is_still_refused(credentials, tmp_path):
+    line = error_of(tmp_path, variant(outbound__sending_processes=2))
+    assert "sending_processes" in line

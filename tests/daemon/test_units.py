@@ -54,7 +54,7 @@ def test_store_keeps_the_first_bytes_of_an_item(tmp_path):
 
 
 def test_the_first_package_published_wins_a_race_between_two_writers(tmp_path):
-    """A packaging worker of a killed daemon and the restarted daemon may build the same item at
+    """A killed daemon's leftover writer and the restarted daemon may build the same item at
     once: whoever publishes first wins, and the other's bytes never replace them (the journal
     records the SHA-256 of what is in the store, and every attempt must send those bytes)."""
     store = PackageStore(tmp_path / "packages")
@@ -69,29 +69,3 @@ def test_the_first_package_published_wins_a_race_between_two_writers(tmp_path):
     assert final.read_bytes() == b"built by the old worker"
     assert stored.path == final and stored.size == len(b"built by the old worker")
     assert sorted(p.name for p in final.parent.iterdir()) == [final.name]  # no temporary left
-
-
-@pytest.mark.parametrize(("cores", "concurrency", "configured", "expected"), [
-    (2, 4, None, 4),     # default: one send worker per send slot ...
-    (8, 16, None, 8),    # ... at most SEND_PROCESSES_DEFAULT_MAX
-    (1, 4, None, None),  # one core: sends stay in the daemon process
-    (2, 4, 0, None),     # 0: no workers
-    (2, 2, 6, 2),        # never more workers than slots: the others would never be used
-    (1, 4, 3, 3),        # a configured count is kept on one core too
-])
-def test_send_workers_follow_the_slots_and_the_setting(monkeypatch, cores, concurrency,
-                                                       configured, expected):
-    from connector import daemon
-    from connector.config import OutboundConfig
-    from connector.outbound_send import SendPool
-
-    started: list[int] = []
-    monkeypatch.setattr(os, "cpu_count", lambda: cores)
-    monkeypatch.setattr(SendPool, "start", classmethod(
-        lambda cls, workers, settings: started.append(workers) or "pool"))
-    outbound = OutboundConfig(concurrency=concurrency, send_processes=configured)
-
-    pool = daemon._start_send_pool(outbound, axis_settings=None)
-
-    assert started == ([] if expected is None else [expected])
-    assert pool == (None if expected is None else "pool")

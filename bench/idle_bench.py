@@ -1,0 +1,124 @@
+"""Idle footprint: what a connector that sends a few documents an hour costs the server.
+
+    python -m bench.idle_bench              # 30 s warm-up + 60 s measured (~100 s)
+    python -m bench.idle_bench --quick      # 5 s + 10 s smoke run
+
+A real ``edxml-connector run`` process in folder mode with a SQLite journal, with the example
+configuration's schedules and sending, inbound, edXML and retention settings (only the paths, the
+axis endpoint, the certificates and the health port are the lab's), against the axis simulator
+on loopback. Method (../shared/docs/benchmarks.md, "Footprint"): after the warm-up, the daemon's
+process tree (the daemon and its children, from /proc), the RSS of each (VmRSS) and the CPU %
+of the tree over the measured window (utime + stime from /proc/PID/stat).
+
+Targets (issue 11): 1 process, RSS <= 80 MB, CPU <= 0.5 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from connector.config import EXAMPLE_CONFIG
+from connector.demo import Lab
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+TARGET_PROCESSES = 1
+TARGET_RSS_MB = 80.0
+TARGET_CPU_PERCENT = 0.5
+EXAMPLE_SECTIONS = ("schedules", "outbound", "inbound", "edxml", "retention")
+"""The example configuration's sections that decide what an idle daemon does."""
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process descending from it."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(parents.get(current, []))
+    return tree
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime stime (fields 14, 15 of stat)
+    return total / CLOCK_TICKS
+
+
+def example_settings() -> dict:
+    example = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    return {section: example[section] for section in EXAMPLE_SECTIONS if section in example}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.idle_bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--warm-up", type=float, default=30.0, help="seconds before measuring (30)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="seconds measured (60)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 5 s + 10 s")
+    parser.add_argument("--work", type=Path, help="work folder (default: a temporary one)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.warm_up, args.seconds = 5.0, 10.0
+    base = args.work or Path(tempfile.mkdtemp(prefix="idle-bench-"))
+    with Lab(base) as lab:
+        lab.a.configure(**example_settings())
+        lab.start(agencies=[lab.a])
+        pid = lab.a.process.pid
+        assert pid is not None
+        time.sleep(args.warm_up)  # the method's warm-up: imports done, first polls made
+        tree = process_tree(pid)
+        cpu_before, started = cpu_seconds(tree), time.monotonic()
+        time.sleep(args.seconds)  # the measured idle window itself
+        tree = process_tree(pid)
+        cpu = cpu_seconds(tree) - cpu_before
+        elapsed = time.monotonic() - started
+        rss = {str(member): round(rss_mb(member), 1) for member in tree}
+        exit_code = lab.a.stop()
+    total_rss = sum(rss.values())
+    cpu_percent = 100.0 * cpu / elapsed
+    summary = {
+        "figure": "idle", "nproc": os.cpu_count(), "warm_up_s": args.warm_up,
+        "measured_s": round(elapsed, 1), "processes": len(tree), "rss_mb": rss,
+        "rss_total_mb": round(total_rss, 1), "cpu_percent": round(cpu_percent, 3),
+        "targets": {"processes": TARGET_PROCESSES, "rss_mb": TARGET_RSS_MB,
+                    "cpu_percent": TARGET_CPU_PERCENT},
+        "met": {"processes": len(tree) <= TARGET_PROCESSES,
+                "rss_mb": total_rss <= TARGET_RSS_MB,
+                "cpu_percent": cpu_percent <= TARGET_CPU_PERCENT},
+        "daemon_exit_code": exit_code,
+    }
+    print(json.dumps(summary), flush=True)
+    return 0 if exit_code == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
