@@ -14,7 +14,7 @@ Figures (see ../shared/docs/benchmarks.md for the method: median of >= 5 after a
   ``created``). Sustained: at the target rate a batch of 500 keeps the daemon saturated for about
   five seconds, far longer than its queues (a batch of 100 measured a sub-second burst).
 - ``cpu_per_doc``: CPU seconds (user+system, /proc) per document over a batch, for the daemon
-  (with its packaging worker processes) and for the simulator separately.
+  (one process) and for the simulator separately.
 - ``idle latency``: one document at a time on an otherwise idle daemon, from its rename to the
   simulator's stored time; p50 and p99 over the samples.
 Targets (issue 4): >= 100 documents/s sustained on 2 cores; idle p50 <= 300 ms.
@@ -33,45 +33,11 @@ from pathlib import Path
 
 import yaml
 
+from bench.proc import own_cpu_seconds, tree_cpu_seconds
 from connector.demo import Lab, document_metadata
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TARGET_DOCS_PER_SECOND = 100.0
 TARGET_IDLE_P50_MS = 300.0
-
-
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process (all its threads) AND of its live descendants
-    (the daemon's packaging worker processes: their CPU is the daemon's work too), plus what
-    its exited, reaped children used, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                children.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            fields = _stat(current)
-        except OSError:
-            continue
-        total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
-        todo.extend(children.get(current, []))
-    return total / CLOCK_TICKS
-
-
-def own_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of the process itself (all its threads), without its worker
-    processes: the daemon's main process, whose one GIL was the bottleneck before the packaging
-    and send workers."""
-    return sum(int(value) for value in _stat(pid)[11:13]) / CLOCK_TICKS
 
 
 class Bench:
@@ -120,16 +86,17 @@ class Bench:
         staged = self.stage(count)
         before = self.accepted()
         last_doc = max([int(t["doc_id"]) for t in self.lab.sim.transfers()] or [0])
-        daemon_cpu, sim_cpu = cpu_seconds(self.a.process.pid), cpu_seconds(self.lab.sim.process.pid)
+        daemon_cpu = tree_cpu_seconds(self.a.process.pid)
+        sim_cpu = tree_cpu_seconds(self.lab.sim.process.pid)
         main_cpu = own_cpu_seconds(self.a.process.pid)
         started = time.time()
         for staging in staged:
             staging.rename(staging.with_name(staging.name[1:]))
         self.wait_accepted(before + count)
         finished = max(self.created_times(last_doc))
-        daemon_cpu = cpu_seconds(self.a.process.pid) - daemon_cpu
+        daemon_cpu = tree_cpu_seconds(self.a.process.pid) - daemon_cpu
         main_cpu = own_cpu_seconds(self.a.process.pid) - main_cpu
-        sim_cpu = cpu_seconds(self.lab.sim.process.pid) - sim_cpu
+        sim_cpu = tree_cpu_seconds(self.lab.sim.process.pid) - sim_cpu
         elapsed = finished - started
         return {"docs_per_second": count / elapsed, "seconds": elapsed,
                 "daemon_cpu_per_doc": daemon_cpu / count, "sim_cpu_per_doc": sim_cpu / count,

@@ -25,52 +25,15 @@ from pathlib import Path
 
 import yaml
 
+from bench.proc import memory_mb, own_cpu_seconds, process_tree
 from connector.config import EXAMPLE_CONFIG
 from connector.demo import Lab
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TARGET_PROCESSES = 1
 TARGET_RSS_MB = 80.0
 TARGET_CPU_PERCENT = 0.5
 EXAMPLE_SECTIONS = ("schedules", "outbound", "inbound", "edxml", "retention")
 """The example configuration's sections that decide what an idle daemon does."""
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and every process descending from it."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        parents.setdefault(parent, []).append(int(entry.name))
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo.extend(parents.get(current, []))
-    return tree
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime stime (fields 14, 15 of stat)
-    return total / CLOCK_TICKS
 
 
 def example_settings() -> dict:
@@ -96,12 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         assert pid is not None
         time.sleep(args.warm_up)  # the method's warm-up: imports done, first polls made
         tree = process_tree(pid)
-        cpu_before, started = cpu_seconds(tree), time.monotonic()
+        cpu_before, started = sum(own_cpu_seconds(member) for member in tree), time.monotonic()
         time.sleep(args.seconds)  # the measured idle window itself
         tree = process_tree(pid)
-        cpu = cpu_seconds(tree) - cpu_before
+        cpu = sum(own_cpu_seconds(member) for member in tree) - cpu_before
         elapsed = time.monotonic() - started
-        rss = {str(member): round(rss_mb(member), 1) for member in tree}
+        rss = {str(member): round(memory_mb(member)["VmRSS"], 1) for member in tree}
         exit_code = lab.a.stop()
     total_rss = sum(rss.values())
     cpu_percent = 100.0 * cpu / elapsed

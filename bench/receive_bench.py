@@ -36,22 +36,13 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from bench.proc import memory_mb
 from connector.demo import AgencyNode, Lab, document_metadata, pdf_bytes
 from connector.edxml import model
 from connector.edxml.keys import SigningKey
 from connector.edxml.writer import write_package_to
 
 TARGET_ADDED_MB = 64.0
-
-
-def memory_mb(pid: int) -> dict[str, float]:
-    """VmHWM and VmRSS of a process, in MB (from /proc, as the kernel counts them)."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmHWM", "VmRSS"):
-            values[key] = int(rest.split()[0]) / 1024
-    return values
 
 
 def zip_of_zeros(entries: int) -> bytes:

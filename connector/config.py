@@ -418,15 +418,11 @@ class OutboundConfig(_Section):
         for one release (docs/decisions.md), so that an upgraded site's config keeps working."""
         if not isinstance(data, dict):
             return data
-        removed = [key for key in REMOVED_OUTBOUND_KEYS if key in data]
-        if not removed:
-            return data
-        warnings = (info.context or {}).get("warnings")
-        for key in removed:
-            if warnings is not None:
-                warnings.append(f"outbound.{key}: removed; ignored (the daemon packages and "
-                                "sends in its own process) — delete it from the config")
-        return {key: value for key, value in data.items() if key not in removed}
+        warnings = (info.context or {}).get("warnings", [])
+        warnings.extend(f"outbound.{key}: removed; ignored (the daemon packages and sends in its "
+                        "own process) — delete it from the config"
+                        for key in REMOVED_OUTBOUND_KEYS if key in data)
+        return {key: value for key, value in data.items() if key not in REMOVED_OUTBOUND_KEYS}
 
     @field_validator("plain_extensions")
     @classmethod

@@ -37,20 +37,6 @@ class ConnectorError(Exception):
     def __str__(self) -> str:  # pragma: no cover - exercised through one_line
         return self.one_line()
 
-    def __reduce__(self) -> tuple:
-        """Pickled as its class, arguments and attributes, rebuilt without calling
-        ``__init__``: errors raised in a worker process (packaging, sending) come back to the
-        daemon as the same type with the same fields, whatever their ``__init__`` takes (the
-        default pickling calls ``cls(*args)``, which fails for keyword-only fields)."""
-        return _rebuild_error, (type(self), self.args, self.__dict__)
-
-
-def _rebuild_error(cls: type, args: tuple, state: dict) -> ConnectorError:
-    error = cls.__new__(cls, *args)
-    error.args = args
-    error.__dict__.update(state)
-    return error
-
 
 class InputError(ConnectorError):
     """The input (a package, a metadata file, a config file, an argument) is unusable."""
