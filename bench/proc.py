@@ -62,3 +62,20 @@ def memory_mb(pid: int) -> dict[str, float]:
         if key in ("VmHWM", "VmRSS"):
             values[key] = int(rest.split()[0]) / 1024
     return values
+
+
+def rss_by_mapping(pid: int) -> dict[str, float]:
+    """Resident MB of a process by what is mapped (``/proc/PID/smaps``): each shared library or
+    file by its name (``site-packages/`` and the interpreter's folders cut off), anonymous memory
+    (the Python heap, thread stacks, SQLite's cache) as ``[anonymous]``."""
+    sizes: dict[str, float] = {}
+    name = "[anonymous]"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if fields and not fields[0].endswith(":"):  # a mapping's header line
+            path = fields[5] if len(fields) > 5 else ""
+            name = (path.split("site-packages/")[-1] if path.startswith("/")
+                    else "[anonymous]" if not path or path == "[heap]" else path)
+        elif fields and fields[0] == "Rss:":
+            sizes[name] = sizes.get(name, 0.0) + int(fields[1]) / 1024
+    return dict(sorted(sizes.items(), key=lambda entry: -entry[1]))

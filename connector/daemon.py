@@ -28,8 +28,26 @@ import time
 from pathlib import Path
 from typing import Any
 
+from apscheduler.schedulers.background import BackgroundScheduler
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from connector import sdnotify
 from connector.config import Settings, load_config
+from connector.errors import CertificateError, describe_error
+from connector.health import (
+    HealthMonitor,
+    certificate_status,
+    clock_skew_from_date,
+    start_health_server,
+)
+from connector.inbound import Inbound
 from connector.logs import configure_logging, get_logger, set_level
+from connector.metrics import Metrics
+from connector.outbound import Outbound
+from connector.retention import run_retention
+from connector.runtime import Runtime
+from connector.sdnotify import watchdog_interval, watchdog_ping_interval
 
 log = get_logger(__name__)
 
@@ -43,8 +61,6 @@ class Daemon:
 
     def __init__(self, settings: Settings, *, runtime: Any = None, install_signals: bool = True,
                  configure_logs: bool = True, folder_instance: str | None = None) -> None:
-        from connector.runtime import Runtime
-
         self.settings = settings
         self.runtime = runtime or Runtime(settings, folder_instance=folder_instance)
         self.install_signals = install_signals
@@ -112,12 +128,6 @@ class Daemon:
         signal.signal(signal.SIGHUP, reload)
 
     def _start(self) -> None:
-        from connector import sdnotify
-        from connector.health import HealthMonitor, start_health_server
-        from connector.inbound import Inbound
-        from connector.metrics import Metrics
-        from connector.outbound import Outbound
-
         settings = self.settings
         runtime = self._open_runtime()
         self._notifier = sdnotify.Notifier()
@@ -141,7 +151,7 @@ class Daemon:
         try:
             runtime.directory.refresh()
         except Exception as error:
-            log.warning("agency_list_unavailable", error=_describe(error),
+            log.warning("agency_list_unavailable", error=describe_error(error),
                         note="recipients are checked by the axis until the list loads")
         self.outbound = Outbound(runtime, metrics=self.metrics, health=self.health)
         self.inbound = Inbound(runtime, self.outbound, metrics=self.metrics, health=self.health)
@@ -162,8 +172,6 @@ class Daemon:
         self.ready_event.set()
 
     def _schedule(self):
-        from apscheduler.schedulers.background import BackgroundScheduler
-
         schedules = self.settings.schedules
         scheduler = BackgroundScheduler(timezone=dt.timezone.utc,
                                         job_defaults={"coalesce": True, "max_instances": 1,
@@ -197,14 +205,12 @@ class Daemon:
             try:
                 function()
             except Exception as error:
-                log.error("job_failed", job=name, error=_describe(error),
+                log.error("job_failed", job=name, error=describe_error(error),
                           duration_ms=round((time.monotonic() - started) * 1000, 1))
         return job
 
     # ============================================================================ the loops
     def _main_loop(self) -> None:
-        from connector.sdnotify import watchdog_ping_interval
-
         interval = min(1.0, watchdog_ping_interval() or 1.0)
         while not self.stop_event.wait(interval):
             stuck = self._stuck_loops()
@@ -223,8 +229,6 @@ class Daemon:
     def _stuck_limit(self) -> float:
         """How long a worker loop may go without turning before the watchdog is withheld:
         systemd's own limit (WATCHDOG_USEC) when it watches us, else two minutes."""
-        from connector.sdnotify import watchdog_interval
-
         return watchdog_interval() or 120.0
 
     def _stuck_loops(self) -> list[str]:
@@ -263,7 +267,7 @@ class Daemon:
             try:
                 outbound.cycle(sides)
             except Exception as error:
-                log.error("outbound_cycle_failed", error=_describe(error))
+                log.error("outbound_cycle_failed", error=describe_error(error))
             finally:
                 self._outbound_busy_since = None
             outbound.wake.wait(sweep)
@@ -281,8 +285,6 @@ class Daemon:
         self.outbound.wake.set()
 
     def _retention(self) -> None:
-        from connector.retention import run_retention
-
         run_retention(self.runtime)
 
     # ============================================================================ health
@@ -292,15 +294,13 @@ class Daemon:
             journal.kv_set("daemon.started_at", dt.datetime.now(dt.timezone.utc).isoformat())
             self.health.set_journal(True, size_bytes=journal.size_bytes())
         except Exception as error:
-            self.health.set_journal(False, _describe(error))
+            self.health.set_journal(False, describe_error(error))
             raise
 
     def _open_runtime(self):
         """Open every part of the runtime now, so that a bad journal URL, exchange tree or DMS
         database stops the start with one clear error — except a certificate that is merely
         out of its validity dates (see :meth:`_load_certificate`)."""
-        from connector.errors import CertificateError
-
         try:
             return self.runtime.open_all()
         except CertificateError:
@@ -316,8 +316,6 @@ class Daemon:
         ``edxml_connector_signing_blocked`` metric is 1 — so monitoring shows the real cause
         instead of a service that restarts forever. ``systemctl reload`` after the renewal
         resumes sending."""
-        from connector.errors import CertificateError
-
         try:
             key = self.runtime.signing_key
         except CertificateError as error:
@@ -346,8 +344,6 @@ class Daemon:
             self.metrics.instrument_session(session)
 
     def _observe_axis_date(self, date: str | None) -> None:
-        from connector.health import clock_skew_from_date
-
         if date:
             skew = clock_skew_from_date(date, time.time())
             if skew is not None:
@@ -367,7 +363,7 @@ class Daemon:
             self.metrics.set_oldest_pending_age("incoming", incoming_age)
             self.health.set_journal(True, size_bytes=journal.size_bytes())
         except Exception as error:
-            self.health.set_journal(False, _describe(error))
+            self.health.set_journal(False, describe_error(error))
             raise
         finally:
             self._last_refresh = time.monotonic()
@@ -379,8 +375,6 @@ class Daemon:
     def _watch_certificate(self) -> None:
         """The moment the certificate expires, say so loudly once (the daily check repeats it)
         and keep the metrics exact without waiting for a scrape."""
-        from connector.health import certificate_status
-
         state = self.health.state()
         now = dt.datetime.now(dt.timezone.utc)
         status = certificate_status(state.certificate_not_before, state.certificate_not_after,
@@ -417,13 +411,13 @@ class Daemon:
             self.health.set_certificate(key.not_before, key.not_after, key.subject)
             log.info("certificate_reloaded", subject=key.subject, days_left=key.days_left)
         except Exception as error:
-            log.error("certificate_reload_failed", error=_describe(error),
+            log.error("certificate_reload_failed", error=describe_error(error),
                       note="the previous certificate stays in use")
         try:
             store = self.runtime.reload_trust()
             log.info("trust_reloaded", **(store.summary() if store is not None else {"bundle": None}))
         except Exception as error:
-            log.error("trust_reload_failed", error=_describe(error),
+            log.error("trust_reload_failed", error=describe_error(error),
                       note="the previous trust bundle, CRLs and signer mapping stay in use")
         if self.settings.source is not None:
             try:
@@ -431,7 +425,7 @@ class Daemon:
                 set_level(fresh.logging.level.value)
                 log.info("log_level_reloaded", log_level=fresh.logging.level.value)
             except Exception as error:
-                log.error("config_reload_failed", error=_describe(error))
+                log.error("config_reload_failed", error=describe_error(error))
         self._notifier.ready(self._status_text())
 
     # ============================================================================ stopping
@@ -480,7 +474,7 @@ class Daemon:
         try:
             self.runtime.close()
         except Exception as error:
-            log.warning("close_failed", error=_describe(error))
+            log.warning("close_failed", error=describe_error(error))
 
 
 def _oldest_pending(journal) -> tuple[float | None, float | None]:
@@ -505,9 +499,6 @@ def _oldest_pending(journal) -> tuple[float | None, float | None]:
 def _certificate_dates(settings: Settings) -> tuple[dt.datetime, dt.datetime, str] | None:
     """(not_before, not_after, subject) of the configured certificate read WITHOUT the validity
     check, to report an expired one; None when it cannot be read at all."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import pkcs12
-
     config = settings.certificate
     password = config.password.get_secret_value() if config.password is not None else None
     try:
@@ -540,8 +531,3 @@ def _flush() -> None:
         except Exception:
             pass
 
-
-def _describe(error: BaseException) -> str:
-    from connector.outbound import _describe as describe
-
-    return describe(error)

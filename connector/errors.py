@@ -69,3 +69,15 @@ class CertificateError(SigningError, InputError):
 
 class ConfigError(InputError):
     """The configuration file is invalid. The message names the key and the fix."""
+
+
+def describe_error(error: BaseException) -> str:
+    """The one line an operator reads about an error, in logs, ``check``, ``status`` and the
+    journal alike: a connector error as its ``file: element: message — hint``; an OS error with
+    the file it concerns; anything else with its type, which is then the only clue."""
+    if isinstance(error, ConnectorError):
+        return error.one_line()
+    if isinstance(error, OSError):
+        where = f"{error.filename}: " if getattr(error, "filename", None) else ""
+        return f"{where}{error.strerror or error}"
+    return f"{type(error).__name__}: {error}"

@@ -45,9 +45,24 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from connector.dms.base import IncomingDocument, IncomingStatus, LifecycleEvent, StatusRequest
-from connector.errors import EdxmlError, PackageTooLarge
-from connector.journal import KV_LAST_AXIS_CONTACT, KV_LAST_POLL, IncomingRecord, IncomingState
+from connector.dms.base import (
+    IncomingDocument,
+    IncomingStatus,
+    LifecycleEvent,
+    StatusRequest,
+)
+from connector.edxml.model import DocumentPackage, StatusPackage
+from connector.edxml.reader import read_package
+from connector.edxml.signing import verify_package_file
+from connector.edxml.summary import summarize
+from connector.errors import EdxmlError, PackageTooLarge, describe_error
+from connector.journal import (
+    KV_LAST_AXIS_CONTACT,
+    KV_LAST_POLL,
+    IncomingRecord,
+    IncomingState,
+)
+from connector.journal.records import default_instance
 from connector.logs import get_logger
 from connector.runtime import Runtime
 
@@ -56,8 +71,6 @@ log = get_logger(__name__)
 MESSAGE_TYPES = ("edoc", "status")
 LIFECYCLE_EVENTS = {1: "revoked", 2: "updated", 3: "replaced"}
 ARRIVED_KEY = "arrived:{incoming_id}"
-ORIGINAL_BUSINESS_TYPES = (0, 3)
-"""New documents and replacements; revoke (1) and update (2) reuse their original's DocumentId."""
 POLLER_LEASE = "inbound-poller"
 """On a journal shared by two connectors, only the holder of this lease polls the axis."""
 
@@ -71,20 +84,7 @@ def _lease_owner() -> str:
     connector restarted after ``kill -9`` must take its own lease back at once instead of
     waiting out the TTL (found by tests/e2e/test_crash.py: inbound stopped for 5 minutes after
     every crash during a poll). Two connectors sharing a journal run on different hosts."""
-    from connector.journal.records import default_instance
-
     return default_instance()
-
-
-def find_received_document(journal: Any, document_id: str, sender: str | None = None, *,
-                           exclude_id: str | None = None,
-                           originals_only: bool = False) -> IncomingRecord | None:
-    """The first stored received document with ``document_id`` (from ``sender`` when given):
-    the original a revoke, update, take-back or status is about. ``originals_only`` skips
-    revokes and updates (which reuse the original's DocumentId). See
-    :meth:`connector.journal.Journal.find_received`."""
-    return journal.find_received(document_id, sender, exclude_id=exclude_id,
-                                 business_types=ORIGINAL_BUSINESS_TYPES if originals_only else None)
 
 
 class Inbound:
@@ -193,7 +193,7 @@ class Inbound:
                 self._advance(record, listed=False)
                 done += 1
             except Exception as error:
-                log.error("incoming_resume_failed", item_id=record.id, error=_describe(error))
+                log.error("incoming_resume_failed", item_id=record.id, error=describe_error(error))
         return done
 
     def process(self, axis_doc_id: str, messagetype: str, *, sender: str | None = None) -> bool:
@@ -205,7 +205,8 @@ class Inbound:
         except Exception as error:
             self._count("error")
             log.error("incoming_failed", item_id=record.id, axis_doc_id=axis_doc_id,
-                      error=_describe(error), note="not lost: it is tried again at the next poll")
+                      error=describe_error(error),
+                      note="not lost: it is tried again at the next poll")
             return False
         finally:
             self._read_cache.pop(record.id, None)
@@ -237,14 +238,11 @@ class Inbound:
             else:
                 self._deliver_document(record)
         except Exception as error:
-            self.journal.record_incoming_failed(record.id, _describe(error), step="deliver")
+            self.journal.record_incoming_failed(record.id, describe_error(error), step="deliver")
             raise
 
     def _store(self, record: IncomingRecord) -> IncomingRecord:
         """Download into the store (durably), read, verify, de-duplicate, commit the row."""
-        from connector.edxml.model import DocumentPackage
-        from connector.edxml.reader import read_package
-
         store = self.runtime.store
         started = time.monotonic()
         try:
@@ -256,7 +254,7 @@ class Inbound:
         except PackageTooLarge as error:
             return self._refuse_too_large(record, error)
         except Exception as error:
-            self.journal.record_incoming_failed(record.id, _describe(error), step="fetch")
+            self.journal.record_incoming_failed(record.id, describe_error(error), step="fetch")
             raise
         self.journal.record_fetched(record.id, size=stored.size)
         label = f"axis docId {record.axis_doc_id}"
@@ -328,15 +326,12 @@ class Inbound:
                 self.runtime.axis.update_status(record.axis_doc_id, "fail", reason[:500])
         except Exception as ack_error:
             # Not recorded: the next poll lists it again and tries the answer again.
-            self.journal.record_incoming_failed(record.id, _describe(ack_error), step="fetch")
+            self.journal.record_incoming_failed(record.id, describe_error(ack_error), step="fetch")
             raise
         self._count("refused")
         return self.journal.record_refused(record.id, reason)
 
     def _verify(self, path: Path, package: Any, received_at: dt.datetime) -> dict[str, Any]:
-        from connector.edxml.model import DocumentPackage
-        from connector.edxml.signing import verify_package_file
-
         if not isinstance(package, DocumentPackage):
             return {"state": "absent", "reason": "status packages are not signed"}
         try:
@@ -344,7 +339,8 @@ class Inbound:
             outcome = verify_package_file(path, trust=self.runtime.trust_store,
                                           limits=self.runtime.limits, at=received_at)
         except Exception as error:  # a verifier crash must not lose the document
-            return {"state": "unverifiable", "reason": f"verification failed: {_describe(error)}"}
+            return {"state": "unverifiable",
+                    "reason": f"verification failed: {describe_error(error)}"}
         return {"state": outcome.state.value, "reason": outcome.reason,
                 "signer": outcome.signer_subject,
                 "algorithm": getattr(outcome, "algorithm", None),
@@ -359,7 +355,8 @@ class Inbound:
             with self._timer("updateStatus"):
                 self.runtime.axis.update_status(record.axis_doc_id, "done")
         except Exception as error:
-            self.journal.record_incoming_failed(record.id, _describe(error), step="acknowledge")
+            self.journal.record_incoming_failed(record.id, describe_error(error),
+                                                step="acknowledge")
             raise
         acknowledged = self.journal.record_acknowledged(record.id)
         log.info("incoming_acknowledged", item_id=record.id, axis_doc_id=record.axis_doc_id,
@@ -368,8 +365,6 @@ class Inbound:
 
     # ============================================================================ delivery
     def _package_of(self, record: IncomingRecord):
-        from connector.edxml.reader import read_package
-
         cached = self._read_cache.get(record.id)
         if cached is None:
             cached = read_package(Path(record.package_path), limits=self.runtime.limits,
@@ -387,8 +382,6 @@ class Inbound:
             warnings=list(record.meta.get("warnings") or []), lifecycle=lifecycle or {})
 
     def _deliver_document(self, record: IncomingRecord) -> None:
-        from connector.edxml.summary import summarize
-
         side = self.side
         started = time.monotonic()
         unreadable = record.meta.get("unreadable")
@@ -448,15 +441,15 @@ class Inbound:
         """The documents a revoke/update/replace is about (only those we received)."""
         business_type = record.business_type
         if business_type in (1, 2) and record.document_id:
-            original = find_received_document(self.journal, record.document_id, record.sender,
-                                              exclude_id=record.id, originals_only=True)
+            original = self.journal.find_received(record.document_id, record.sender,
+                                                 exclude_id=record.id, originals_only=True)
             return [original] if original is not None else []
         if business_type == 3:
             found = []
             business = getattr(package, "business", None)
             for replaced in (getattr(business, "replacement_info_list", None) or []):
-                original = find_received_document(self.journal, replaced.document_id,
-                                                  record.sender, exclude_id=record.id)
+                original = self.journal.find_received(replaced.document_id, record.sender,
+                                                     exclude_id=record.id)
                 if original is not None:
                     found.append(original)
             return found
@@ -480,10 +473,10 @@ class Inbound:
                       (getattr(business, "replacement_info_list", None) or [])
                       if replaced.document_id]
         for document_id in wanted:
-            if find_received_document(self.journal, document_id, record.sender,
-                                      exclude_id=record.id) is not None:
+            if self.journal.find_received(document_id, record.sender,
+                                         exclude_id=record.id) is not None:
                 continue
-            other = find_received_document(self.journal, document_id, exclude_id=record.id)
+            other = self.journal.find_received(document_id, exclude_id=record.id)
             if other is not None:
                 return (f"{event[:-1]} request from {record.sender} for {document_id}, which was "
                         f"received from {other.sender}: only the original sender may do that")
@@ -504,8 +497,7 @@ class Inbound:
         if code == "13":
             if not document_id:
                 return f"take-back request from {sender} names no DocumentId"
-            if find_received_document(self.journal, document_id, sender,
-                                      originals_only=True) is None:
+            if self.journal.find_received(document_id, sender, originals_only=True) is None:
                 return (f"take-back request from {sender} for {document_id}: no document with "
                         f"that DocumentId was received from {sender}")
             return None
@@ -542,8 +534,6 @@ class Inbound:
                  original_id=original.id if original else None, original_location=location)
 
     def _deliver_status(self, record: IncomingRecord) -> None:
-        from connector.edxml.model import StatusPackage
-
         if record.meta.get("unreadable"):
             self._deliver_document(record)  # quarantined like any unreadable package
             return
@@ -565,8 +555,8 @@ class Inbound:
                 timestamp=at, refused=refusal))
             return
         if code == "13":
-            original = (find_received_document(self.journal, document_id, sender,
-                                               originals_only=True) if document_id else None)
+            original = (self.journal.find_received(document_id, sender, originals_only=True)
+                        if document_id else None)
             self._record_event(record, "take_back_requested", original,
                                {"description": package.description, "code": code},
                                document_id=document_id)
@@ -643,13 +633,8 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _describe(error: BaseException) -> str:
-    from connector.outbound import _describe as describe
 
-    return describe(error)
-
-
-__all__ = ["Inbound", "find_received_document"]
+__all__ = ["Inbound"]
 
 
 def _ms(started: float) -> float:

@@ -46,10 +46,28 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from connector.axis.errors import AxisAuthError, PermanentAxisError
-from connector.dms.base import (Failure, OutgoingItem, OutgoingKind, Receipt, StatusRequest)
-from connector.errors import CertificateError, ConnectorError, InputError
-from connector.journal import KV_OUTBOX_REFUSED, NewOutgoing, OutgoingRecord, OutgoingState, Packaged
+from connector.dms.base import (
+    Failure,
+    OutgoingItem,
+    OutgoingKind,
+    Receipt,
+    StatusRequest,
+)
+from connector.errors import (
+    CertificateError,
+    InputError,
+    describe_error,
+)
+from connector.journal import (
+    KV_OUTBOX_REFUSED,
+    NewOutgoing,
+    OutgoingRecord,
+    OutgoingState,
+    Packaged,
+)
 from connector.logs import get_logger
+from connector.outbound_build import PackageBuilder
+from connector.package_store import PackageStore, sha256_of
 from connector.runtime import CONNECTOR_SOURCE, Runtime
 
 log = get_logger(__name__)
@@ -155,7 +173,7 @@ class Outbound:
         described: list[tuple[OutgoingItem, NewOutgoing]] = []
         for item in items:
             try:
-                kind, document_id, business_type, recipients, meta = self._describe(item)
+                kind, document_id, business_type, recipients, meta = self._item_summary(item)
                 meta["display_name"] = item.display_name
                 described.append((item, NewOutgoing(
                     side.name, item.source_ref, kind, document_id=document_id,
@@ -193,7 +211,7 @@ class Outbound:
     @staticmethod
     def _intake_failed(side: Any, item: OutgoingItem, error: Exception) -> None:
         log.error("outgoing_intake_failed", source=side.name, source_ref=item.source_ref,
-                  item=item.display_name, error=_describe(error), exc_info=True)
+                  item=item.display_name, error=describe_error(error), exc_info=True)
 
     def _take(self, side: Any, item: OutgoingItem, record: OutgoingRecord,
               recipients: list[str]) -> None:
@@ -220,7 +238,8 @@ class Outbound:
             return
         self.wake.set()
 
-    def _describe(self, item: OutgoingItem) -> tuple[str, str | None, int | None, list[str], dict]:
+    def _item_summary(self, item: OutgoingItem
+                      ) -> tuple[str, str | None, int | None, list[str], dict]:
         """(journal kind, DocumentId, business type, recipients, meta) of a side's item, as far
         as it is known before packaging."""
         meta: dict[str, Any] = {}
@@ -246,16 +265,14 @@ class Outbound:
                         element="to", hint="add 'to: [ORGAN_ID]' to the status file")
                     return item.kind.value, request.document_id, None, [], meta
                 request.to = [sender]
-            meta["status"] = _request_json(request)
+            meta["status"] = request.to_json()
             return OutgoingKind.STATUS.value, request.document_id, None, list(request.to), meta
         return item.kind.value, None, None, [], meta
 
     def sender_of_received(self, document_id: str) -> str | None:
         """The sender of the first received document with ``document_id`` (whom a status
         without ``to`` answers)."""
-        from connector.inbound import find_received_document
-
-        record = find_received_document(self.journal, document_id)
+        record = self.journal.find_received(document_id)
         return None if record is None else record.sender
 
     def enqueue_status(self, key: str, request: StatusRequest, *,
@@ -264,7 +281,7 @@ class Outbound:
         from quarantine): source ``connector``, ``key`` makes it idempotent."""
         record = self.journal.enqueue(
             CONNECTOR_SOURCE, key, OutgoingKind.STATUS.value, document_id=request.document_id,
-            recipients=list(request.to), meta={"status": _request_json(request),
+            recipients=list(request.to), meta={"status": request.to_json(),
                                                "display_name": key, "reason": reason})
         log.info("outgoing_enqueued", item_id=record.id, source=CONNECTOR_SOURCE, source_ref=key,
                  kind="status", code=request.code, document_id=request.document_id,
@@ -323,7 +340,7 @@ class Outbound:
             call()
         except Exception as error:
             log.error("agency_side_update_failed", item_id=item_id, call=what,
-                      error=_describe(error), retry="next outbound cycle")
+                      error=describe_error(error), retry="next outbound cycle")
             with self._lock:
                 self._unfinished_side[item_id] = call
             return
@@ -395,7 +412,7 @@ class Outbound:
                     self.wake.set()  # more may be waiting: take it next turn, after dispatching
             except Exception as error:
                 log.error("outgoing_intake_failed", source=getattr(side, "name", "?"),
-                          error=_describe(error))
+                          error=describe_error(error))
         self.retry_side_updates()
         self.dispatch()
         if wait:
@@ -464,7 +481,7 @@ class Outbound:
         except InputError as error:  # the item itself is unusable: retrying cannot help
             self._fail_now(record, error.one_line())
         except Exception as error:  # transient: axis unreachable, 5xx, disk trouble...
-            self._attempt_failed(record, _describe(error))
+            self._attempt_failed(record, describe_error(error))
         else:
             self._sent(record, transmitted, started, packaged)
         finally:
@@ -535,8 +552,6 @@ class Outbound:
     def _package(self, record: OutgoingRecord) -> tuple[OutgoingRecord, Packaged]:
         """Build, sign and store the item's bytes once. Returns the record as it will be once
         the package is recorded, and what to record (see :meth:`_process`)."""
-        from connector.outbound_build import PackageBuilder
-
         started = time.monotonic()
         item = None
         if record.source in self.runtime.sides:
@@ -565,8 +580,6 @@ class Outbound:
         Before each attempt the stored file is checked against the journal's SHA-256 (it may
         have been damaged or replaced since it was packaged) — except right after packaging it
         in this attempt (``just_stored``): its SHA-256 was computed as it was written."""
-        from connector.package_store import sha256_of
-
         path = Path(record.package_path or "")
         if not record.package_path or not path.is_file():
             # Not a passing hiccup: the bytes this item was packaged into are gone (e.g. adopted
@@ -601,8 +614,6 @@ class Outbound:
             self._send_slots.release()
 
     def _post(self, path: Path, digest: str) -> str:
-        from connector.package_store import PackageStore, sha256_of
-
         if PackageStore.is_set(path):
             doc_ids = []
             for member in self.runtime.store.members(path):
@@ -616,7 +627,8 @@ class Outbound:
 
     def _post_one(self, path: Path, digest: str, messagetype: str) -> str:
         """One package to the axis by the daemon's own client, timed for the latency metric."""
-        with self.metrics.time_axis_request("sendEdoc") if self.metrics else _null():
+        timed = self.metrics.time_axis_request("sendEdoc") if self.metrics else None
+        with timed or contextlib.nullcontext():
             return self.runtime.axis.send_edoc(path, sha256=digest,
                                                messagetype=messagetype).doc_id
 
@@ -629,39 +641,7 @@ class _Transmitted(NamedTuple):
     send_ms: float
 
 
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _request_json(request: StatusRequest) -> dict[str, Any]:
-    return {"code": request.code, "document_id": request.document_id, "to": list(request.to),
-            "description": request.description, "staff": dict(request.staff or {}),
-            "code_text": request.code_text,
-            "promulgation_date": request.promulgation_date.isoformat()
-            if request.promulgation_date else None}
-
-
-def request_from_json(data: dict[str, Any]) -> StatusRequest:
-    date = data.get("promulgation_date")
-    return StatusRequest(code=data["code"], document_id=data["document_id"],
-                         to=list(data.get("to") or []), description=data.get("description"),
-                         staff=dict(data.get("staff") or {}), code_text=data.get("code_text"),
-                         promulgation_date=dt.date.fromisoformat(date) if date else None)
-
-
 def _unknown_reason(unknown: list[str]) -> str:
     return (f"unknown recipient OrganId(s) {', '.join(unknown)}: the axis's agency list does not "
             "have them — correct 'to' and send again")
 
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, ConnectorError):
-        return error.one_line()
-    if isinstance(error, OSError):
-        where = f"{error.filename}: " if getattr(error, "filename", None) else ""
-        return f"{where}{error.strerror or error}"
-    return f"{type(error).__name__}: {error}"

@@ -29,10 +29,20 @@ from typing import Any
 
 from connector import fsutil
 from connector.dms.base import OutgoingItem, OutgoingKind, StatusRequest
-from connector.errors import InputError
+from connector.edxml import model
+from connector.edxml.model import DocumentPackage
+from connector.edxml.reader import read_package
+from connector.edxml.signing import (
+    SignatureState,
+    sign_package_file,
+    verify_package_file,
+)
+from connector.edxml.writer import prepare_package, write_package, write_package_to
+from connector.errors import EdxmlError, InputError
 from connector.journal import OutgoingRecord
 from connector.logs import get_logger
 from connector.package_store import StoredPackage
+from connector.packaging import build_document, build_status
 from connector.runtime import Runtime
 
 log = get_logger(__name__)
@@ -56,7 +66,7 @@ class PackageBuilder:
         meta = record.meta
         if item is None:
             if "status" in meta:
-                return self.status_set(record, _request(meta["status"]))
+                return self.status_set(record, StatusRequest.from_json(meta["status"]))
             if meta.get("package_file"):
                 return self.ready_package(record, Path(meta["package_file"]), meta.get("display_name"))
             raise InputError(f"outgoing item {record.id} says neither which status nor which "
@@ -68,7 +78,7 @@ class PackageBuilder:
         if item.kind is OutgoingKind.PACKAGE and item.package_path is not None:
             return self.ready_package(record, item.package_path, item.display_name)
         if item.kind is OutgoingKind.STATUS:
-            request = _request(meta["status"]) if "status" in meta else item.status
+            request = StatusRequest.from_json(meta["status"]) if "status" in meta else item.status
             if request is not None:
                 return self.status_set(record, request)
         raise InputError(f"the item {item.display_name or record.source_ref} has nothing to send",
@@ -76,9 +86,6 @@ class PackageBuilder:
 
     # -- documents ---------------------------------------------------------------------------------
     def document(self, record: OutgoingRecord, item: OutgoingItem) -> Built:
-        from connector.edxml.writer import prepare_package, write_package_to
-        from connector.packaging import build_document
-
         store = self.runtime.store
         files: Any = list(item.attachment_files)
         if item.attachment_blobs:
@@ -112,16 +119,10 @@ class PackageBuilder:
         return Built(stored, document_id, int(package.business_type), recipients, signed=True)
 
     def _stored_document_id(self, path: Path) -> str | None:
-        from connector.edxml.reader import read_package
-
         return read_package(path, limits=self.runtime.limits).package.document_id
 
     # -- ready packages ----------------------------------------------------------------------------
     def ready_package(self, record: OutgoingRecord, path: Path, display: str | None) -> Built:
-        from connector.edxml.model import DocumentPackage
-        from connector.edxml.reader import read_package
-        from connector.edxml.signing import SignatureState, sign_package_file
-
         label = display or path.name
         data_limits = self.runtime.limits
         result = read_package(path, limits=data_limits, file=label)
@@ -164,10 +165,6 @@ class PackageBuilder:
 
     # -- statuses ----------------------------------------------------------------------------------
     def status_set(self, record: OutgoingRecord, request: StatusRequest) -> Built:
-        from connector.edxml import model
-        from connector.edxml.writer import write_package
-        from connector.packaging import build_status
-
         if not request.to:
             raise InputError(f"status {request.code} about {request.document_id!r} has no "
                              "recipient", element="to", hint="name the organisation(s) in 'to'")
@@ -206,9 +203,7 @@ class PackageBuilder:
     def _original_details(self, document_id: str) -> tuple[str | None, dt.date | None]:
         """Code and promulgation date of the document a status is about: a received one (the
         usual case: 01-06, 15, 16) or one we sent (13)."""
-        from connector.inbound import find_received_document
-
-        received = find_received_document(self.runtime.journal, document_id)
+        received = self.runtime.journal.find_received(document_id)
         if received is not None:
             date = received.meta.get("promulgation_date")
             return received.meta.get("code"), dt.date.fromisoformat(date) if date else None
@@ -228,17 +223,9 @@ class PackageBuilder:
 def _verify_file(path: Path, limits: Any, label: str):
     """Verify a ready package from its file (constant memory whatever its attachments' size);
     an error names the item as the DMS knows it, not the connector's work/ path."""
-    from connector.edxml.signing import verify_package_file
-    from connector.errors import EdxmlError
-
     try:
         return verify_package_file(path, limits=limits)
     except EdxmlError as error:
         error.file = label
         raise
 
-
-def _request(data: dict[str, Any]) -> StatusRequest:
-    from connector.outbound import request_from_json
-
-    return request_from_json(data)

@@ -18,15 +18,28 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-
 import threading
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from connector.agency_directory import AgencyDirectory
+from connector.axis.client import AxisClient
 from connector.config import Settings
+from connector.dms.database import DatabaseSide
+from connector.dms.folder import FolderSide
+from connector.dms.folder_claims import check_instance, default_instance
+from connector.edxml import model
+from connector.edxml.attachments import ZipConvention, ZipLimits
+from connector.edxml.keys import SigningKey
+from connector.edxml.revocation_fetch import RevocationFetcher
+from connector.edxml.trust import load_trust_bundle, signer_problem
+from connector.edxml.trust_store import TrustStore
+from connector.edxml.xmlparse import ParseLimits
 from connector.errors import CertificateError, ConfigError
+from connector.journal import Journal
 from connector.logs import get_logger
+from connector.package_store import PackageStore
 
 log = get_logger(__name__)
 _UNBUILT: Any = object()  # the trust store not built yet (None is a real value: no bundle)
@@ -40,8 +53,6 @@ CONNECTOR_SOURCE = "connector"
 def load_signing_key(settings: Settings):
     """The agency's key and certificate (PKCS#12 or PEM) with the configured password.
     Raises :class:`~connector.errors.CertificateError` naming the file (never the password)."""
-    from connector.edxml.keys import SigningKey
-
     config = settings.certificate
     secret = config.resolved_password()
     password = secret.get_secret_value() if secret is not None else None
@@ -56,8 +67,6 @@ def load_signing_key(settings: Settings):
 def check_signer(key, bundle: Path | None) -> None:
     """Refuse, with what to do, a certificate that receivers would refuse: one that may not
     sign, or whose chain does not lead to our own trust bundle (checked when one is set)."""
-    from connector.edxml.trust import load_trust_bundle, signer_problem
-
     anchors = load_trust_bundle(bundle) if bundle is not None else None
     problem = signer_problem(key.certificate, list(key.chain), anchors,
                              dt.datetime.now(dt.timezone.utc))
@@ -69,8 +78,6 @@ def check_signer(key, bundle: Path | None) -> None:
 
 def agency_organization(settings: Settings):
     """The ``From`` of every package we send, from ``agency:``."""
-    from connector.edxml import model
-
     agency = settings.agency
     return model.Organization(
         organ_id=agency.organ_id, organization_in_charge=agency.organization_in_charge,
@@ -98,8 +105,6 @@ class Runtime:
 
     def __init__(self, settings: Settings, *, folder_instance: str | None = None,
                  axis_session: Any = None) -> None:
-        from connector.dms.folder_claims import check_instance, default_instance
-
         self.settings = settings
         self.instance = check_instance(folder_instance or settings.journal.instance
                                        or default_instance())
@@ -118,8 +123,6 @@ class Runtime:
     # -- parts -----------------------------------------------------------------------------------
     @cached_property
     def journal(self):
-        from connector.journal import Journal
-
         journal = Journal.open(self.settings.journal.url,
                                max_attempts=self.settings.outbound.max_attempts,
                                instance=self.instance,
@@ -157,22 +160,16 @@ class Runtime:
 
     @cached_property
     def axis(self):
-        from connector.axis.client import AxisClient
-
         client = AxisClient(self.axis_settings, session=self._axis_session)
         self._opened.append(client)
         return client
 
     @cached_property
     def store(self):
-        from connector.package_store import PackageStore
-
         return PackageStore(self.settings.state_dir / PACKAGE_STORE_DIR)
 
     @cached_property
     def directory(self):
-        from connector.agency_directory import AgencyDirectory
-
         # The client is reached only on refresh: an operator command that merely consults the
         # cached list (``send``) needs neither the axis nor its secret.
         return AgencyDirectory(_LazyAxis(self), self.settings.state_dir / AGENCY_CACHE_FILE)
@@ -187,8 +184,6 @@ class Runtime:
         exchange = self.settings.exchange
         if exchange is None or not exchange.enabled:
             return None
-        from connector.dms.folder import FolderSide
-
         side = FolderSide(exchange.root, instance=self.folder_instance,
                           settle_seconds=exchange.settle_seconds, zip_limits=self.zip_limits,
                           max_metadata_bytes=int(exchange.max_metadata_mb * 1024 * 1024))
@@ -200,8 +195,6 @@ class Runtime:
         """The DMS database side, or None when ``database`` is not configured."""
         if self.settings.database is None:
             return None
-        from connector.dms.database import DatabaseSide
-
         side = DatabaseSide(self.settings.database)
         self._opened.append(side)
         return side
@@ -226,14 +219,10 @@ class Runtime:
     # -- settings turned into library objects ----------------------------------------------------
     @cached_property
     def limits(self):
-        from connector.edxml.xmlparse import ParseLimits
-
         return ParseLimits(max_package_size=self.settings.edxml.max_package_size)
 
     @cached_property
     def zip_limits(self):
-        from connector.edxml.attachments import ZipLimits
-
         edxml = self.settings.edxml
         return ZipLimits(max_entries=edxml.max_zip_entries,
                          max_total_size=edxml.max_zip_uncompressed_mb * 1024 * 1024,
@@ -242,8 +231,6 @@ class Runtime:
 
     @cached_property
     def zip_convention(self):
-        from connector.edxml.attachments import ZipConvention
-
         outbound = self.settings.outbound
         return ZipConvention(enabled=outbound.zip_other_files,
                              as_is_extensions=frozenset(outbound.plain_extensions))
@@ -271,12 +258,8 @@ class Runtime:
         return store
 
     def _build_trust_store(self):
-        from connector.edxml.trust_store import TrustStore
-
         trust = self.settings.trust
         if trust.fetch_revocation and self._revocation_fetcher is None:
-            from connector.edxml.revocation_fetch import RevocationFetcher
-
             self._revocation_fetcher = RevocationFetcher()
             self._opened.append(self._revocation_fetcher)
         return TrustStore.from_files(trust.bundle_file, crl_folder=trust.crl_folder,

@@ -391,7 +391,7 @@ class AxisClient:
                         os.fsync(out.fileno())
                 except requests.RequestException as error:
                     partial.unlink(missing_ok=True)
-                    raise TransientAxisError(f"download interrupted: {_describe(error)}",
+                    raise TransientAxisError(f"download interrupted: {_network_cause(error)}",
                                              operation=p.OP_DOWNLOAD) from error
                 except BaseException:
                     partial.unlink(missing_ok=True)
@@ -500,7 +500,7 @@ class AxisClient:
                 verify=self._verify, proxies=self._proxies, stream=True,
                 allow_redirects=False)
         except requests.RequestException as error:
-            raise TransientAxisError(_describe(error), operation=operation) from error
+            raise TransientAxisError(_network_cause(error), operation=operation) from error
 
     def _check_http(self, response: requests.Response, operation: str) -> None:
         status = response.status_code
@@ -544,7 +544,7 @@ class AxisClient:
                                              f"{limit} bytes", operation=operation)
                 chunks.append(chunk)
         except requests.RequestException as error:
-            raise TransientAxisError(f"reply interrupted: {_describe(error)}",
+            raise TransientAxisError(f"reply interrupted: {_network_cause(error)}",
                                      operation=operation) from error
         return b"".join(chunks)
 
@@ -599,7 +599,7 @@ def _log_retry(operation: str) -> Callable[[Any], None]:
     return before_sleep
 
 
-def _describe(error: Exception) -> str:
+def _network_cause(error: Exception) -> str:
     """The cause an operator needs, short: requests wraps the real reason (refused, timed out,
     certificate verify failed...) in a long "Max retries exceeded with url" text, so unwrap it.
     No header value is ever in these texts, so nothing secret can leak through them."""

@@ -4,6 +4,10 @@
 ``OK``/``FAIL`` line per thing the daemon depends on, each FAIL saying what to fix, and a non-zero
 exit when anything fails. It changes nothing except creating missing exchange folders (which the
 daemon would create at start anyway).
+
+The daemon's and the runtime's modules (the pipelines, lxml, cryptography, SQLAlchemy...) are
+imported inside the two commands, not at the top: every other command of the CLI imports this
+module to register its arguments, and should not pay their start-up time.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from connector.config import Settings, load_config
+from connector.errors import describe_error
 
 
 def register(subparsers) -> None:
@@ -64,7 +69,7 @@ def check_command(args: argparse.Namespace, *, out=None) -> int:
     try:
         settings = load_config(args.config)
     except Exception as error:
-        line(False, "config", _describe(error))
+        line(False, "config", describe_error(error))
         return 1
     line(True, "config", f"{args.config} (agency {settings.agency.organ_id})"
          + (f"; warnings: {'; '.join(settings.warnings)}" if settings.warnings else ""))
@@ -76,7 +81,7 @@ def check_command(args: argparse.Namespace, *, out=None) -> int:
             try:
                 detail = probe()
             except Exception as error:
-                line(False, what, _describe(error))
+                line(False, what, describe_error(error))
             else:
                 if detail is not None:
                     line(True, what, detail)
@@ -146,8 +151,3 @@ def _probes(settings: Settings, runtime) -> list[tuple[str, Callable[[], str | N
             ("state_dir", state_dir), ("axis", axis), ("database", database),
             ("exchange", exchange)]
 
-
-def _describe(error: BaseException) -> str:
-    from connector.outbound import _describe as describe
-
-    return describe(error)

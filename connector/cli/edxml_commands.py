@@ -405,12 +405,12 @@ def dev_certs_command(args: argparse.Namespace) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     certs = make_dev_certs(directory)
     print(f"Wrote throwaway certificates to {directory} (for demos and tests only):")
-    for label, value in _describe(certs):
+    for label, value in _certificate_rows(certs):
         print(f"  {label:<24} {value}")
     return 0
 
 
-def _describe(certs: Any) -> list[tuple[str, str]]:
+def _certificate_rows(certs: Any) -> list[tuple[str, str]]:
     """Every path in the DevCerts result, flattened (``agency_a.p12`` ...), for printing."""
     import dataclasses
 

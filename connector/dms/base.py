@@ -42,6 +42,23 @@ class StatusRequest:
     code_text: str | None = None           # ResponseFor/Code of the original, when known
     promulgation_date: dt.date | None = None
 
+    def to_json(self) -> dict[str, Any]:
+        """The request as the journal keeps it in an item's ``meta`` (JSON types only)."""
+        return {"code": self.code, "document_id": self.document_id, "to": list(self.to),
+                "description": self.description, "staff": dict(self.staff or {}),
+                "code_text": self.code_text,
+                "promulgation_date": self.promulgation_date.isoformat()
+                if self.promulgation_date else None}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StatusRequest:
+        """The request back from :meth:`to_json`'s form."""
+        date = data.get("promulgation_date")
+        return cls(code=data["code"], document_id=data["document_id"],
+                   to=list(data.get("to") or []), description=data.get("description"),
+                   staff=dict(data.get("staff") or {}), code_text=data.get("code_text"),
+                   promulgation_date=dt.date.fromisoformat(date) if date else None)
+
 
 @dataclass
 class OutgoingItem:

@@ -217,7 +217,7 @@ def _verify_root(root: etree._Element, warnings: list[str], trust: Trust, at: dt
                                   f"malformed: {len(signatures)} xmldsig signatures, expected one",
                                   warnings=tuple(warnings))
     signature = signatures[0]
-    base = _describe(signature)
+    base = _signature_shape(signature)
     problem = _placeholder_problem(signature)
     if problem:
         return dataclasses.replace(base, state=SignatureState.UNVERIFIABLE, reason=problem,
@@ -362,7 +362,7 @@ def _certificates(signature: etree._Element) -> list[x509.Certificate]:
     return [leaf, *[c for c in certificates if c is not leaf]]
 
 
-def _describe(signature: etree._Element) -> VerificationResult:
+def _signature_shape(signature: etree._Element) -> VerificationResult:
     method = signature.find(f"{DS}SignedInfo/{DS}SignatureMethod")
     digest = signature.find(f"{DS}SignedInfo/{DS}Reference/{DS}DigestMethod")
     algorithm = (method.get("Algorithm") or "").rsplit("#", 1)[-1] if method is not None else None

@@ -22,6 +22,9 @@ from connector.journal.records import IncomingRecord, new_id, utcnow
 from connector.journal.rows import _item_row, _states
 from connector.journal.states import INCOMING_ORDER, EventOutcome, IncomingState, MessageType
 
+ORIGINAL_BUSINESS_TYPES = (0, 3)
+"""New documents and replacements; revoke (1) and update (2) reuse their original's DocumentId."""
+
 
 class IncomingTransitions:
     """Reading and changing incoming items (mixed into :class:`~connector.journal.store.Journal`)."""
@@ -57,13 +60,13 @@ class IncomingTransitions:
             return None if row is None else self._incoming_record(row)
 
     def find_received(self, document_id: str, sender: str | None = None, *,
-                      business_types: Iterable[int] | None = None,
+                      originals_only: bool = False,
                       exclude_id: str | None = None) -> IncomingRecord | None:
         """The first stored received *document* with ``document_id`` (from ``sender`` when
         given), duplicates left out: the original that a revoke, update, take-back or status is
-        about. ``business_types`` keeps only those types (a revoke or update reuses its
-        original's DocumentId; pass ``(0, 3)`` for originals — a row without a type counts as
-        an original). ``exclude_id`` leaves out the item being processed itself."""
+        about. ``originals_only`` leaves out revokes and updates, which reuse their original's
+        DocumentId (a row without a business type counts as an original). ``exclude_id`` leaves
+        out the item being processed itself."""
         i = t.incoming.c
         query = select(t.incoming).where(
             i.messagetype == MessageType.EDOC.value, i.document_id == document_id,
@@ -72,9 +75,9 @@ class IncomingTransitions:
             query = query.where(i.sender == sender)
         if exclude_id is not None:
             query = query.where(i.id != exclude_id)
-        if business_types is not None:
+        if originals_only:
             query = query.where(or_(i.business_type.is_(None),
-                                    i.business_type.in_(list(business_types))))
+                                    i.business_type.in_(ORIGINAL_BUSINESS_TYPES)))
         with self._read() as conn:
             row = conn.execute(query.order_by(i.created_at, i.id).limit(1)).mappings().first()
         return None if row is None else self._incoming_record(row)

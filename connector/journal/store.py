@@ -39,20 +39,38 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
-from sqlalchemy import (Connection, Engine, and_, bindparam, delete, func, insert, or_, select,
-                        text, update)
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy import true as sa_true
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 
 from connector.journal import schema as t
-from connector.journal.engine import BEGIN_MODE_OPTION, create_journal_engine, sqlite_path
+from connector.journal.engine import (
+    BEGIN_MODE_OPTION,
+    create_journal_engine,
+    sqlite_path,
+)
 from connector.journal.errors import InvalidTransition, JournalError, UnknownItem
 from connector.journal.incoming import IncomingTransitions
 from connector.journal.instances import InstanceAdoption
-from connector.journal.migrate import upgrade_to_head
-from connector.journal.outgoing import (DEFAULT_STALE_AFTER, NewOutgoing, OutgoingTransitions,
-                                       Packaged)
+from connector.journal.outgoing import (
+    DEFAULT_STALE_AFTER,
+    NewOutgoing,
+    OutgoingTransitions,
+    Packaged,
+)
 from connector.journal.records import (
     EventRecord,
     IncomingRecord,
@@ -62,6 +80,8 @@ from connector.journal.records import (
     utcnow,
 )
 from connector.journal.rows import _aware, _chunks
+from connector.journal.schema_version import HEAD_REVISION, stored_revision
+from connector.journal.statements import _INSERT_EVENT
 from connector.journal.states import (
     PENDING_OUTGOING,
     TERMINAL_OUTGOING,
@@ -69,7 +89,6 @@ from connector.journal.states import (
     IncomingState,
     OutgoingState,
 )
-from connector.journal.statements import _INSERT_EVENT
 from connector.journal.statuses import RecipientStatuses
 
 # DEFAULT_STALE_AFTER, NewOutgoing, JournalError, UnknownItem and InvalidTransition are imported
@@ -126,7 +145,11 @@ class Journal(OutgoingTransitions, IncomingTransitions, RecipientStatuses, Insta
         """Connect, and upgrade the schema to the newest revision (creating it when empty)."""
         engine = create_journal_engine(url)
         try:
-            if migrate:
+            if migrate and stored_revision(engine) != HEAD_REVISION:
+                # Imported here: Alembic stays out of the process unless a migration is due
+                # (connector/journal/schema_version.py says why).
+                from connector.journal.migrate import upgrade_to_head
+
                 upgrade_to_head(engine)
         except Exception:
             engine.dispose()

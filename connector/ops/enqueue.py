@@ -31,7 +31,7 @@ from typing import Any
 from connector import fsutil
 from connector.edxml import model
 from connector.edxml.identifiers import organ_id_problem
-from connector.errors import InputError
+from connector.errors import InputError, describe_error
 from connector.journal import OutgoingKind, OutgoingRecord
 from connector.ops.context import OpsContext
 
@@ -150,10 +150,9 @@ def _fetched_directory(ctx: OpsContext):
             directory.refresh()
         return directory
     except Exception as error:  # noqa: BLE001 - any reason means "no list": the axis judges
-        from connector.outbound import _describe
 
         get_logger(__name__).warning(
-            "recipients_not_checked", reason=_describe(error),
+            "recipients_not_checked", reason=describe_error(error),
             note="the axis's agency list is not available here; unknown recipients are "
                  "refused by the axis when the daemon sends")
         return None

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+import subprocess
+import sys
 import threading
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
@@ -14,8 +17,9 @@ from sqlalchemy import inspect as sa_inspect
 
 from connector.errors import ConnectorError
 from connector.journal import KV_LAST_AXIS_CONTACT, Journal, backup
-from connector.journal.migrate import current_revision, head_revision
+from connector.journal.migrate import alembic_config, current_revision, head_revision
 from connector.journal.schema import metadata
+from connector.journal.schema_version import HEAD_REVISION
 
 T0 = dt.datetime(2026, 3, 1, 8, 0, tzinfo=dt.timezone.utc)
 
@@ -33,6 +37,38 @@ def test_reopen_keeps_data_and_does_not_migrate_again(journal_url):
     with Journal.open(journal_url) as second:
         assert second.find(item.id).source_ref == "keep-me"
         assert current_revision(second.engine) == head_revision()
+
+
+def test_the_head_constant_is_the_newest_migration_script():
+    assert HEAD_REVISION == head_revision()
+
+
+def test_a_journal_one_revision_behind_is_upgraded_on_open(journal_url):
+    with Journal.open(journal_url) as first:
+        item = first.enqueue("folder", "older", "document")
+        config = alembic_config()
+        with first.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0002")
+        assert current_revision(first.engine) == "0002"
+    with Journal.open(journal_url) as reopened:
+        assert current_revision(reopened.engine) == HEAD_REVISION
+        assert reopened.find(item.id).source_ref == "older"
+
+
+def _alembic_loaded_after_open(url: str) -> bool:
+    """Whether opening the journal at ``url`` in a fresh interpreter loads Alembic."""
+    code = ("import sys; from connector.journal import Journal; Journal.open(sys.argv[1]).close(); "
+            "print('alembic' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True,
+                            check=True)
+    return result.stdout.strip() == "True"
+
+
+def test_alembic_is_loaded_only_when_a_migration_is_due(tmp_path):
+    url = f"sqlite:///{tmp_path / 'journal.db'}"
+    assert _alembic_loaded_after_open(url)  # empty: the schema is created
+    assert not _alembic_loaded_after_open(url)  # up to date: nothing to do, nothing loaded
 
 
 def test_journal_from_a_newer_connector_is_refused(journal_url):
