@@ -34,7 +34,7 @@ import yaml
 
 from connector.axis import protocol as p
 from connector.axis.client import AxisClient, AxisSettings, RetryPolicy
-from connector.axis.sim_samples import make_document
+from connector.axis.sim.samples import make_document
 
 SENDER, RECIPIENT = "000.00.00.G22", "000.00.00.H41"
 SECRET = "bench-secret"

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from connector.demo import AgencyNode, Lab, document_metadata, pdf_bytes
+from connector.devtools.lab import AgencyNode, Lab, document_metadata, pdf_bytes
 
 FAULTS = {"error_rate": 0.04, "reset_rate": 0.03, "lose_response_rate": 0.04}
 
@@ -158,12 +158,12 @@ def _check_history(node: AgencyNode, report: CrashReport) -> None:
 
     journal = Journal.open(f"sqlite:///{node.journal_path}")
     try:
-        for record in journal.list_outgoing(limit=100_000):
+        for record in journal.outgoing.list_outgoing(limit=100_000):
             names = [event.event for event in journal.events(record.id)]
             if not names or names[0] != "enqueued" or "sent" not in names:
                 report.problems.append(f"{node.label}: history of outgoing {record.id} "
                                        f"({record.state.value}) does not explain it: {names}")
-        for record in journal.list_incoming(limit=100_000):
+        for record in journal.incoming.list_incoming(limit=100_000):
             names = [event.event for event in journal.events(record.id)]
             final = record.state.value
             if final not in names and not (final == "duplicate" and "duplicate" in

@@ -34,7 +34,7 @@ from pathlib import Path
 import yaml
 
 from bench.proc import own_cpu_seconds, tree_cpu_seconds
-from connector.demo import Lab, document_metadata
+from connector.devtools.lab import Lab, document_metadata
 
 TARGET_DOCS_PER_SECOND = 80.0
 TARGET_IDLE_P50_MS = 50.0

@@ -41,8 +41,16 @@ BENCH = "edxml"
 
 def _package(attachment: bytes | None = None, path: Path | None = None):
     from connector.edxml.identifiers import now_vietnam
-    from connector.edxml.model import (Attachment, Business, Code, DocumentPackage, Organization,
-                                       PromulgationInfo, StaffInfo, TraceHeader)
+    from connector.edxml.model import (
+        Attachment,
+        Business,
+        Code,
+        DocumentPackage,
+        Organization,
+        PromulgationInfo,
+        StaffInfo,
+        TraceHeader,
+    )
 
     return DocumentPackage(
         from_=Organization(organ_id="000.00.00.G22", organ_name="Văn phòng Chính phủ", email="vpcp@gov.vn"),
@@ -177,7 +185,7 @@ def main(argv=None) -> int:
         _memory_child(args.memory_child, args.size, args.keys, args.workdir)
         return 0
 
-    from connector.devcerts import make_dev_certs
+    from connector.devtools.devcerts import make_dev_certs
     from connector.edxml.keys import SigningKey, read_password
 
     repetitions, inner = (5, 5) if args.quick else (7, 20)

@@ -32,7 +32,7 @@ import yaml
 
 from bench.proc import memory_mb, own_cpu_seconds, process_tree, rss_by_mapping
 from connector.config import EXAMPLE_CONFIG
-from connector.demo import Lab
+from connector.devtools.lab import Lab
 
 TARGET_PROCESSES = 1
 TARGET_RSS_MB = 80.0

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.proc import memory_mb
-from connector.demo import AgencyNode, Lab, document_metadata, pdf_bytes
+from connector.devtools.lab import AgencyNode, Lab, document_metadata, pdf_bytes
 from connector.edxml import model
 from connector.edxml.keys import SigningKey
 from connector.edxml.writer import write_package_to

@@ -45,10 +45,10 @@ DEFAULT_EXCHANGE_ROOT = DEFAULT_STATE_DIR / "exchange"
 EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "config" / "connector.example.yaml"
 _HINT = "see config/connector.example.yaml, which documents every key"
 
-try:  # the DMS database mapping is its own module; see connector/dms/db_mapping.py
-    from connector.dms.db_mapping import DmsDatabaseSettings
+try:  # the DMS database mapping is its own module; see connector/dms/database/mapping.py
+    from connector.dms.database.mapping import DmsDatabaseSettings
 except ModuleNotFoundError as _missing:  # pragma: no cover - only while that module is absent
-    if _missing.name != "connector.dms.db_mapping":
+    if _missing.name != "connector.dms.database.mapping":
         raise
     DmsDatabaseSettings = dict  # type: ignore[misc,assignment]
 
@@ -320,7 +320,7 @@ class JournalConfig(_Section):
     def _instance(cls, value: str | None) -> str | None:
         if value in (None, ""):
             return None
-        from connector.dms.folder_claims import check_instance
+        from connector.dms.folder.claims import check_instance
 
         try:
             return check_instance(value)
@@ -482,19 +482,6 @@ class HealthConfig(_Section):
     @property
     def port(self) -> int:
         return split_listen(self.listen)[1]
-
-    def runtime(self, certificate_warning_days: float = 30.0):
-        """The health module's settings object (``connector.health.HealthSettings``)."""
-        from connector.health import HealthSettings
-
-        r = self.readiness
-        return HealthSettings(
-            enabled=self.enabled, host=self.host, port=self.port,
-            liveness_timeout_seconds=r.liveness_timeout_seconds,
-            certificate_warning_days=certificate_warning_days,
-            certificate_min_days=r.certificate_min_days, axis_poll_intervals=r.axis_poll_intervals,
-            min_free_disk_bytes=r.min_free_disk_mb * 1024 * 1024,
-            max_clock_skew_seconds=r.max_clock_skew_seconds)
 
 
 def split_listen(value: str) -> tuple[str, int]:

@@ -23,12 +23,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from connector.agency_directory import AgencyDirectory
+from connector.axis.agency_directory import AgencyDirectory
 from connector.axis.client import AxisClient
 from connector.config import Settings
-from connector.dms.database import DatabaseSide
-from connector.dms.folder import FolderSide
-from connector.dms.folder_claims import check_instance, default_instance
+from connector.dms.database.side import DatabaseSide
+from connector.dms.folder.claims import check_instance, default_instance
+from connector.dms.folder.side import FolderSide
 from connector.edxml import model
 from connector.edxml.attachments import ZipConvention, ZipLimits
 from connector.edxml.keys import SigningKey
@@ -38,8 +38,8 @@ from connector.edxml.trust_store import TrustStore
 from connector.edxml.xmlparse import ParseLimits
 from connector.errors import CertificateError, ConfigError
 from connector.journal import Journal
+from connector.journal.package_store import PackageStore
 from connector.logs import get_logger
-from connector.package_store import PackageStore
 
 log = get_logger(__name__)
 _UNBUILT: Any = object()  # the trust store not built yet (None is a real value: no bundle)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Quick start: two agencies exchange documents through a local axis simulator, on one machine.
 #
-# Creates .venv and installs the project (first run only), then runs `python -m connector.demo`:
+# Creates .venv and installs the project (first run only), then runs `python -m connector.devtools.lab`:
 # throwaway certificates; the axis simulator and one connector per agency (A = 000.00.00.G22,
 # B = 000.00.00.H41) on 127.0.0.1; three documents dropped into A's outbox (a bundle with a
 # Vietnamese file name, a bundle with two attachments, a ready package made with `pack`); waits
@@ -16,4 +16,4 @@ source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 
 ensure_venv test
 cd "$ROOT"
-exec "$VENV/bin/python" -m connector.demo "$@"
+exec "$VENV/bin/python" -m connector.devtools.lab "$@"

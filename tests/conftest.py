@@ -22,7 +22,7 @@ def interop_dir() -> Path:
 @pytest.fixture(scope="session")
 def dev_certs(tmp_path_factory):
     """A throwaway CA and two agency certificates, made once per test session."""
-    from connector.devcerts import make_dev_certs
+    from connector.devtools.devcerts import make_dev_certs
 
     return make_dev_certs(tmp_path_factory.mktemp("dev-certs"))
 

@@ -34,12 +34,16 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from tenacity import (Retrying, retry_if_exception_type, stop_after_attempt, stop_before_delay,
-                      wait_random_exponential)
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_random_exponential,
+)
 
 from connector.axis import protocol as p
-from connector.axis.errors import (AxisAuthError, AxisSettingsError, PermanentAxisError,
-                                   TransientAxisError)
+from connector.axis.errors import AxisAuthError, AxisSettingsError, PermanentAxisError, TransientAxisError
 from connector.edxml.xmlparse import DEFAULT_MAX_PACKAGE_SIZE
 from connector.errors import PackageTooLarge
 

@@ -65,8 +65,8 @@ def _listen_address(text: str) -> tuple[str, int]:
 
 
 def run_simulator(args: argparse.Namespace) -> int:
-    from connector.axis.sim_faults import FaultConfig
-    from connector.axis.simulator import AxisSimulator
+    from connector.axis.sim.faults import FaultConfig
+    from connector.axis.sim.server import AxisSimulator
 
     host, port = _listen_address(args.listen)
     faults = FaultConfig(

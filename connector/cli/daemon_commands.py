@@ -49,7 +49,7 @@ def register(subparsers) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from connector.daemon import Daemon
+    from connector.service.daemon import Daemon
 
     settings = load_config(args.config)  # ConfigError: one line naming the key, exit 2
     return Daemon(settings, folder_instance=args.instance).run()
@@ -133,7 +133,7 @@ def _probes(settings: Settings, runtime) -> list[tuple[str, Callable[[], str | N
         folders = settings.exchange
         if folders is None or not folders.enabled:
             return None
-        from connector.dms.folder_layout import ExchangeLayout
+        from connector.dms.folder.layout import ExchangeLayout
 
         layout = ExchangeLayout(folders.root)
         warnings = layout.prepare()

@@ -397,7 +397,7 @@ def _too_large_to_send(size: int, limits: ParseLimits, out: Path, qualifier: str
 # --------------------------------------------------------------------------- handlers
 
 def dev_certs_command(args: argparse.Namespace) -> int:
-    from connector.devcerts import make_dev_certs
+    from connector.devtools.devcerts import make_dev_certs
 
     directory: Path = args.directory
     if directory.exists() and not directory.is_dir():
@@ -443,8 +443,7 @@ def _operator_files(files) -> dict[str, Path] | list[str]:
 
 
 def pack_command(args: argparse.Namespace) -> int:
-    from connector import packaging
-
+    from connector.pipeline import packaging
     metadata = load_document_metadata(require_file(args.metadata, "metadata file"))
     key = load_signing_key(args)
     source = str(args.metadata)
@@ -463,8 +462,7 @@ def _pack_take_back(args: argparse.Namespace, metadata: DocumentMetadata, key,
                     source: str) -> int:
     """A take-back is one status 13 per receiver: the first goes to --out, the others beside it
     with the receiver's identifier in the name (``OUT-<organ_id>.edxml``) when there are several."""
-    from connector import packaging
-
+    from connector.pipeline import packaging
     if args.files:
         raise InputError("a take-back request carries no attachments", file=source,
                          element="take_back", hint="drop the FILE arguments")
@@ -530,8 +528,7 @@ def verify_command(args: argparse.Namespace) -> int:
 
 
 def status_package_command(args: argparse.Namespace) -> int:
-    from connector import packaging
-
+    from connector.pipeline import packaging
     result = read_package_file(args.for_package, parse_limits(args))
     original = result.package
     if not isinstance(original, model.DocumentPackage):

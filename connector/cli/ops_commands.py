@@ -20,10 +20,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from connector.cli.edxml_commands import register_schema
 from connector.errors import InputError
-from connector.ops.schemas import register_all as _register_schemas
+from connector.ops.schemas import SCHEMAS
 
-_register_schemas()
+for _name, _model in SCHEMAS.items():  # `schema NAME` knows the operator files too
+    register_schema(_name, _model)
 
 ID_HELP = "the journal id that `status` shows (a DocumentId is accepted too)"
 
@@ -423,7 +425,7 @@ def journal_backup_command(args: argparse.Namespace) -> int:
 
 def journal_instances_command(args: argparse.Namespace) -> int:
     with _context(args) as ctx:
-        counts = ctx.journal.instances()
+        counts = ctx.journal.ownership.instances()
         this = ctx.journal.instance
     rows = [{"instance": name, "outgoing_pending": value["outgoing"],
              "incoming_unfinished": value["incoming"], "this": name == this}
@@ -443,11 +445,11 @@ def journal_instances_command(args: argparse.Namespace) -> int:
 
 def journal_adopt_command(args: argparse.Namespace) -> int:
     if args.instance:
-        from connector.dms.folder_claims import check_instance
+        from connector.dms.folder.claims import check_instance
 
         check_instance(args.instance)
     with _context(args, instance=args.instance) as ctx:
-        adopted = ctx.journal.adopt(args.from_instance, force=args.force)
+        adopted = ctx.journal.ownership.adopt(args.from_instance, force=args.force)
         this = ctx.journal.instance
     print(f"adopted {len(adopted['outgoing'])} outgoing and {len(adopted['incoming'])} incoming "
           f"item(s) from {args.from_instance} into {this}")

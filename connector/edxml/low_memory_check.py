@@ -26,8 +26,15 @@ from signxml.exceptions import SignXMLException
 from signxml.verifier import SignatureConfiguration
 
 from connector.edxml.digest_stream import ByteSource, Lift, spliced_digest
-from connector.edxml.xmldsig import (DIGEST_MISMATCH, DS, ENVELOPED, EXC_C14N, HASH_BY_URI, remove_keeping_tail,
-                                     signature_mismatch)
+from connector.edxml.xmldsig import (
+    DIGEST_MISMATCH,
+    DS,
+    ENVELOPED,
+    EXC_C14N,
+    HASH_BY_URI,
+    remove_keeping_tail,
+    signature_mismatch,
+)
 from connector.edxml.xmlparse import hardened_parser
 
 UNSUPPORTED = object()  # the low-memory check's "ask signxml instead"

@@ -34,16 +34,28 @@ from signxml.algorithms import CanonicalizationMethod
 from signxml.exceptions import SignXMLException
 from signxml.util import strip_pem_header
 
+from connector import fsutil
 from connector.edxml.digest_stream import LIFT_THRESHOLD
 from connector.edxml.keys import SigningKey
 from connector.edxml.model import NAMESPACE
 from connector.edxml.trust import load_trust_bundle
-from connector.edxml.verifying import (SignatureState, VerificationResult, verify_low_memory, verify_package,
-                                       verify_package_file, verify_package_signxml)
+from connector.edxml.verifying import (
+    SignatureState,
+    VerificationResult,
+    verify_low_memory,
+    verify_package,
+    verify_package_file,
+    verify_package_signxml,
+)
 from connector.edxml.xmldsig import DS, ENVELOPED, EXC_C14N, XMLDSIG, remove_keeping_tail
-from connector.edxml.xmlparse import (ParseLimits, check_depth, hardened_parser, parse_bytes,
-                                      refuse_doctype, refuse_excessive_depth)
-from connector import fsutil
+from connector.edxml.xmlparse import (
+    ParseLimits,
+    check_depth,
+    hardened_parser,
+    parse_bytes,
+    refuse_doctype,
+    refuse_excessive_depth,
+)
 from connector.errors import EdxmlError, InputError, PackageTooLarge, SigningError
 
 __all__ = [

@@ -17,8 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.x509.verification import (ClientVerifier, Criticality, ExtensionPolicy, PolicyBuilder, Store,
-                                            VerificationError)
+from cryptography.x509.verification import (
+    ClientVerifier,
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
 from lxml import etree
 
 from connector.edxml.identifiers import VIETNAM_TZ, parse_timestamp

@@ -37,15 +37,31 @@ from signxml.exceptions import InvalidDigest, InvalidInput, SignXMLException
 from signxml.exceptions import InvalidSignature as SignxmlInvalidSignature
 from signxml.verifier import SignatureConfiguration
 
-from connector.edxml.digest_stream import (LIFT_THRESHOLD, ByteSource, ascii_compatible, find_base64_runs,
-                                           lift_long_texts, new_token, parse_with_placeholders, put_back)
+from connector.edxml.digest_stream import (
+    LIFT_THRESHOLD,
+    ByteSource,
+    ascii_compatible,
+    find_base64_runs,
+    lift_long_texts,
+    new_token,
+    parse_with_placeholders,
+    put_back,
+)
 from connector.edxml.low_memory_check import UNSUPPORTED, check_signature_spliced
+from connector.edxml.model import NAMESPACE
 from connector.edxml.trust import ChainProblem, as_utc, claimed_signing_time, validated_chain
 from connector.edxml.trust_store import TrustStore
-from connector.edxml.xmldsig import (C14N_METHODS, DIGEST_MISMATCH, DS, ENVELOPED, HASH_BY_URI, XMLDSIG,
-                                     remove_keeping_tail, signature_mismatch)
+from connector.edxml.xmldsig import (
+    C14N_METHODS,
+    DIGEST_MISMATCH,
+    DS,
+    ENVELOPED,
+    HASH_BY_URI,
+    XMLDSIG,
+    remove_keeping_tail,
+    signature_mismatch,
+)
 from connector.edxml.xmlparse import ParseLimits, check_depth, hardened_parser, read_limited
-from connector.edxml.model import NAMESPACE
 from connector.errors import EdxmlError, PackageTooLarge
 
 

@@ -28,11 +28,26 @@ from pathlib import Path
 
 from lxml import etree
 
-from connector.edxml.identifiers import (VIETNAM_TZ, format_date, format_timestamp,
-                                         is_valid_organ_id, make_document_id, organ_id_problem)
-from connector.edxml.model import (NAMESPACE, Attachment, Business, DocumentPackage, Organization,
-                                   Package, ResponseFor, StaffInfo, StatusPackage)
 from connector import fsutil
+from connector.edxml.identifiers import (
+    VIETNAM_TZ,
+    format_date,
+    format_timestamp,
+    is_valid_organ_id,
+    make_document_id,
+    organ_id_problem,
+)
+from connector.edxml.model import (
+    NAMESPACE,
+    Attachment,
+    Business,
+    DocumentPackage,
+    Organization,
+    Package,
+    ResponseFor,
+    StaffInfo,
+    StatusPackage,
+)
 from connector.errors import InputError
 
 XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'

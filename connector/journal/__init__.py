@@ -1,11 +1,14 @@
 """The journal: durable state of every item, the spine of the connector.
 
 ``Journal.open(url)`` connects (SQLite in WAL mode with ``synchronous=FULL``, or PostgreSQL) and
-upgrades the schema; its methods are the transitions the outbound and inbound pipelines call.
-See :mod:`connector.journal.store` for the guarantees.
+upgrades the schema; its parts (``journal.outgoing``, ``journal.incoming``, ``journal.recipients``,
+``journal.ownership``) hold the transitions the outbound and inbound pipelines call. See
+:mod:`connector.journal.store` for the guarantees.
 """
 
 from connector.journal.backup import backup
+from connector.journal.errors import InvalidTransition, JournalError, UnknownItem
+from connector.journal.outgoing import DEFAULT_STALE_AFTER, NewOutgoing, Packaged
 from connector.journal.records import (
     DeliveryRecord,
     EventRecord,
@@ -22,18 +25,7 @@ from connector.journal.states import (
     OutgoingState,
     SignatureState,
 )
-from connector.journal.store import (
-    DEFAULT_STALE_AFTER,
-    KV_LAST_AXIS_CONTACT,
-    KV_LAST_POLL,
-    KV_OUTBOX_REFUSED,
-    InvalidTransition,
-    Journal,
-    JournalError,
-    NewOutgoing,
-    Packaged,
-    UnknownItem,
-)
+from connector.journal.store import KV_LAST_AXIS_CONTACT, KV_LAST_POLL, KV_OUTBOX_REFUSED, Journal
 
 __all__ = [
     "DEFAULT_STALE_AFTER", "KV_LAST_AXIS_CONTACT", "KV_LAST_POLL", "KV_OUTBOX_REFUSED",

@@ -2,9 +2,8 @@
 
 The state only moves forward and every step may be repeated after a crash; an item is never
 acknowledged to the axis before it is durably stored. Also quarantine, refusal, duplicates and
-the lookups the inbound pipeline needs. :class:`IncomingTransitions` is a mixin of
-:class:`connector.journal.store.Journal`, which provides the transactions, events and the
-instance filter (``_mine``) used here.
+the lookups the inbound pipeline needs, through the :class:`~connector.journal.core.JournalCore`
+it is given; the journal offers it as ``journal.incoming``.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from sqlalchemy import Connection, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connector.journal import schema as t
+from connector.journal.core import JournalCore
 from connector.journal.errors import InvalidTransition
 from connector.journal.records import IncomingRecord, new_id, utcnow
 from connector.journal.rows import _item_row, _states
@@ -27,7 +27,10 @@ ORIGINAL_BUSINESS_TYPES = (0, 3)
 
 
 class IncomingTransitions:
-    """Reading and changing incoming items (mixed into :class:`~connector.journal.store.Journal`)."""
+    """Reading and changing incoming items (``journal.incoming``)."""
+
+    def __init__(self, core: JournalCore) -> None:
+        self.core = core
 
     # -- incoming ------------------------------------------------------------------------------
 
@@ -44,13 +47,13 @@ class IncomingTransitions:
         return IncomingRecord(**values)
 
     def get_incoming(self, item_id: str) -> IncomingRecord:
-        with self._read() as conn:
+        with self.core.read() as conn:
             return self._incoming_record(self._incoming_row(conn, item_id))
 
     def find_incoming(self, key: str) -> IncomingRecord | None:
         """By journal id, axis DocId, or (latest) DocumentId."""
         i = t.incoming.c
-        with self._read() as conn:
+        with self.core.read() as conn:
             for condition in (i.id == key, i.axis_doc_id == key):
                 row = conn.execute(select(t.incoming).where(condition)).mappings().first()
                 if row is not None:
@@ -78,7 +81,7 @@ class IncomingTransitions:
         if originals_only:
             query = query.where(or_(i.business_type.is_(None),
                                     i.business_type.in_(ORIGINAL_BUSINESS_TYPES)))
-        with self._read() as conn:
+        with self.core.read() as conn:
             row = conn.execute(query.order_by(i.created_at, i.id).limit(1)).mappings().first()
         return None if row is None else self._incoming_record(row)
 
@@ -94,7 +97,7 @@ class IncomingTransitions:
             query = query.where(i.quarantined == quarantined)
         if messagetype:
             query = query.where(i.messagetype == messagetype)
-        with self._read() as conn:
+        with self.core.read() as conn:
             rows = conn.execute(query.order_by(i.created_at.desc(), i.id.desc())
                                 .limit(limit).offset(offset)).mappings()
             return [self._incoming_record(row) for row in rows]
@@ -108,7 +111,7 @@ class IncomingTransitions:
         now = now or utcnow()
         kind = MessageType(messagetype).value
         try:
-            with self._write() as conn:
+            with self.core.write() as conn:
                 existing = conn.execute(select(t.incoming).where(
                     t.incoming.c.axis_doc_id == axis_doc_id)).mappings().first()
                 if existing is not None:
@@ -117,12 +120,12 @@ class IncomingTransitions:
                 conn.execute(insert(t.incoming).values(
                     id=item_id, axis_doc_id=axis_doc_id, messagetype=kind,
                     state=IncomingState.LISTED.value, sender=sender, quarantined=False,
-                    meta=meta or {}, created_at=now, updated_at=now, instance=self.instance))
-                self._event(conn, item_id, "incoming", "listed", EventOutcome.OK,
+                    meta=meta or {}, created_at=now, updated_at=now, instance=self.core.instance))
+                self.core.event(conn, item_id, "incoming", "listed", EventOutcome.OK,
                             {"axis_doc_id": axis_doc_id, "messagetype": kind, "sender": sender}, now)
                 return self._incoming_record(self._incoming_row(conn, item_id))
         except IntegrityError:
-            with self._read() as conn:
+            with self.core.read() as conn:
                 existing = conn.execute(select(t.incoming).where(
                     t.incoming.c.axis_doc_id == axis_doc_id)).mappings().first()
                 if existing is None:
@@ -134,7 +137,7 @@ class IncomingTransitions:
                  now: dt.datetime, *, once_column: str | None = None) -> IncomingRecord:
         """Apply an incoming transition. The state only moves forward; ``once_column`` names a
         timestamp column that, when already set, makes the whole call a no-op (replay)."""
-        with self._write() as conn:
+        with self.core.write() as conn:
             row = self._incoming_row(conn, item_id, lock=True)
             if once_column is not None and row[once_column] is not None:
                 return self._incoming_record(row)
@@ -143,13 +146,13 @@ class IncomingTransitions:
                 values = {**values, "state": target.value}
             conn.execute(update(t.incoming).where(t.incoming.c.id == item_id)
                          .values(**values, updated_at=now))
-            self._event(conn, item_id, "incoming", event, outcome, detail, now)
+            self.core.event(conn, item_id, "incoming", event, outcome, detail, now)
             return self._incoming_record(self._incoming_row(conn, item_id))
 
     def record_fetched(self, item_id: str, *, size: int | None = None,
                        now: dt.datetime | None = None) -> IncomingRecord:
         now = now or utcnow()
-        with self._read() as conn:
+        with self.core.read() as conn:
             row = self._incoming_row(conn, item_id)
         if INCOMING_ORDER[IncomingState(row["state"])] >= INCOMING_ORDER[IncomingState.FETCHED]:
             return self._incoming_record(row)
@@ -162,7 +165,7 @@ class IncomingTransitions:
         """The package was parsed and its signature checked (``signature_state`` is one of
         valid/invalid/absent/unverifiable/untrusted; the inbox policy decides what follows)."""
         now = now or utcnow()
-        with self._read() as conn:
+        with self.core.read() as conn:
             row = self._incoming_row(conn, item_id)
         if INCOMING_ORDER[IncomingState(row["state"])] >= INCOMING_ORDER[IncomingState.VERIFIED]:
             return self._incoming_record(row)
@@ -181,7 +184,7 @@ class IncomingTransitions:
             "package_path": str(package_path), "package_sha256": sha256, "package_size": size,
             "sender": sender, "document_id": document_id, "business_type": business_type,
             "signature_state": signature_state, "stored_at": now, "last_error": None,
-            "instance": self.instance}  # the package is in this server's store
+            "instance": self.core.instance}  # the package is in this server's store
         if meta:
             values["meta"] = meta
         return self._advance(item_id, IncomingState.STORED, "stored", EventOutcome.OK,
@@ -194,7 +197,7 @@ class IncomingTransitions:
         """The axis was told ``done``. Refused before the item is stored (nothing may be
         acknowledged that could still be lost) unless it is a duplicate."""
         now = now or utcnow()
-        with self._read() as conn:
+        with self.core.read() as conn:
             row = self._incoming_row(conn, item_id)
         if row["stored_at"] is None and row["duplicate_of"] is None:
             raise InvalidTransition(f"incoming item {item_id} is not stored yet; it cannot be acknowledged",
@@ -207,7 +210,7 @@ class IncomingTransitions:
         """Handed to the agency side at ``location`` (inbox folder or table row). On a
         quarantined item this is the operator's release."""
         now = now or utcnow()
-        with self._read() as conn:
+        with self.core.read() as conn:
             row = self._incoming_row(conn, item_id)
         if row["delivered_at"] is not None:
             return self._incoming_record(row)
@@ -222,7 +225,7 @@ class IncomingTransitions:
     def record_quarantined(self, item_id: str, reason: str, location: str, *,
                            now: dt.datetime | None = None) -> IncomingRecord:
         now = now or utcnow()
-        with self._read() as conn:
+        with self.core.read() as conn:
             row = self._incoming_row(conn, item_id)
         if row["quarantined"] or row["delivered_at"] is not None:
             return self._incoming_record(row)
@@ -235,7 +238,7 @@ class IncomingTransitions:
                        now: dt.datetime | None = None) -> IncomingRecord:
         """An operator refused a quarantined item (the pipeline sends status 02 with ``reason``)."""
         now = now or utcnow()
-        with self._read() as conn:
+        with self.core.read() as conn:
             row = self._incoming_row(conn, item_id)
         if row["state"] == IncomingState.REFUSED.value:
             return self._incoming_record(row)
@@ -250,7 +253,7 @@ class IncomingTransitions:
         """A redelivery of ``original_id`` (found by ``find_duplicate``): it is acknowledged but
         never delivered a second time."""
         now = now or utcnow()
-        with self._read() as conn:
+        with self.core.read() as conn:
             row = self._incoming_row(conn, item_id)
         if row["duplicate_of"] is not None:
             return self._incoming_record(row)
@@ -282,7 +285,7 @@ class IncomingTransitions:
             i.business_type.is_(None) if business_type is None else i.business_type == business_type)
         if exclude_id is not None:
             query = query.where(i.id != exclude_id)
-        with self._read() as conn:
+        with self.core.read() as conn:
             row = conn.execute(query.order_by(i.stored_at, i.id).limit(1)).mappings().first()
         return None if row is None else self._incoming_record(row)
 
@@ -297,7 +300,7 @@ class IncomingTransitions:
                  i.state != IncomingState.REFUSED.value))
         query = select(t.incoming).where(
             or_(i.stored_at.is_not(None), i.duplicate_of.is_not(None)), unfinished,
-            self._mine(i.instance)
+            self.core.mine(i.instance)
         ).order_by(i.created_at, i.id)
-        with self._read() as conn:
+        with self.core.read() as conn:
             return [self._incoming_record(row) for row in conn.execute(query).mappings()]

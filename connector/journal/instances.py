@@ -1,8 +1,9 @@
 """Which connector installation (instance) owns an item, and taking over a gone one's items.
 
 Two connectors may share one PostgreSQL journal; an item's stored package lives on the server of
-the instance that took it in. :class:`InstanceAdoption` is a mixin of
-:class:`connector.journal.store.Journal` (see its module docstring for the whole picture).
+the instance that took it in. :class:`InstanceAdoption` works through the
+:class:`~connector.journal.core.JournalCore` it is given (see :mod:`connector.journal.store` for
+the whole picture).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 
 from connector.journal import schema as t
+from connector.journal.core import JournalCore
 from connector.journal.errors import JournalError
 from connector.journal.outgoing import DEFAULT_STALE_AFTER
 from connector.journal.records import utcnow
@@ -20,7 +22,10 @@ from connector.journal.states import PENDING_OUTGOING, EventOutcome, IncomingSta
 
 
 class InstanceAdoption:
-    """Per-instance counts and adoption (mixed into :class:`~connector.journal.store.Journal`)."""
+    """Per-instance counts and adoption (``journal.ownership``)."""
+
+    def __init__(self, core: JournalCore) -> None:
+        self.core = core
 
     def adopt(self, from_instance: str, *, stale_after: dt.timedelta = DEFAULT_STALE_AFTER,
               force: bool = False, now: dt.datetime | None = None) -> dict[str, list[str]]:
@@ -39,13 +44,13 @@ class InstanceAdoption:
         ``{"outgoing": [ids], "incoming": [ids]}``.
         """
         now = now or utcnow()
-        if from_instance == self.instance:
+        if from_instance == self.core.instance:
             raise JournalError(f"instance {from_instance!r} is this instance; nothing to adopt",
                                hint="give the name of the instance that is gone")
         o, i = t.outgoing.c, t.incoming.c
         adopted: dict[str, list[str]] = {"outgoing": [], "incoming": []}
-        detail = {"from_instance": from_instance, "to_instance": self.instance}
-        with self._write() as conn:
+        detail = {"from_instance": from_instance, "to_instance": self.core.instance}
+        with self.core.write() as conn:
             rows = conn.execute(select(o.id, o.state, o.claimed_at, o.claimed_by, o.package_sha256)
                                 .where(o.instance == from_instance,
                                        o.state != OutgoingState.SENT.value)
@@ -59,14 +64,14 @@ class InstanceAdoption:
                     "it may still be running",
                     hint="stop that connector first, or wait, or adopt with force")
             for row in rows:
-                values: dict[str, Any] = {"instance": self.instance, "updated_at": now}
+                values: dict[str, Any] = {"instance": self.core.instance, "updated_at": now}
                 if row["state"] == OutgoingState.SENDING.value:
                     back = (OutgoingState.QUEUED if row["package_sha256"] is None
                             else OutgoingState.PACKAGED)
                     values.update(state=back.value, next_attempt_at=now, claimed_at=None,
                                   claimed_by=None)
                 conn.execute(update(t.outgoing).where(o.id == row["id"]).values(**values))
-                self._event(conn, row["id"], "outgoing", "adopted", EventOutcome.INFO,
+                self.core.event(conn, row["id"], "outgoing", "adopted", EventOutcome.INFO,
                             {**detail, "state": row["state"],
                              "previous_owner": row["claimed_by"]}, now)
                 adopted["outgoing"].append(row["id"])
@@ -78,10 +83,10 @@ class InstanceAdoption:
                                        .order_by(i.created_at, i.id)).scalars())
             for item_id in in_ids:
                 conn.execute(update(t.incoming).where(i.id == item_id).values(
-                    instance=self.instance, updated_at=now))
-                self._event(conn, item_id, "incoming", "adopted", EventOutcome.INFO, detail, now)
+                    instance=self.core.instance, updated_at=now))
+                self.core.event(conn, item_id, "incoming", "adopted", EventOutcome.INFO, detail, now)
             adopted["incoming"] = in_ids
-            self._event(conn, None, "journal", "instance_adopted", EventOutcome.INFO,
+            self.core.event(conn, None, "journal", "instance_adopted", EventOutcome.INFO,
                         {**detail, "outgoing": len(rows), "incoming": len(in_ids),
                          "forced": bool(force and live)}, now)
         return adopted
@@ -91,7 +96,7 @@ class InstanceAdoption:
         operator looks at before :meth:`adopt`."""
         o, i = t.outgoing.c, t.incoming.c
         result: dict[str, dict[str, int]] = {}
-        with self._read() as conn:
+        with self.core.read() as conn:
             for instance, count in conn.execute(
                     select(o.instance, func.count()).where(
                         o.state.in_([st.value for st in PENDING_OUTGOING]))

@@ -2,7 +2,7 @@
 
 ``Journal.open`` calls :func:`upgrade_to_head` on every start, so an upgraded connector upgrades
 its journal and keeps every row. No ``alembic.ini`` is needed on the server: the script location is
-the ``connector.journal_migrations`` package. A journal written by a *newer* connector is refused
+the ``connector.journal.migrations`` package. A journal written by a *newer* connector is refused
 with a clear message rather than used with a schema this code does not know.
 """
 
@@ -26,7 +26,7 @@ _PG_MIGRATION_LOCK = 0x6564_786D_6C4A  # "edxmlJ"
 
 
 def migrations_directory() -> Path:
-    return Path(str(resources.files("connector.journal_migrations")))
+    return Path(str(resources.files("connector.journal.migrations")))
 
 
 def alembic_config() -> Config:

@@ -2,9 +2,8 @@
 
 Enqueue (idempotent on the agency side's reference), package once, claim, send, fail and retry,
 and the operator's requeue and cancel. Each transition is one journal transaction that writes
-the row and its event together. :class:`OutgoingTransitions` is a mixin of
-:class:`connector.journal.store.Journal`, which provides the transactions (``_write``,
-``_read``), events (``_event``, ``_event_row``) and instance filter (``_mine``) used here.
+the row and its event together, through the :class:`~connector.journal.core.JournalCore` it is
+given (transactions, events, the instance filter); the journal offers it as ``journal.outgoing``.
 """
 
 from __future__ import annotations
@@ -14,19 +13,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connector.journal import schema as t
+from connector.journal.core import JournalCore
 from connector.journal.errors import InvalidTransition
 from connector.journal.records import DeliveryRecord, OutgoingRecord, new_id, utcnow
 from connector.journal.rows import _chunks, _deliveries, _item_row, _record, _states
-from connector.journal.states import (
-    TERMINAL_OUTGOING,
-    EventOutcome,
-    OutgoingKind,
-    OutgoingState,
-)
 from connector.journal.statements import (
     _CLAIM,
     _DELIVERIES_OF,
@@ -38,6 +32,12 @@ from connector.journal.statements import (
     _OUTGOING_BY_SOURCE_MANY,
     _PACKAGED_FAST,
     _SENT_FAST,
+)
+from connector.journal.states import (
+    TERMINAL_OUTGOING,
+    EventOutcome,
+    OutgoingKind,
+    OutgoingState,
 )
 
 DEFAULT_STALE_AFTER = dt.timedelta(minutes=10)
@@ -69,26 +69,39 @@ class Packaged:
 
 
 class OutgoingTransitions:
-    """Reading and changing outgoing items (mixed into :class:`~connector.journal.store.Journal`)."""
+    """Reading and changing outgoing items (``journal.outgoing``)."""
+
+    def __init__(self, core: JournalCore) -> None:
+        self.core = core
+        c = t.outgoing.c
+        due = and_(c.state.in_([OutgoingState.QUEUED.value, OutgoingState.PACKAGED.value]),
+                   or_(c.next_attempt_at.is_(None), c.next_attempt_at <= bindparam("now")))
+        stale = and_(c.state == OutgoingState.SENDING.value,
+                     c.claimed_at <= bindparam("stale_before"))
+        self._claim_candidates = (
+            select(t.outgoing)
+            .where(or_(due, stale), core.mine(c.instance))
+            .order_by(c.created_at, c.id).limit(bindparam("limit"))
+            .with_for_update(skip_locked=True))
 
     # -- outgoing: reading --------------------------------------------------------------------
 
-    def _outgoing_row(self, conn: Connection, item_id: str, *, lock: bool = False):
+    def outgoing_row(self, conn: Connection, item_id: str, *, lock: bool = False):
         return _item_row(conn, t.outgoing, item_id, lock=lock, direction="outgoing",
                          listed_by="`edxml-connector status` lists the items and their ids")
 
     @staticmethod
-    def _outgoing_record(conn: Connection, row) -> OutgoingRecord:
+    def outgoing_record(conn: Connection, row) -> OutgoingRecord:
         delivery_rows = conn.execute(_DELIVERIES_OF, {"item_id": row["id"]}).mappings().all()
         return _record(row, _deliveries(delivery_rows))
 
     def get_outgoing(self, item_id: str) -> OutgoingRecord:
-        with self._read() as conn:
-            return self._outgoing_record(conn, self._outgoing_row(conn, item_id))
+        with self.core.read() as conn:
+            return self.outgoing_record(conn, self.outgoing_row(conn, item_id))
 
     def find_outgoing(self, key: str) -> OutgoingRecord | None:
         """By journal id, else the latest non-status item with that DocumentId."""
-        with self._read() as conn:
+        with self.core.read() as conn:
             row = conn.execute(select(t.outgoing).where(t.outgoing.c.id == key)).mappings().first()
             if row is None:
                 row = conn.execute(
@@ -96,14 +109,14 @@ class OutgoingTransitions:
                     .order_by((t.outgoing.c.kind == OutgoingKind.STATUS.value).asc(),
                               t.outgoing.c.created_at.desc(), t.outgoing.c.id.desc())
                     .limit(1)).mappings().first()
-            return None if row is None else self._outgoing_record(conn, row)
+            return None if row is None else self.outgoing_record(conn, row)
 
     def find_by_source(self, source: str, source_ref: str) -> OutgoingRecord | None:
         """The item an agency side (or ``send``) handed over as (``source``, ``source_ref``)."""
-        with self._read() as conn:
+        with self.core.read() as conn:
             row = conn.execute(_OUTGOING_BY_SOURCE, {
                 "source": source, "source_ref": source_ref}).mappings().first()
-            return None if row is None else self._outgoing_record(conn, row)
+            return None if row is None else self.outgoing_record(conn, row)
 
     def list_outgoing(self, state: OutgoingState | str | Iterable[OutgoingState | str] | None = None,
                       *, kind: str | None = None, limit: int = 100, offset: int = 0,
@@ -117,8 +130,8 @@ class OutgoingTransitions:
         c = t.outgoing.c
         order = (c.created_at.desc(), c.id.desc()) if newest_first else (c.created_at, c.id)
         query = query.order_by(*order).limit(limit).offset(offset)
-        with self._read() as conn:
-            return [self._outgoing_record(conn, row) for row in conn.execute(query).mappings()]
+        with self.core.read() as conn:
+            return [self.outgoing_record(conn, row) for row in conn.execute(query).mappings()]
 
     # -- outgoing: transitions ----------------------------------------------------------------
 
@@ -146,20 +159,20 @@ class OutgoingTransitions:
             return []
         now = now or utcnow()
         try:
-            with self._write() as conn:
+            with self.core.write() as conn:
                 return self._enqueue_batch(conn, items, now)
         except IntegrityError:
             if len(items) == 1:
                 # Another process inserted the same (source, source_ref) between our read and
                 # write: theirs is the item.
                 item = items[0]
-                with self._read() as conn:
+                with self.core.read() as conn:
                     existing = conn.execute(select(t.outgoing).where(
                         t.outgoing.c.source == item.source,
                         t.outgoing.c.source_ref == item.source_ref)).mappings().first()
                     if existing is None:
                         raise
-                    return [self._outgoing_record(conn, existing)]
+                    return [self.outgoing_record(conn, existing)]
             return [self.enqueue_many([item], now=now)[0] for item in items]
 
     def _enqueue_batch(self, conn: Connection, items: Sequence[NewOutgoing],
@@ -205,15 +218,15 @@ class OutgoingTransitions:
                     package_path=None, package_sha256=None, package_size=None,
                     state=OutgoingState.QUEUED.value, attempts=0, next_attempt_at=None,
                     claimed_at=None, claimed_by=None, last_error=None, axis_doc_id=None,
-                    meta=item.meta or {}, created_at=now, updated_at=now, instance=self.instance)
+                    meta=item.meta or {}, created_at=now, updated_at=now, instance=self.core.instance)
                 new_rows.append(values)
                 new_deliveries.extend({"outgoing_id": item_id, "organ_id": organ_id,
                                        "updated_at": now} for organ_id in wanted)
-                new_events.append(self._event_row(
+                new_events.append(self.core.event_row(
                     item_id, "outgoing", "enqueued", EventOutcome.OK,
                     {"source": item.source, "source_ref": item.source_ref, "kind": kind_value,
                      "document_id": item.document_id, "recipients": list(item.recipients),
-                     "instance": self.instance}, now))
+                     "instance": self.core.instance}, now))
                 known[key] = _record(values, tuple(
                     DeliveryRecord(organ_id=organ_id, status_code=None, description=None,
                                    status_at=None, updated_at=now) for organ_id in sorted(wanted)))
@@ -266,7 +279,7 @@ class OutgoingTransitions:
     def record_packaged(self, item_id: str, packaged: Packaged, *,
                         now: dt.datetime | None = None) -> OutgoingRecord:
         """:meth:`mark_packaged` with its values in one :class:`Packaged`."""
-        with self._write() as conn:
+        with self.core.write() as conn:
             return self._mark_packaged_in(conn, item_id, packaged, now or utcnow())
 
     def _mark_packaged_in(self, conn: Connection, item_id: str, packaged: Packaged,
@@ -274,7 +287,7 @@ class OutgoingTransitions:
         package_path, sha256, size = packaged.package_path, packaged.sha256, packaged.size
         document_id, business_type = packaged.document_id, packaged.business_type
         recipients = packaged.recipients
-        if self._returning:
+        if self.core.returning:
             written = conn.execute(_PACKAGED_FAST, {
                 "b_id": item_id, "b_path": str(package_path), "b_sha256": sha256,
                 "b_size": size, "b_document_id": document_id,
@@ -289,10 +302,10 @@ class OutgoingTransitions:
                 self._packaged_event(conn, item_id, package_path, sha256, size, document_id,
                                      business_type, recipients, now)
                 return _record(written, _deliveries(deliveries))
-        row = self._outgoing_row(conn, item_id, lock=True)
+        row = self.outgoing_row(conn, item_id, lock=True)
         if row["package_sha256"] is not None:
             if row["package_sha256"] == sha256:
-                return self._outgoing_record(conn, row)
+                return self.outgoing_record(conn, row)
             raise InvalidTransition(
                 f"outgoing item {item_id} is already packaged with other bytes "
                 f"(sha256 {row['package_sha256'][:12]}…)",
@@ -310,12 +323,12 @@ class OutgoingTransitions:
             self._set_recipients(conn, item_id, recipients, now)
         self._packaged_event(conn, item_id, package_path, sha256, size, document_id,
                              business_type, recipients, now)
-        return self._outgoing_record(conn, {**row, **values})
+        return self.outgoing_record(conn, {**row, **values})
 
     def _packaged_event(self, conn: Connection, item_id: str, package_path: str, sha256: str,
                         size: int, document_id: str, business_type: int | None,
                         recipients: Sequence[str] | None, now: dt.datetime) -> None:
-        self._event(conn, item_id, "outgoing", "packaged", EventOutcome.OK,
+        self.core.event(conn, item_id, "outgoing", "packaged", EventOutcome.OK,
                     {"sha256": sha256, "size": size, "document_id": document_id,
                      "business_type": business_type, "package_path": str(package_path),
                      "recipients": list(recipients) if recipients is not None else None}, now)
@@ -337,9 +350,9 @@ class OutgoingTransitions:
         if limit <= 0:
             return []
         now = now or utcnow()
-        owner = owner or self.owner
+        owner = owner or self.core.owner
         claimed: list[OutgoingRecord] = []
-        with self._write() as conn:
+        with self.core.write() as conn:
             candidates = conn.execute(self._claim_candidates, {
                 "now": now, "stale_before": now - stale_after, "limit": limit}).mappings().all()
             won: list[dict[str, Any]] = []
@@ -352,7 +365,7 @@ class OutgoingTransitions:
                 if result.rowcount != 1:
                     continue  # someone else took it between our read and our write
                 recovered = candidate["state"] == OutgoingState.SENDING.value
-                events.append(self._event_row(
+                events.append(self.core.event_row(
                     candidate["id"], "outgoing", "claim_recovered" if recovered else "claimed",
                     EventOutcome.RETRY if recovered else EventOutcome.OK,
                     {"attempt": candidate["attempts"] + 1, "owner": owner,
@@ -384,9 +397,9 @@ class OutgoingTransitions:
         """
         now = now or utcnow()
         c = t.outgoing.c
-        with self._write() as conn:
+        with self.core.write() as conn:
             query = select(c.id, c.package_sha256, c.claimed_by).where(
-                c.state == OutgoingState.SENDING.value, self._mine(c.instance)
+                c.state == OutgoingState.SENDING.value, self.core.mine(c.instance)
             ).with_for_update(skip_locked=True)
             if claimed_by is not None:
                 query = query.where(c.claimed_by == claimed_by)
@@ -396,7 +409,7 @@ class OutgoingTransitions:
                 conn.execute(update(t.outgoing).where(c.id == row["id"]).values(
                     state=back.value, next_attempt_at=now, claimed_at=None, claimed_by=None,
                     updated_at=now))
-                self._event(conn, row["id"], "outgoing", "claim_abandoned", EventOutcome.RETRY,
+                self.core.event(conn, row["id"], "outgoing", "claim_abandoned", EventOutcome.RETRY,
                             {"previous_owner": row["claimed_by"],
                              "note": "found in sending after a restart; it will be sent again"}, now)
             return [row["id"] for row in rows]
@@ -412,7 +425,7 @@ class OutgoingTransitions:
         ``mark_packaged`` and this are one transaction (one commit, one fsync, instead of two
         per document). The bytes were stored durably before they were sent, and the package
         store keeps the first bytes stored for an item, so a crash before this commit resends
-        exactly those bytes (see :mod:`connector.package_store`).
+        exactly those bytes (see :mod:`connector.journal.package_store`).
         """
         now = now or utcnow()
 
@@ -422,27 +435,27 @@ class OutgoingTransitions:
                 deliveries = self._mark_packaged_in(conn, item_id, packaged, now).deliveries
             return self._record_sent_in(conn, item_id, axis_doc_id, now, deliveries)
 
-        with self._write() as conn:
+        with self.core.write() as conn:
             return transition(conn)
 
     def _record_sent_in(self, conn: Connection, item_id: str, axis_doc_id: str,
                         now: dt.datetime, deliveries: tuple | None = None) -> OutgoingRecord:
-        if self._returning:
+        if self.core.returning:
             # The usual case, sent from ``sending``, in one statement.
             written = conn.execute(_SENT_FAST, {"b_id": item_id, "b_axis_doc_id": axis_doc_id,
                                                 "b_now": now}).mappings().first()
             if written is not None:
-                self._event(conn, item_id, "outgoing", "sent", EventOutcome.OK,
+                self.core.event(conn, item_id, "outgoing", "sent", EventOutcome.OK,
                             {"axis_doc_id": axis_doc_id, "attempts": written["attempts"]}, now)
                 if deliveries is not None:
                     return _record(written, deliveries)
-                return self._outgoing_record(conn, written)
-        row = self._outgoing_row(conn, item_id, lock=True)
+                return self.outgoing_record(conn, written)
+        row = self.outgoing_row(conn, item_id, lock=True)
         if row["state"] == OutgoingState.SENT.value:
             if row["axis_doc_id"] != axis_doc_id:
-                self._event(conn, item_id, "outgoing", "sent_again", EventOutcome.INFO,
+                self.core.event(conn, item_id, "outgoing", "sent_again", EventOutcome.INFO,
                             {"axis_doc_id": axis_doc_id, "kept": row["axis_doc_id"]}, now)
-            return self._outgoing_record(conn, row)
+            return self.outgoing_record(conn, row)
         values = dict(state=OutgoingState.SENT.value, axis_doc_id=axis_doc_id,
                       next_attempt_at=None, claimed_at=None, claimed_by=None,
                       last_error=None, updated_at=now)
@@ -450,9 +463,9 @@ class OutgoingTransitions:
         detail: dict[str, Any] = {"axis_doc_id": axis_doc_id, "attempts": row["attempts"]}
         if row["state"] != OutgoingState.SENDING.value:
             detail["from_state"] = row["state"]
-        self._event(conn, item_id, "outgoing", "sent", EventOutcome.OK, detail, now)
+        self.core.event(conn, item_id, "outgoing", "sent", EventOutcome.OK, detail, now)
         # The row as written (no read-back: the row was read in this transaction).
-        return self._outgoing_record(conn, {**row, **values})
+        return self.outgoing_record(conn, {**row, **values})
 
     def record_attempt_failed(self, item_id: str, error: str, *,
                               retry_at: dt.datetime | None = None, permanent: bool = False,
@@ -462,17 +475,17 @@ class OutgoingTransitions:
         otherwise it waits until ``retry_at`` in ``packaged`` (or ``queued`` if never packaged).
         A failure reported for an item already ``sent`` is ignored (noted as an event)."""
         now = now or utcnow()
-        with self._write() as conn:
-            row = self._outgoing_row(conn, item_id, lock=True)
+        with self.core.write() as conn:
+            row = self.outgoing_row(conn, item_id, lock=True)
             state = OutgoingState(row["state"])
             if state is OutgoingState.SENT:
-                self._event(conn, item_id, "outgoing", "late_failure_ignored", EventOutcome.INFO,
+                self.core.event(conn, item_id, "outgoing", "late_failure_ignored", EventOutcome.INFO,
                             {"error": error}, now)
-                return self._outgoing_record(conn, row)
+                return self.outgoing_record(conn, row)
             if state in TERMINAL_OUTGOING:
                 raise InvalidTransition(f"outgoing item {item_id} is {state.value}; "
                                         "an attempt cannot fail now")
-            exhausted = self.max_attempts is not None and row["attempts"] >= self.max_attempts
+            exhausted = self.core.max_attempts is not None and row["attempts"] >= self.core.max_attempts
             c = t.outgoing.c
             if permanent or retry_at is None or exhausted:
                 reason = "permanent error" if permanent else (
@@ -480,34 +493,34 @@ class OutgoingTransitions:
                 conn.execute(update(t.outgoing).where(c.id == item_id).values(
                     state=OutgoingState.FAILED.value, last_error=error, next_attempt_at=None,
                     claimed_at=None, claimed_by=None, updated_at=now))
-                self._event(conn, item_id, "outgoing", "failed", EventOutcome.ERROR,
+                self.core.event(conn, item_id, "outgoing", "failed", EventOutcome.ERROR,
                             {"error": error, "reason": reason, "attempts": row["attempts"]}, now)
             else:
                 back = OutgoingState.QUEUED if row["package_sha256"] is None else OutgoingState.PACKAGED
                 conn.execute(update(t.outgoing).where(c.id == item_id).values(
                     state=back.value, last_error=error, next_attempt_at=retry_at,
                     claimed_at=None, claimed_by=None, updated_at=now))
-                self._event(conn, item_id, "outgoing", "attempt_failed", EventOutcome.RETRY,
+                self.core.event(conn, item_id, "outgoing", "attempt_failed", EventOutcome.RETRY,
                             {"error": error, "attempts": row["attempts"],
                              "retry_at": retry_at.isoformat()}, now)
-            return self._outgoing_record(conn, self._outgoing_row(conn, item_id))
+            return self.outgoing_record(conn, self.outgoing_row(conn, item_id))
 
     def release_claim(self, item_id: str, *, retry_at: dt.datetime, reason: str,
                       now: dt.datetime | None = None) -> OutgoingRecord:
         """Give a claimed item back without spending its attempt: the failure was nobody's
         document's fault (axis authentication failure, axis unreachable, shutting down)."""
         now = now or utcnow()
-        with self._write() as conn:
-            row = self._outgoing_row(conn, item_id, lock=True)
+        with self.core.write() as conn:
+            row = self.outgoing_row(conn, item_id, lock=True)
             if row["state"] != OutgoingState.SENDING.value:
-                return self._outgoing_record(conn, row)
+                return self.outgoing_record(conn, row)
             back = OutgoingState.QUEUED if row["package_sha256"] is None else OutgoingState.PACKAGED
             conn.execute(update(t.outgoing).where(t.outgoing.c.id == item_id).values(
                 state=back.value, attempts=max(row["attempts"] - 1, 0),
                 next_attempt_at=retry_at, claimed_at=None, claimed_by=None, updated_at=now))
-            self._event(conn, item_id, "outgoing", "claim_released", EventOutcome.RETRY,
+            self.core.event(conn, item_id, "outgoing", "claim_released", EventOutcome.RETRY,
                         {"reason": reason, "retry_at": retry_at.isoformat()}, now)
-            return self._outgoing_record(conn, self._outgoing_row(conn, item_id))
+            return self.outgoing_record(conn, self.outgoing_row(conn, item_id))
 
     def requeue(self, item_id: str, *, now: dt.datetime | None = None,
                 actor: str = "operator") -> OutgoingRecord:
@@ -515,8 +528,8 @@ class OutgoingTransitions:
         reset; a waiting item is made due now. A ``sent`` item is refused: sending it again would
         deliver it twice."""
         now = now or utcnow()
-        with self._write() as conn:
-            row = self._outgoing_row(conn, item_id, lock=True)
+        with self.core.write() as conn:
+            row = self.outgoing_row(conn, item_id, lock=True)
             state = OutgoingState(row["state"])
             if state is OutgoingState.SENT:
                 raise InvalidTransition(
@@ -530,14 +543,14 @@ class OutgoingTransitions:
             if state in (OutgoingState.FAILED, OutgoingState.CANCELLED):
                 values.update(attempts=0, last_error=None)
             conn.execute(update(t.outgoing).where(t.outgoing.c.id == item_id).values(**values))
-            self._event(conn, item_id, "outgoing", "requeued", EventOutcome.OK,
+            self.core.event(conn, item_id, "outgoing", "requeued", EventOutcome.OK,
                         {"actor": actor, "from_state": state.value,
                          "previous_error": row["last_error"]}, now)
-            return self._outgoing_record(conn, self._outgoing_row(conn, item_id))
+            return self.outgoing_record(conn, self.outgoing_row(conn, item_id))
 
     def requeue_failed(self, *, now: dt.datetime | None = None, actor: str = "operator") -> list[str]:
         """``retry --failed``: requeue every failed item; returns their ids."""
-        with self._read() as conn:
+        with self.core.read() as conn:
             ids = list(conn.execute(select(t.outgoing.c.id).where(
                 t.outgoing.c.state == OutgoingState.FAILED.value).order_by(t.outgoing.c.id)).scalars())
         for item_id in ids:
@@ -549,11 +562,11 @@ class OutgoingTransitions:
         """Operator cancel of an item not yet sent. Refused while it is being sent (it may
         already be with the axis) and once sent (ask for a take-back or a revoke instead)."""
         now = now or utcnow()
-        with self._write() as conn:
-            row = self._outgoing_row(conn, item_id, lock=True)
+        with self.core.write() as conn:
+            row = self.outgoing_row(conn, item_id, lock=True)
             state = OutgoingState(row["state"])
             if state is OutgoingState.CANCELLED:
-                return self._outgoing_record(conn, row)
+                return self.outgoing_record(conn, row)
             if state is OutgoingState.SENT:
                 raise InvalidTransition(f"outgoing item {item_id} was already sent",
                                         hint="ask the recipients to take it back (status 13) or revoke it")
@@ -562,6 +575,6 @@ class OutgoingTransitions:
                                         hint="wait for the attempt to end; if it fails, cancel it then")
             conn.execute(update(t.outgoing).where(t.outgoing.c.id == item_id).values(
                 state=OutgoingState.CANCELLED.value, next_attempt_at=None, updated_at=now))
-            self._event(conn, item_id, "outgoing", "cancelled", EventOutcome.INFO,
+            self.core.event(conn, item_id, "outgoing", "cancelled", EventOutcome.INFO,
                         {"actor": actor, "reason": reason, "from_state": state.value}, now)
-            return self._outgoing_record(conn, self._outgoing_row(conn, item_id))
+            return self.outgoing_record(conn, self.outgoing_row(conn, item_id))

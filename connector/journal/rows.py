@@ -13,8 +13,8 @@ from sqlalchemy import Connection
 
 from connector.journal.errors import UnknownItem
 from connector.journal.records import DeliveryRecord, OutgoingRecord
-from connector.journal.states import OutgoingState
 from connector.journal.statements import _ROW_BY_ID
+from connector.journal.states import OutgoingState
 
 
 def _deliveries(rows) -> tuple[DeliveryRecord, ...]:

@@ -1,7 +1,7 @@
 """The journal's tables (SQLAlchemy Core), identical on SQLite and PostgreSQL.
 
 This module describes the tables for queries; the database itself is created and upgraded only by
-the Alembic migrations in ``connector/journal_migrations`` (revision 0001 creates exactly these
+the Alembic migrations in ``connector/journal/migrations`` (revision 0001 creates exactly these
 tables). A change here therefore always comes with a new migration.
 
 Times are stored as naive UTC (``timestamp without time zone``) so that SQLite, which has no time

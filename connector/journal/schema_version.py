@@ -14,7 +14,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 HEAD_REVISION = "0003"
-"""The newest revision in ``connector/journal_migrations/versions`` (checked by a test)."""
+"""The newest revision in ``connector/journal/migrations/versions`` (checked by a test)."""
 
 
 def stored_revision(engine: Engine) -> str | None:

@@ -1,9 +1,9 @@
 """Statuses recipients send back about our outgoing documents (received, assigned, done, …).
 
 Statuses arrive out of order and may be redelivered; this module keeps every one in the history
-and moves a recipient's current status only forward in time. :class:`RecipientStatuses` is a
-mixin of :class:`connector.journal.store.Journal` and uses its transactions, events and the
-outgoing record readers of :class:`~connector.journal.outgoing.OutgoingTransitions`.
+and moves a recipient's current status only forward in time. :class:`RecipientStatuses` works
+through the :class:`~connector.journal.core.JournalCore` and the
+:class:`~connector.journal.outgoing.OutgoingTransitions` it is given.
 """
 
 from __future__ import annotations
@@ -14,12 +14,19 @@ from sqlalchemy import Connection, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connector.journal import schema as t
+from connector.journal.core import JournalCore
+from connector.journal.outgoing import OutgoingTransitions
 from connector.journal.records import OutgoingRecord, StatusRecord, utcnow
 from connector.journal.states import EventOutcome, OutgoingKind
 
 
 class RecipientStatuses:
-    """Recording and reading recipient statuses (mixed into :class:`~connector.journal.store.Journal`)."""
+    """Recording and reading recipient statuses (``journal.recipients``); reads the outgoing
+    items they are about through the outgoing part it is given."""
+
+    def __init__(self, core: JournalCore, outgoing: OutgoingTransitions) -> None:
+        self.core = core
+        self.outgoing = outgoing
 
     def record_recipient_status(self, document_id: str, organ_id: str, code: str, *,
                                 description: str | None = None, at: dt.datetime | None = None,
@@ -47,7 +54,7 @@ class RecipientStatuses:
         at = at or now
         c, s = t.outgoing.c, t.statuses.c
         try:
-            with self._write() as conn:
+            with self.core.write() as conn:
                 if incoming_id is not None:
                     seen = select(s.outgoing_id).where(s.incoming_id == incoming_id)
                 elif identified_by_time:
@@ -71,20 +78,20 @@ class RecipientStatuses:
                     from_organ_id=organ_id, to_organ_id=to_organ_id, code=code,
                     description=description, status_at=at, recorded_at=now))
                 if item_id is None:
-                    self._event(conn, incoming_id, "incoming", "status_unmatched", EventOutcome.INFO,
+                    self.core.event(conn, incoming_id, "incoming", "status_unmatched", EventOutcome.INFO,
                                 {"document_id": document_id, "from": organ_id, "code": code}, now)
                     return None
                 latest = self._apply_delivery_status(conn, item_id, organ_id, code,
                                                      description, at, now)
-                self._event(conn, item_id, "outgoing", "recipient_status",
+                self.core.event(conn, item_id, "outgoing", "recipient_status",
                             EventOutcome.ERROR if code == "02" else EventOutcome.OK,
                             {"organ_id": organ_id, "code": code, "description": description,
                              "at": at.isoformat(), "latest": latest, "incoming_id": incoming_id},
                             now)
-                return self._outgoing_record(conn, self._outgoing_row(conn, item_id))
+                return self.outgoing.outgoing_record(conn, self.outgoing.outgoing_row(conn, item_id))
         except IntegrityError:
             # The same status package recorded concurrently (unique incoming_id): theirs stands.
-            with self._read() as conn:
+            with self.core.read() as conn:
                 known = conn.execute(select(s.outgoing_id).where(
                     s.incoming_id == incoming_id).limit(1)).first()
                 if known is None:
@@ -97,7 +104,7 @@ class RecipientStatuses:
         c, d = t.outgoing.c, t.deliveries.c
         documents = select(c.id).where(c.document_id == document_id,
                                        c.kind != OutgoingKind.STATUS.value)
-        with self._read() as conn:
+        with self.core.read() as conn:
             if conn.execute(documents.limit(1)).first() is None:
                 return None
             return conn.execute(select(d.outgoing_id).where(
@@ -107,7 +114,7 @@ class RecipientStatuses:
         if item_id is None:
             return None
         row = conn.execute(select(t.outgoing).where(t.outgoing.c.id == item_id)).mappings().first()
-        return None if row is None else self._outgoing_record(conn, row)
+        return None if row is None else self.outgoing.outgoing_record(conn, row)
 
     @staticmethod
     def _apply_delivery_status(conn: Connection, item_id: str, organ_id: str, code: str,
@@ -131,7 +138,7 @@ class RecipientStatuses:
     def statuses(self, key: str) -> list[StatusRecord]:
         """Every received status about an outgoing item (by journal id) or a DocumentId."""
         s = t.statuses.c
-        with self._read() as conn:
+        with self.core.read() as conn:
             rows = conn.execute(select(t.statuses).where(or_(s.outgoing_id == key, s.document_id == key))
                                 .order_by(s.id)).mappings().all()
         return [StatusRecord(**dict(row)) for row in rows]

@@ -7,7 +7,7 @@ crash is a no-op, so every step may be redone safely.
 
 Delivery guarantee (outbound): at-least-once. An item is claimed (``sending``) before the request
 to the axis and marked ``sent`` after the answer. If the process dies in between, the item is found
-in ``sending`` and sent again (``recover_interrupted`` at start-up, or ``claim_for_sending`` once a
+in ``sending`` and sent again (``outgoing.recover_interrupted`` at start-up, or ``outgoing.claim_for_sending`` once a
 claim is older than ``stale_after``); the same stored bytes go out, and receivers de-duplicate on
 the axis DocId and on (sender, DocumentId, business type, package SHA-256).
 
@@ -20,30 +20,26 @@ instance's server. ``claim_for_sending``, ``recover_interrupted`` and ``pending_
 hand out this instance's items (and rows without an instance, written by an older connector),
 unless the journal was opened with ``any_instance=True`` (package store and exchange folder on
 storage both servers share). When a server is gone for good, an operator makes its items this
-instance's with :meth:`Journal.adopt` after restoring its state directory and ``work/`` here —
+instance's with ``journal.ownership.adopt`` after restoring its state directory and ``work/`` here —
 or cancels them and lets the DMS send again. Inbound polls are serialised by the
 ``inbound-poller`` lease (:meth:`Journal.acquire_lease`).
 
-Layout: this module holds :class:`Journal` itself — opening and closing, transactions and the
-SQLite writer lock, the event log, key/value moments, leases, size and retention — composed from
-one mixin per concern: :mod:`~connector.journal.outgoing` (outgoing transitions),
-:mod:`~connector.journal.incoming` (incoming transitions), :mod:`~connector.journal.statuses`
-(recipient statuses) and :mod:`~connector.journal.instances` (instance ownership and adoption).
+Layout: this module holds :class:`Journal` itself — opening and closing, the event log,
+key/value moments, leases, size and retention — composed of one part per concern, each given the
+shared :class:`~connector.journal.core.JournalCore` (transactions, the SQLite writer lock, events,
+the instance filter): ``journal.outgoing`` (:mod:`~connector.journal.outgoing`),
+``journal.incoming`` (:mod:`~connector.journal.incoming`), ``journal.recipients``
+(:mod:`~connector.journal.statuses`) and ``journal.ownership`` (:mod:`~connector.journal.instances`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import (
-    Connection,
     Engine,
     and_,
-    bindparam,
     delete,
     func,
     insert,
@@ -52,36 +48,18 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy import true as sa_true
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 
 from connector.journal import schema as t
-from connector.journal.engine import (
-    BEGIN_MODE_OPTION,
-    create_journal_engine,
-    sqlite_path,
-)
-from connector.journal.errors import InvalidTransition, JournalError, UnknownItem
+from connector.journal.core import JournalCore
+from connector.journal.engine import create_journal_engine, sqlite_path
 from connector.journal.incoming import IncomingTransitions
 from connector.journal.instances import InstanceAdoption
-from connector.journal.outgoing import (
-    DEFAULT_STALE_AFTER,
-    NewOutgoing,
-    OutgoingTransitions,
-    Packaged,
-)
-from connector.journal.records import (
-    EventRecord,
-    IncomingRecord,
-    OutgoingRecord,
-    default_instance,
-    default_owner,
-    utcnow,
-)
+from connector.journal.outgoing import OutgoingTransitions
+from connector.journal.records import EventRecord, IncomingRecord, OutgoingRecord, utcnow
 from connector.journal.rows import _aware, _chunks
 from connector.journal.schema_version import HEAD_REVISION, stored_revision
-from connector.journal.statements import _INSERT_EVENT
 from connector.journal.states import (
     PENDING_OUTGOING,
     TERMINAL_OUTGOING,
@@ -91,52 +69,44 @@ from connector.journal.states import (
 )
 from connector.journal.statuses import RecipientStatuses
 
-# DEFAULT_STALE_AFTER, NewOutgoing, JournalError, UnknownItem and InvalidTransition are imported
-# above also so that callers keep importing them from here (and from ``connector.journal``).
-
 KV_LAST_AXIS_CONTACT = "axis.last_successful_contact"
 KV_LAST_POLL = "axis.last_successful_poll"
 KV_OUTBOX_REFUSED = "outbox.refused_entries"
 """JSON object: outbox entries that cannot be claimed, by name, with the reason."""
 
 
-class Journal(OutgoingTransitions, IncomingTransitions, RecipientStatuses, InstanceAdoption):
-    """Durable state of outgoing and incoming items. Thread-safe: each call uses its own
-    connection from the engine's pool.
+class Journal:
+    """Durable state of outgoing and incoming items, in four parts over one
+    :class:`~connector.journal.core.JournalCore`: ``outgoing`` (documents and statuses we send),
+    ``incoming`` (what the axis lists for us), ``recipients`` (the statuses receivers send back
+    about ours) and ``ownership`` (which installation owns an item; adoption). The journal
+    itself holds what concerns all of them: the event log, key/value moments, leases, size and
+    retention. Thread-safe: each call uses its own connection from the engine's pool.
 
-    ``max_attempts`` (the ``outbound.max_attempts`` setting) turns a failed attempt into ``failed``
-    once that many attempts were made; ``owner`` names this *process* in claims and leases (host
-    and pid: a restart is a new owner). ``instance`` names this *installation* (stable across
-    restarts; default the host name — pass the folder adapter's instance name): new items are
-    stamped with it and only its items are handed out, unless ``any_instance`` is true.
+    The arguments are :class:`~connector.journal.core.JournalCore`'s.
     """
 
     def __init__(self, engine: Engine, *, max_attempts: int | None = None,
                  owner: str | None = None, instance: str | None = None,
                  any_instance: bool = False) -> None:
-        self.engine = engine
-        self.max_attempts = max_attempts
-        self.owner = owner or default_owner()
-        self.instance = instance or default_instance()
-        self.any_instance = any_instance
-        # SQLite has one writer at a time. Threads of this process queue on this lock instead of
-        # on SQLite's busy handler, which *sleeps* between retries (1, 2, 5 … 100 ms) and so adds
-        # latency to every hand-over; other processes (the CLI) still meet the busy timeout.
-        # PostgreSQL writers run in parallel (row locks), so no lock there.
-        self._write_lock = threading.RLock() if engine.dialect.name == "sqlite" else None
-        # ``UPDATE … RETURNING`` (SQLite ≥ 3.35, PostgreSQL; not MySQL/MariaDB): one statement per
-        # hot transition instead of read + update; without it the read-first path runs.
-        self._returning = bool(getattr(engine.dialect, "update_returning", False))
-        c = t.outgoing.c
-        due = and_(c.state.in_([OutgoingState.QUEUED.value, OutgoingState.PACKAGED.value]),
-                   or_(c.next_attempt_at.is_(None), c.next_attempt_at <= bindparam("now")))
-        stale = and_(c.state == OutgoingState.SENDING.value,
-                     c.claimed_at <= bindparam("stale_before"))
-        self._claim_candidates = (
-            select(t.outgoing)
-            .where(or_(due, stale), self._mine(c.instance))
-            .order_by(c.created_at, c.id).limit(bindparam("limit"))
-            .with_for_update(skip_locked=True))
+        self.core = JournalCore(engine, max_attempts=max_attempts, owner=owner,
+                                instance=instance, any_instance=any_instance)
+        self.outgoing = OutgoingTransitions(self.core)
+        self.incoming = IncomingTransitions(self.core)
+        self.recipients = RecipientStatuses(self.core, self.outgoing)
+        self.ownership = InstanceAdoption(self.core)
+
+    @property
+    def engine(self) -> Engine:
+        return self.core.engine
+
+    @property
+    def owner(self) -> str:
+        return self.core.owner
+
+    @property
+    def instance(self) -> str:
+        return self.core.instance
 
     @classmethod
     def open(cls, url: str | URL, *, max_attempts: int | None = None, owner: str | None = None,
@@ -157,12 +127,6 @@ class Journal(OutgoingTransitions, IncomingTransitions, RecipientStatuses, Insta
         return cls(engine, max_attempts=max_attempts, owner=owner, instance=instance,
                    any_instance=any_instance)
 
-    def _mine(self, column):
-        """Rows this instance may work on: its own, and rows from before instances existed."""
-        if self.any_instance:
-            return sa_true()
-        return or_(column == self.instance, column.is_(None))
-
     def close(self) -> None:
         self.engine.dispose()
 
@@ -174,47 +138,19 @@ class Journal(OutgoingTransitions, IncomingTransitions, RecipientStatuses, Insta
 
     @property
     def dialect(self) -> str:
-        return self.engine.dialect.name
-
-    # -- plumbing -----------------------------------------------------------------------------
-
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """A write transaction: on SQLite it takes the write lock up front (BEGIN IMMEDIATE)."""
-        with self._write_lock or nullcontext():
-            with self.engine.connect().execution_options(**{BEGIN_MODE_OPTION: "IMMEDIATE"}) as conn:
-                with conn.begin():
-                    yield conn
-
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            with conn.begin():
-                yield conn
-
-    @staticmethod
-    def _event_row(item_id: str | None, item_kind: str, name: str, outcome: EventOutcome | str,
-                   detail: dict[str, Any] | None, at: dt.datetime) -> dict[str, Any]:
-        return {"item_id": item_id, "item_kind": item_kind, "event": name,
-                "outcome": outcome.value if isinstance(outcome, EventOutcome) else outcome,
-                "detail": detail or {}, "at": at}
-
-    @classmethod
-    def _event(cls, conn: Connection, item_id: str | None, item_kind: str, name: str,
-               outcome: EventOutcome | str, detail: dict[str, Any] | None, at: dt.datetime) -> None:
-        conn.execute(_INSERT_EVENT, cls._event_row(item_id, item_kind, name, outcome, detail, at))
+        return self.core.dialect
 
     def record_event(self, item_id: str | None, item_kind: str, name: str, *,
                      outcome: EventOutcome | str = EventOutcome.INFO,
                      detail: dict[str, Any] | None = None, now: dt.datetime | None = None) -> None:
         """Append an event that is not a state change (e.g. a delivery retry on the agency side,
         an axis contact problem). ``item_kind`` is ``outgoing``, ``incoming`` or ``journal``."""
-        with self._write() as conn:
-            self._event(conn, item_id, item_kind, name, outcome, detail, now or utcnow())
+        with self.core.write() as conn:
+            self.core.event(conn, item_id, item_kind, name, outcome, detail, now or utcnow())
 
     def find(self, key: str) -> OutgoingRecord | IncomingRecord | None:
         """What an operator's ID means: an outgoing item first, then an incoming one."""
-        return self.find_outgoing(key) or self.find_incoming(key)
+        return self.outgoing.find_outgoing(key) or self.incoming.find_incoming(key)
 
     # -- history, counters, housekeeping -------------------------------------------------------
 
@@ -226,7 +162,7 @@ class Journal(OutgoingTransitions, IncomingTransitions, RecipientStatuses, Insta
             query = query.where(e.item_id == item_id)
         if limit is not None:
             query = query.limit(limit)
-        with self._read() as conn:
+        with self.core.read() as conn:
             return [EventRecord(id=row["id"], item_id=row["item_id"], item_kind=row["item_kind"],
                                 event=row["event"], outcome=row["outcome"],
                                 detail=dict(row["detail"] or {}), at=row["at"])
@@ -236,7 +172,7 @@ class Journal(OutgoingTransitions, IncomingTransitions, RecipientStatuses, Insta
         """``{"outgoing": {"queued": 3, ...}, "incoming": {...}}`` with every state present."""
         result = {"outgoing": {s.value: 0 for s in OutgoingState},
                   "incoming": {s.value: 0 for s in IncomingState}}
-        with self._read() as conn:
+        with self.core.read() as conn:
             for name, table in (("outgoing", t.outgoing), ("incoming", t.incoming)):
                 rows = conn.execute(select(table.c.state, func.count()).group_by(table.c.state))
                 for state, count in rows:
@@ -248,7 +184,7 @@ class Journal(OutgoingTransitions, IncomingTransitions, RecipientStatuses, Insta
         incoming listed but not yet acknowledged and delivered (or parked by policy)."""
         now = now or utcnow()
         o, i = t.outgoing.c, t.incoming.c
-        with self._read() as conn:
+        with self.core.read() as conn:
             oldest_out = conn.execute(select(func.min(o.created_at)).where(
                 o.state.in_([s.value for s in PENDING_OUTGOING]))).scalar()
             oldest_in = conn.execute(select(func.min(i.created_at)).where(
@@ -262,12 +198,12 @@ class Journal(OutgoingTransitions, IncomingTransitions, RecipientStatuses, Insta
         return max(now - min(candidates), dt.timedelta(0))
 
     def kv_get(self, key: str) -> str | None:
-        with self._read() as conn:
+        with self.core.read() as conn:
             return conn.execute(select(t.kv.c.value).where(t.kv.c.key == key)).scalar()
 
     def kv_set(self, key: str, value: str | None, *, now: dt.datetime | None = None) -> None:
         now = now or utcnow()
-        with self._write() as conn:
+        with self.core.write() as conn:
             done = conn.execute(update(t.kv).where(t.kv.c.key == key).values(value=value, updated_at=now))
             if done.rowcount == 0:
                 conn.execute(insert(t.kv).values(key=key, value=value, updated_at=now))
@@ -289,7 +225,7 @@ class Journal(OutgoingTransitions, IncomingTransitions, RecipientStatuses, Insta
         owner = owner or self.owner
         lease = t.leases.c
         try:
-            with self._write() as conn:
+            with self.core.write() as conn:
                 row = conn.execute(select(t.leases).where(lease.name == name).with_for_update()
                                    ).mappings().first()
                 if row is None:
@@ -305,7 +241,7 @@ class Journal(OutgoingTransitions, IncomingTransitions, RecipientStatuses, Insta
 
     def release_lease(self, name: str, *, owner: str | None = None) -> None:
         owner = owner or self.owner
-        with self._write() as conn:
+        with self.core.write() as conn:
             conn.execute(delete(t.leases).where(t.leases.c.name == name, t.leases.c.owner == owner))
 
     def purge(self, older_than: dt.timedelta, *, dedupe_window: dt.timedelta,
@@ -322,7 +258,7 @@ class Journal(OutgoingTransitions, IncomingTransitions, RecipientStatuses, Insta
         incoming_cutoff = min(cutoff, now - dedupe_window)
         o, i, e, s = t.outgoing.c, t.incoming.c, t.events.c, t.statuses.c
         counts: dict[str, int] = {}
-        with self._write() as conn:
+        with self.core.write() as conn:
             old_out = select(o.id).where(o.state.in_([st.value for st in TERMINAL_OUTGOING]),
                                          o.updated_at < cutoff)
             old_in = select(i.id).where(
@@ -348,7 +284,7 @@ class Journal(OutgoingTransitions, IncomingTransitions, RecipientStatuses, Insta
                 s.outgoing_id.is_(None), s.recorded_at < cutoff)).rowcount
             counts["events"] += conn.execute(delete(t.events).where(
                 e.item_id.is_(None), e.at < cutoff)).rowcount
-            self._event(conn, None, "journal", "purged", EventOutcome.INFO,
+            self.core.event(conn, None, "journal", "purged", EventOutcome.INFO,
                         {**counts, "cutoff": cutoff.isoformat()}, now)
         return counts
 
@@ -365,7 +301,7 @@ class Journal(OutgoingTransitions, IncomingTransitions, RecipientStatuses, Insta
                     pass
             return total
         if self.dialect == "postgresql":
-            with self._read() as conn:
+            with self.core.read() as conn:
                 return int(sum(conn.execute(
                     text("SELECT COALESCE(pg_total_relation_size(to_regclass(:name)), 0)"),
                     {"name": name}).scalar() or 0 for name in t.JOURNAL_TABLES))

@@ -27,8 +27,8 @@ class FolderOperations:
     name = "folder"
 
     def __init__(self, root: str | os.PathLike[str], *, zip_limits: Any = None) -> None:
-        from connector.dms.folder_inbox import InboxWriter
-        from connector.dms.folder_layout import ExchangeLayout
+        from connector.dms.folder.inbox import InboxWriter
+        from connector.dms.folder.layout import ExchangeLayout
 
         self.layout = ExchangeLayout(Path(root))
         self.inbox = InboxWriter(self.layout, zip_limits=zip_limits)
@@ -36,14 +36,12 @@ class FolderOperations:
     def unclaim(self, item: OutgoingItem) -> None:
         """Put a failed item back into ``work/`` under its claim name; the daemon that claimed
         it hands it out again (its instance still owns the name)."""
-        from connector.dms import folder_results
-
+        from connector.dms.folder import results as folder_results
         folder_results.put_back(self.layout, item)
 
     def mark_failed(self, item: OutgoingItem, failure: Failure) -> None:
         """Show an item as failed (``cancel``): into ``failed/`` with its ``.error.txt``."""
-        from connector.dms import folder_results
-
+        from connector.dms.folder import results as folder_results
         folder_results.mark_failed(self.layout, item, failure)
 
     def deliver_document(self, document: IncomingDocument) -> str:
@@ -124,7 +122,7 @@ class OpsContext:
                 raise ConfigError("the item came from the DMS database, which is not configured "
                                   "here", file=str(self.settings.source or ""),
                                   hint="use the configuration the daemon runs with")
-            from connector.dms.database import DatabaseSide
+            from connector.dms.database.side import DatabaseSide
 
             side = DatabaseSide(self.settings.database)
         self._sides[name] = side
@@ -153,7 +151,7 @@ class OpsContext:
 
     # -- what an operator's ID means ----------------------------------------------------------
     def outgoing(self, key: str) -> OutgoingRecord:
-        record = self.journal.find_outgoing(key.strip())
+        record = self.journal.outgoing.find_outgoing(key.strip())
         if record is None:
             raise InputError(f"no outgoing item {key!r} (neither a journal id nor a DocumentId "
                              "of a sent document)",
@@ -161,7 +159,7 @@ class OpsContext:
         return record
 
     def incoming(self, key: str) -> IncomingRecord:
-        record = self.journal.find_incoming(key.strip())
+        record = self.journal.incoming.find_incoming(key.strip())
         if record is None:
             raise InputError(f"no received item {key!r} (neither a journal id, an axis DocId nor "
                              "a DocumentId)",
@@ -186,7 +184,7 @@ def display_name(record: OutgoingRecord) -> str:
         if value:
             return str(value)
     if record.source == "folder":
-        from connector.dms.folder_claims import ClaimName
+        from connector.dms.folder.claims import ClaimName
 
         claim = ClaimName.parse(record.source_ref)
         if claim is not None:

@@ -23,8 +23,8 @@ from connector import fsutil
 from connector.dms.base import IncomingDocument
 from connector.errors import ConnectorError, EdxmlError, InputError
 from connector.journal import IncomingRecord, IncomingState, MessageType
-from connector.ops.context import DATABASE_LOCATION_PREFIX, OpsContext
 from connector.ops.bulk import BULK_LIMIT, BulkResult, apply_to_each
+from connector.ops.context import DATABASE_LOCATION_PREFIX, OpsContext
 
 REFUSED_FILE = "refused.json"
 REFUSE_CODE = "02"
@@ -75,14 +75,14 @@ def describe_incoming(record: IncomingRecord) -> dict[str, Any]:
 
 def inbox_list(ctx: OpsContext, *, limit: int = 100) -> list[dict[str, Any]]:
     """Received documents (not statuses), newest first."""
-    records = ctx.journal.list_incoming(messagetype=MessageType.EDOC.value, limit=limit)
+    records = ctx.journal.incoming.list_incoming(messagetype=MessageType.EDOC.value, limit=limit)
     return [describe_incoming(record) for record in records]
 
 
 def quarantine_list(ctx: OpsContext, *, limit: int = 100) -> list[dict[str, Any]]:
     """Documents held by the signature policy and waiting for an operator, newest first."""
     return [describe_incoming(record)
-            for record in ctx.journal.list_incoming(quarantined=True, limit=limit)]
+            for record in ctx.journal.incoming.list_incoming(quarantined=True, limit=limit)]
 
 
 # --------------------------------------------------------------------------- rebuilding
@@ -154,7 +154,7 @@ def redeliver(ctx: OpsContext, key: str, *, now: dt.datetime | None = None) -> s
         record, note=f"delivered again by an operator (inbox redeliver) at {_iso(moment)}")
     location = side.deliver_document(document)
     if record.delivered_at is None:
-        ctx.journal.record_delivered(record.id, location, now=moment)
+        ctx.journal.incoming.record_delivered(record.id, location, now=moment)
     else:
         ctx.journal.record_event(record.id, "incoming", "redelivered",
                                  detail={"actor": "operator", "location": location,
@@ -193,14 +193,14 @@ def release(ctx: OpsContext, key: str, *, now: dt.datetime | None = None) -> str
         location = side.deliver_document(document_from_journal(
             record, note=f"released from quarantine by an operator at {_iso(moment)}; it had been "
                          f"held because: {record.quarantine_reason or 'unknown'}"))
-    ctx.journal.record_delivered(record.id, location, now=moment)
+    ctx.journal.incoming.record_delivered(record.id, location, now=moment)
     return location
 
 
 def release_all(ctx: OpsContext, *, progress: Callable[[int], None] | None = None,
                 total: Callable[[int], None] | None = None) -> BulkResult:
     """``quarantine release --all``, oldest first (see :mod:`connector.ops.bulk`)."""
-    records = ctx.journal.list_incoming(quarantined=True, limit=BULK_LIMIT)
+    records = ctx.journal.incoming.list_incoming(quarantined=True, limit=BULK_LIMIT)
     oldest_first = [record.id for record in reversed(records)]
     return apply_to_each(oldest_first, lambda item_id: release(ctx, item_id),
                          total=total, progress=progress)
@@ -226,7 +226,7 @@ def refuse(ctx: OpsContext, key: str, reason: str, *, now: dt.datetime | None = 
                                  source_ref=f"refuse:{record.id}",
                                  display=f"refusal (02) of {record.id} to {record.sender}",
                                  extra_meta={"incoming_id": record.id, "reason": "quarantine refused"})
-    ctx.journal.record_refused(record.id, reason, now=moment)
+    ctx.journal.incoming.record_refused(record.id, reason, now=moment)
     _mark_refused_folder(record, reason, status_item.id, moment)
     return status_item
 

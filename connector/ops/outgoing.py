@@ -32,7 +32,7 @@ RETRY_ACTOR = "operator"
 def retry(ctx: OpsContext, key: str) -> OutgoingRecord:
     """Requeue one item (journal id or DocumentId) and give it back to its agency side."""
     before = ctx.outgoing(key)
-    after = ctx.journal.requeue(before.id, actor=RETRY_ACTOR)
+    after = ctx.journal.outgoing.requeue(before.id, actor=RETRY_ACTOR)
     if before.state in (OutgoingState.FAILED, OutgoingState.CANCELLED):
         side = ctx.side(before.source)
         if side is not None and hasattr(side, "unclaim"):
@@ -50,7 +50,7 @@ def retry(ctx: OpsContext, key: str) -> OutgoingRecord:
 def retry_failed(ctx: OpsContext, *, progress: Callable[[int], None] | None = None,
                  total: Callable[[int], None] | None = None) -> BulkResult:
     """``retry --failed``: every failed item, oldest first (see :mod:`connector.ops.bulk`)."""
-    failed = ctx.journal.list_outgoing(OutgoingState.FAILED, limit=BULK_LIMIT, newest_first=False)
+    failed = ctx.journal.outgoing.list_outgoing(OutgoingState.FAILED, limit=BULK_LIMIT, newest_first=False)
     return apply_to_each([record.id for record in failed], lambda item_id: retry(ctx, item_id),
                          total=total, progress=progress)
 
@@ -60,7 +60,7 @@ def cancel(ctx: OpsContext, key: str, *, reason: str | None = None,
     """Cancel an item not yet sent; returns the record and a warning when the side could not
     show it (e.g. the folder item is no longer in ``work/``)."""
     before = ctx.outgoing(key)
-    after = ctx.journal.cancel(before.id, reason=reason, actor=RETRY_ACTOR, now=now)
+    after = ctx.journal.outgoing.cancel(before.id, reason=reason, actor=RETRY_ACTOR, now=now)
     if before.state is OutgoingState.CANCELLED:
         return after, None
     side = ctx.side(before.source)

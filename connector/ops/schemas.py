@@ -39,10 +39,3 @@ SCHEMAS: dict[str, type] = {
     "metadata": InboxMetadata,
     "config": ConfigFileSchema,
 }
-
-
-def register_all() -> None:
-    from connector.cli.edxml_commands import register_schema
-
-    for name, model in SCHEMAS.items():
-        register_schema(name, model)

@@ -17,9 +17,16 @@ from typing import Any
 
 from connector.edxml.model import StatusCode
 from connector.errors import InputError
-from connector.journal import (KV_LAST_AXIS_CONTACT, KV_LAST_POLL, KV_OUTBOX_REFUSED,
-                               IncomingRecord, IncomingState, Journal, OutgoingRecord,
-                               OutgoingState)
+from connector.journal import (
+    KV_LAST_AXIS_CONTACT,
+    KV_LAST_POLL,
+    KV_OUTBOX_REFUSED,
+    IncomingRecord,
+    IncomingState,
+    Journal,
+    OutgoingRecord,
+    OutgoingState,
+)
 from connector.ops.context import display_name
 
 DIRECTIONS = ("out", "in")
@@ -83,9 +90,9 @@ def collect_status(journal: Journal, *, state: str | None = None, direction: str
     now = now or dt.datetime.now(dt.timezone.utc)
     rows: list[dict[str, Any]] = []
     if direction in (None, "out") and (state is None or state in OutgoingState._value2member_map_):
-        rows += [outgoing_row(r) for r in journal.list_outgoing(state, limit=limit)]
+        rows += [outgoing_row(r) for r in journal.outgoing.list_outgoing(state, limit=limit)]
     if direction in (None, "in") and (state is None or state in IncomingState._value2member_map_):
-        rows += [incoming_row(r) for r in journal.list_incoming(state, limit=limit)]
+        rows += [incoming_row(r) for r in journal.incoming.list_incoming(state, limit=limit)]
     rows.sort(key=lambda row: row["id"], reverse=True)  # ULIDs: newest first across directions
     age = journal.oldest_pending_age(now)
     contact = journal.get_time(KV_LAST_AXIS_CONTACT)

@@ -12,9 +12,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from connector.dms.base import Receipt
-from connector.edxml.model import StatusCode
-
 RECEIPT_FORMAT = 1
 
 
@@ -46,22 +43,3 @@ class ReceiptFile(BaseModel):
     updated_at: dt.datetime = Field(description="when this file was last written")
     source_ref: str = Field(description="the connector's claim reference (work/ name); "
                                         "identifies the item across restarts")
-
-
-def receipt_file(receipt: Receipt, *, name: str, source_ref: str,
-                 now: dt.datetime | None = None) -> ReceiptFile:
-    """Turn the core's :class:`Receipt` into the file model, filling missing status labels."""
-    recipients: dict[str, RecipientStatus] = {}
-    for organ_id, raw in receipt.recipients.items():
-        entry: dict[str, Any] = dict(raw or {})
-        code = entry.get("status")
-        if code and not entry.get("label"):
-            try:
-                entry["label"] = StatusCode(str(code)).label_en
-            except ValueError:
-                pass
-        recipients[organ_id] = RecipientStatus.model_validate(entry)
-    return ReceiptFile(name=name, journal_id=receipt.journal_id, document_id=receipt.document_id,
-                       state=receipt.state, axis_doc_id=receipt.axis_doc_id,
-                       sent_at=receipt.sent_at, recipients=recipients,
-                       updated_at=now or dt.datetime.now(dt.timezone.utc), source_ref=source_ref)

@@ -10,17 +10,12 @@ vendor can validate what it writes. A file that does not validate is not sent: i
 from __future__ import annotations
 
 import datetime as dt
-import json
-from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from connector.dms.base import StatusRequest
 from connector.edxml.model import StatusCode
-from connector.errors import InputError
-from connector.schemas.document import OrganId, Staff, describe_validation_error
+from connector.schemas.document import OrganId, Staff
 
 _VALID_CODES = ", ".join(f"{code.value} ({code.label_en})" for code in StatusCode)
 
@@ -70,38 +65,3 @@ class StatusDrop(BaseModel):
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
-
-    def to_request(self) -> StatusRequest:
-        staff = self.staff.model_dump() if self.staff else {}
-        return StatusRequest(code=self.code, document_id=self.document_id, to=list(self.to),
-                             description=self.description, staff=staff,
-                             code_text=self.document_code,
-                             promulgation_date=self.promulgation_date)
-
-
-def load_status_request(path: str | Path) -> StatusRequest:
-    """Read and validate a status drop file (YAML, or JSON by its ``.json`` suffix)."""
-    path = Path(path)
-    hint = "see `edxml-connector schema status` for the expected format"
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise InputError("not UTF-8 text", file=str(path), hint="save the file as UTF-8") from error
-    try:
-        if path.suffix.lower() == ".json":
-            raw: Any = json.loads(text)
-        else:
-            raw = yaml.safe_load(text)
-    except json.JSONDecodeError as error:
-        raise InputError(f"not valid JSON: {error.msg}", file=str(path), line=error.lineno,
-                         hint=hint) from error
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        raise InputError(f"not valid YAML: {getattr(error, 'problem', error)}", file=str(path),
-                         line=(mark.line + 1) if mark else None, hint=hint) from error
-    if not isinstance(raw, dict):
-        raise InputError("expected a mapping of fields at the top level", file=str(path), hint=hint)
-    try:
-        return StatusDrop.model_validate(raw).to_request()
-    except ValidationError as error:
-        raise InputError(describe_validation_error(error), file=str(path), hint=hint) from error

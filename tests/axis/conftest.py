@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from axis_helpers import AGENCIES, FAST_RETRY, G22, H41, SECRETS
 
 from connector.axis.client import AxisClient, AxisSettings
-from connector.axis.sim_agencies import agencies_from_data
-from connector.axis.simulator import AxisSimulator
-
-from axis_helpers import AGENCIES, FAST_RETRY, G22, H41, SECRETS
+from connector.axis.sim.agencies import agencies_from_data
+from connector.axis.sim.server import AxisSimulator
 
 
 @pytest.fixture

@@ -12,15 +12,14 @@ import sys
 import pytest
 import requests
 import yaml
+from axis_helpers import AGENCIES, FAST_RETRY, G22, H41, SECRETS
 
 from connector.axis.client import AxisClient, AxisSettings
 from connector.axis.errors import TransientAxisError
-from connector.axis.sim_agencies import load_agencies
-from connector.axis.sim_samples import make_document
-from connector.axis.simulator import _is_loopback
+from connector.axis.sim.agencies import load_agencies
+from connector.axis.sim.samples import make_document
+from connector.axis.sim.server import _is_loopback
 from connector.errors import InputError
-
-from axis_helpers import AGENCIES, FAST_RETRY, G22, H41, SECRETS
 
 
 def test_axis_sim_serves_until_sigterm_and_keeps_state(tmp_path):
@@ -96,8 +95,8 @@ def test_admin_answers_loopback_callers_only():
 
 
 def test_the_simulator_refuses_half_a_tls_configuration(tmp_path):
-    from connector.axis.sim_agencies import agencies_from_data
-    from connector.axis.simulator import AxisSimulator
+    from connector.axis.sim.agencies import agencies_from_data
+    from connector.axis.sim.server import AxisSimulator
     with pytest.raises(InputError, match="--tls-key"):
         AxisSimulator(tmp_path / "state", agencies_from_data(AGENCIES),
                       tls_cert=tmp_path / "cert.pem")

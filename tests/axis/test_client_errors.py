@@ -11,8 +11,7 @@ import responses
 
 from connector.axis import protocol as p
 from connector.axis.client import AxisClient, AxisSettings, RetryPolicy
-from connector.axis.errors import (AxisAuthError, AxisSettingsError, PermanentAxisError,
-                                   TransientAxisError)
+from connector.axis.errors import AxisAuthError, AxisSettingsError, PermanentAxisError, TransientAxisError
 
 ENDPOINT = "https://axis.test/vxp"
 SECRET = "very-secret-value-42"

@@ -7,14 +7,13 @@ import json
 
 import pytest
 import requests
+from axis_helpers import G22, H14, H41, SECRETS
 
 from connector.axis import protocol as p
 from connector.axis.client import RetryPolicy
 from connector.axis.errors import AxisAuthError, PermanentAxisError, TransientAxisError
-from connector.axis.sim_samples import make_document, make_status
-from connector.axis.simulator import AxisSimulator
-
-from axis_helpers import G22, H14, H41, SECRETS
+from connector.axis.sim.samples import make_document, make_status
+from connector.axis.sim.server import AxisSimulator
 
 
 def admin(sim, name):

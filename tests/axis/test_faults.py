@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import pytest
 import requests
+from axis_helpers import G22, H41
 
 from connector.axis import protocol as p
 from connector.axis.client import RetryPolicy
 from connector.axis.errors import TransientAxisError
-from connector.axis.sim_faults import FaultConfig, FaultInjector
-from connector.axis.sim_samples import make_document
-
-from axis_helpers import G22, H41
+from connector.axis.sim.faults import FaultConfig, FaultInjector
+from connector.axis.sim.samples import make_document
 
 
 def set_faults(sim, **changes):

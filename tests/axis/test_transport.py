@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 import responses
+from axis_helpers import FAST_RETRY, G22, H41, SECRETS
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -24,10 +25,8 @@ from cryptography.x509.oid import NameOID
 from connector.axis import protocol as p
 from connector.axis.client import AxisClient, AxisSettings, RetryPolicy
 from connector.axis.errors import TransientAxisError
-from connector.axis.sim_samples import make_document
-from connector.axis.simulator import AxisSimulator
-
-from axis_helpers import FAST_RETRY, G22, H41, SECRETS
+from connector.axis.sim.samples import make_document
+from connector.axis.sim.server import AxisSimulator
 
 ONE_TRY = RetryPolicy(max_attempts=1)
 

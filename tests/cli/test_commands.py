@@ -146,7 +146,7 @@ def test_verify_asks_revocation_and_the_binding_when_given_their_files(cli, pack
 
 
 def test_another_ca_does_not_make_it_valid(cli, packed, tmp_path):
-    from connector.devcerts import make_dev_certs
+    from connector.devtools.devcerts import make_dev_certs
 
     other = make_dev_certs(tmp_path / "other-ca")
     verify = cli("verify", packed, "--trust", other.ca_cert)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from cli_checks import one_error_line
+
 from connector.edxml.reader import read_package
 
 EXAMPLE_METADATA = Path(__file__).resolve().parents[2] / "config" / "document.example.yaml"

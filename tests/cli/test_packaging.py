@@ -1,4 +1,4 @@
-"""connector.packaging: metadata + files -> model, and the statuses answering a document."""
+"""connector.pipeline.packaging: metadata + files -> model, and the statuses answering a document."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from connector import packaging
 from connector.edxml import model
 from connector.errors import InputError
+from connector.pipeline import packaging
 from connector.schemas.document import load_document_metadata, parse_document_metadata
 
 EXAMPLE_METADATA = Path(__file__).resolve().parents[2] / "config" / "document.example.yaml"

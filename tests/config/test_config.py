@@ -12,6 +12,7 @@ import yaml
 
 from connector.config import EXAMPLE_CONFIG, Settings, load_config, substitute_env
 from connector.errors import ConfigError
+from connector.service.health import HealthSettings
 
 EXAMPLE = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
 
@@ -102,7 +103,7 @@ def test_runtime_objects_for_the_client_and_health_listener(credentials):
     client = settings.axis.client_settings(settings.agency.organ_id)
     assert client.secret == "axis-s3cret-value" and client.systemid == "000.00.00.G22"
     assert client.retry.max_attempts == 5
-    health = settings.health.runtime(certificate_warning_days=settings.certificate.expiry_warning_days)
+    health = HealthSettings.from_config(settings.health, settings.certificate.expiry_warning_days)
     assert (health.host, health.port, health.min_free_disk_bytes) == ("127.0.0.1", 9640, 512 << 20)
 
 
@@ -253,7 +254,7 @@ def test_an_agency_side_is_required(credentials, tmp_path):
 
 
 def test_database_section_uses_the_dms_mapping_model(credentials, tmp_path):
-    from connector.dms.db_mapping import DmsDatabaseSettings
+    from connector.dms.database.mapping import DmsDatabaseSettings
 
     data = variant(database={"url": "sqlite:////tmp/dms.db"}, exchange={"enabled": False})
     settings = load_config(write(tmp_path, data))

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from connector.axis.sim_agencies import agencies_from_data
-from connector.axis.simulator import AxisSimulator
-from connector.devcerts import trust_config
+from connector.axis.sim.agencies import agencies_from_data
+from connector.axis.sim.server import AxisSimulator
 from connector.config import load_config
-from connector.inbound import Inbound
-from connector.outbound import Outbound
+from connector.devtools.devcerts import trust_config
+from connector.pipeline.inbound import Inbound
+from connector.pipeline.outbound import Outbound
 from connector.runtime import Runtime
 
 A = "000.00.00.G22"

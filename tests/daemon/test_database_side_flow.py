@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from connector.journal import IncomingState, OutgoingState
 
-from .conftest import A, B, PDF
+from .conftest import PDF, A, B
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "dms_db"))
 
@@ -66,7 +66,7 @@ def test_database_side_both_ways_through_the_pipelines(make_agency, tmp_path):
 
     a.cycle()
 
-    [sent] = a.journal.list_outgoing(OutgoingState.SENT)
+    [sent] = a.journal.outgoing.list_outgoing(OutgoingState.SENT)
     assert (sent.source, sent.source_ref) == ("database", str(row_id))  # the claim, journalled
     assert [e.event for e in a.journal.events(sent.id)][0] == "enqueued"
     row = _row(a_dms, outgoing_documents, id=row_id)
@@ -76,7 +76,7 @@ def test_database_side_both_ways_through_the_pipelines(make_agency, tmp_path):
     assert row["exchange_journal_id"] == sent.id
 
     b.poll()  # B: stored, verified, acknowledged, inserted into B's DMS tables, 01 sent
-    [received] = b.journal.list_incoming(messagetype="edoc")
+    [received] = b.journal.incoming.list_incoming(messagetype="edoc")
     assert received.state is IncomingState.DELIVERED
     inserted = _row(b_dms, incoming_documents, journal_id=received.id)
     assert inserted["document_id"] == sent.document_id and inserted["from_organ_id"] == A
@@ -103,7 +103,7 @@ def test_database_side_both_ways_through_the_pipelines(make_agency, tmp_path):
     row = _row(a_dms, outgoing_documents, id=row_id)
     assert row["exchange_status"] == "03"
     assert json.loads(row["exchange_receipt"])[B]["status"] == "03"
-    assert {d.organ_id: d.status_code for d in a.journal.get_outgoing(sent.id).deliveries} == {
+    assert {d.organ_id: d.status_code for d in a.journal.outgoing.get_outgoing(sent.id).deliveries} == {
         B: "03"}
 
 
@@ -122,9 +122,9 @@ def test_revoke_and_take_back_rows_reach_the_receivers_dms_as_events(make_agency
         connection.execute(outgoing_documents.insert().values(
             subject="Công văn số 9", code_number="9", **header))
     a.cycle()
-    [original] = a.journal.list_outgoing(OutgoingState.SENT)
+    [original] = a.journal.outgoing.list_outgoing(OutgoingState.SENT)
     b.poll()
-    [received] = b.journal.list_incoming(messagetype="edoc")
+    [received] = b.journal.incoming.list_incoming(messagetype="edoc")
 
     with a_dms.begin() as connection:  # revoke (business type 1) and take back (13), by columns
         connection.execute(outgoing_documents.insert().values(
@@ -134,7 +134,7 @@ def test_revoke_and_take_back_rows_reach_the_receivers_dms_as_events(make_agency
             subject="Lấy lại", code_number="9", take_back_document_id=original.document_id,
             take_back_reason="Gửi nhầm nơi nhận", **header))
     a.cycle()
-    sent = a.journal.list_outgoing(OutgoingState.SENT)
+    sent = a.journal.outgoing.list_outgoing(OutgoingState.SENT)
     assert sorted((r.kind, r.business_type) for r in sent) == [
         ("document", 0), ("document", 1), ("status", None)]
     b.poll()

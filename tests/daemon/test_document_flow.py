@@ -6,7 +6,7 @@ import json
 
 from connector.journal import IncomingState, OutgoingState
 
-from .conftest import A, B, PDF, document_metadata, drop_bundle, drop_status, inbox_entries
+from .conftest import PDF, A, B, document_metadata, drop_bundle, drop_status, inbox_entries
 
 
 def test_document_reaches_b_verified_and_statuses_come_back(pair):
@@ -15,7 +15,7 @@ def test_document_reaches_b_verified_and_statuses_come_back(pair):
                 {"Công văn số 101.pdf": PDF})
     a.cycle()
 
-    [sent] = a.journal.list_outgoing(OutgoingState.SENT)
+    [sent] = a.journal.outgoing.list_outgoing(OutgoingState.SENT)
     assert sent.document_id.startswith(f"{A},2026/11/23,101/")
     assert (a.exchange / "sent" / "cv101").is_dir()
     receipt = json.loads((a.exchange / "sent" / "cv101.receipt.json").read_text())
@@ -27,9 +27,9 @@ def test_document_reaches_b_verified_and_statuses_come_back(pair):
     assert metadata["signature"]["state"] == "valid"
     assert metadata["document_id"] == sent.document_id
     assert (entry / "Công văn số 101.pdf").read_bytes() == PDF
-    [received] = b.journal.list_incoming(messagetype="edoc")
+    [received] = b.journal.incoming.list_incoming(messagetype="edoc")
     assert received.state is IncomingState.DELIVERED
-    arrived = b.journal.list_outgoing(OutgoingState.SENT, kind="status")
+    arrived = b.journal.outgoing.list_outgoing(OutgoingState.SENT, kind="status")
     assert len(arrived) == 1 and arrived[0].source == "connector"
 
     a.poll()  # A receives 01
@@ -39,14 +39,14 @@ def test_document_reaches_b_verified_and_statuses_come_back(pair):
     drop_status(b.exchange / "outbox", "accepted", {"code": "03", "document_id": sent.document_id,
                                                     "description": "Đã vào sổ"})
     b.cycle()
-    [status_item] = [r for r in b.journal.list_outgoing(OutgoingState.SENT, kind="status")
+    [status_item] = [r for r in b.journal.outgoing.list_outgoing(OutgoingState.SENT, kind="status")
                      if r.source == "folder"]
     assert status_item.recipients == [A]  # filled from the journal: the sender of the document
     a.poll()
-    record = a.journal.get_outgoing(sent.id)
+    record = a.journal.outgoing.get_outgoing(sent.id)
     assert {d.organ_id: d.status_code for d in record.deliveries} == {B: "03"}
     receipt = json.loads((a.exchange / "sent" / "cv101.receipt.json").read_text())
     assert receipt["recipients"][B]["status"] == "03"
     lines = (a.exchange / "inbox" / "statuses.jsonl").read_text().splitlines()
     assert [json.loads(line)["code"] for line in lines] == ["01", "03"]
-    assert [s.code for s in a.journal.statuses(sent.id)] == ["01", "03"]
+    assert [s.code for s in a.journal.recipients.statuses(sent.id)] == ["01", "03"]

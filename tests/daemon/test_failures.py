@@ -9,7 +9,7 @@ import time
 
 from connector.journal import IncomingState, OutgoingState
 
-from .conftest import B, PDF, document_metadata, drop_bundle, inbox_entries
+from .conftest import PDF, B, document_metadata, drop_bundle, inbox_entries
 
 
 def _send_one(a, number="101"):
@@ -27,7 +27,7 @@ def test_redelivered_item_is_acknowledged_again_and_not_delivered_twice(pair, si
     counts = b.inbound.poll()
     assert counts["listed"] == 1 and counts["failed"] == 0
     assert len(inbox_entries(b.exchange)) == 1
-    [received] = b.journal.list_incoming(messagetype="edoc")
+    [received] = b.journal.incoming.list_incoming(messagetype="edoc")
     assert received.state is IncomingState.DELIVERED
     assert [e.event for e in b.journal.events(received.id)].count("acknowledged") == 1
 
@@ -42,7 +42,7 @@ def test_a_package_that_cannot_be_stored_is_not_acknowledged(pair, simulator, mo
     monkeypatch.setattr(b.runtime.store, "finish_incoming", full_disk)
     counts = b.inbound.poll()
     assert counts["failed"] == 1
-    [received] = b.journal.list_incoming(messagetype="edoc")
+    [received] = b.journal.incoming.list_incoming(messagetype="edoc")
     assert received.acknowledged_at is None and not received.is_stored
     assert "No space left" in received.last_error
     assert inbox_entries(b.exchange) == []
@@ -50,14 +50,14 @@ def test_a_package_that_cannot_be_stored_is_not_acknowledged(pair, simulator, mo
     # Still pending on the axis: the next poll takes it.
     b.poll()
     assert len(inbox_entries(b.exchange)) == 1
-    assert b.journal.get_incoming(received.id).state is IncomingState.DELIVERED
+    assert b.journal.incoming.get_incoming(received.id).state is IncomingState.DELIVERED
 
 
 def test_refused_credentials_pause_sending_without_spending_attempts(make_agency, simulator):
     make_agency("B")
     a = make_agency("A", secret="not-the-secret")  # the axis refuses us (HTTP 401)
     _send_one(a)
-    [record] = a.journal.list_outgoing()
+    [record] = a.journal.outgoing.list_outgoing()
     assert record.state is OutgoingState.PACKAGED and record.attempts == 0
     assert a.outbound.paused and "credentials" in a.outbound.paused_reason
     assert any(e.event == "claim_released" for e in a.journal.events(record.id))
@@ -66,7 +66,7 @@ def test_refused_credentials_pause_sending_without_spending_attempts(make_agency
     object.__setattr__(a.runtime.axis.settings, "secret", "secret-of-a")
     time.sleep(0.3)
     a.cycle()
-    record = a.journal.get_outgoing(record.id)
+    record = a.journal.outgoing.get_outgoing(record.id)
     assert record.state is OutgoingState.SENT and record.attempts == 1
 
 
@@ -76,7 +76,7 @@ def test_unknown_recipient_fails_at_once_without_a_round_trip(pair, simulator):
     drop_bundle(a.exchange / "outbox", "stranger", document_metadata(to="000.00.00.H99"),
                 {"Công văn số 101.pdf": PDF})
     a.cycle()
-    [record] = a.journal.list_outgoing()
+    [record] = a.journal.outgoing.list_outgoing()
     assert record.state is OutgoingState.FAILED
     assert "000.00.00.H99" in record.last_error
     error = (a.exchange / "failed" / "stranger.error.txt").read_text()
@@ -88,9 +88,9 @@ def test_transient_errors_are_retried_with_the_same_bytes(pair, simulator):
     a, b = pair
     simulator.faults.update({"next": {"error": 2}, "operations": ["sendEdoc"]})
     _send_one(a)  # the client's 2 quick tries both get 503: one attempt fails
-    [record] = a.journal.list_outgoing()
+    [record] = a.journal.outgoing.list_outgoing()
     a.cycle()
-    record = a.journal.get_outgoing(record.id)
+    record = a.journal.outgoing.get_outgoing(record.id)
     assert record.state is OutgoingState.SENT
     assert record.attempts == 2
     # The package built for the failed attempt was recorded with the failure, and the second
@@ -99,7 +99,7 @@ def test_transient_errors_are_retried_with_the_same_bytes(pair, simulator):
     assert [e for e in events if e != "enqueued"] == ["claimed", "packaged", "attempt_failed",
                                                       "claimed", "sent"]
     b.poll()
-    [received] = b.journal.list_incoming(messagetype="edoc")
+    [received] = b.journal.incoming.list_incoming(messagetype="edoc")
     assert received.package_sha256 == record.package_sha256
 
 
@@ -109,7 +109,7 @@ def test_attempts_exhausted_moves_the_item_to_failed(pair, simulator):
     _send_one(a)
     for _ in range(3):
         a.cycle()
-    [record] = a.journal.list_outgoing()
+    [record] = a.journal.outgoing.list_outgoing()
     assert record.state is OutgoingState.FAILED and record.attempts == 3
     assert (a.exchange / "failed" / "cv101").is_dir()
 
@@ -121,7 +121,7 @@ def test_an_unreadable_package_is_stored_acknowledged_and_quarantined(pair, simu
                                  data=garbage, sha256="x", recipients=[B], title="junk",
                                  notation="", document_id="")
     b.poll()
-    [received] = b.journal.list_incoming(messagetype="edoc")
+    [received] = b.journal.incoming.list_incoming(messagetype="edoc")
     assert received.state is IncomingState.QUARANTINED and received.acknowledged_at is not None
     [folder] = [p for p in (b.exchange / "quarantine").glob("*/*")]
     assert "unreadable package" in (folder / "reason.txt").read_text()
@@ -132,13 +132,13 @@ def test_an_unreadable_package_is_stored_acknowledged_and_quarantined(pair, simu
 def test_invalid_signature_is_quarantined_by_default(pair, simulator, tmp_path):
     a, b = pair
     _send_one(a)
-    [record] = a.journal.list_outgoing()
+    [record] = a.journal.outgoing.list_outgoing()
     data = open(record.package_path, "rb").read().replace(b"101/VPCP", b"999/VPCP", 1)
     simulator.store.add_transfer(message_type="edoc", sender=a.organ_id, systemid=a.organ_id,
                                  data=data, sha256="x", recipients=[B], title="tampered",
                                  notation="", document_id="")
     b.poll()
-    states = sorted(r.state.value for r in b.journal.list_incoming(messagetype="edoc"))
+    states = sorted(r.state.value for r in b.journal.incoming.list_incoming(messagetype="edoc"))
     assert states == ["delivered", "quarantined"]
     [folder] = list((b.exchange / "quarantine").glob("*/*"))
     assert "signature invalid" in (folder / "reason.txt").read_text()
@@ -155,11 +155,11 @@ def test_a_package_over_the_limit_is_refused_with_fail_and_not_downloaded_again(
     drop_bundle(a.exchange / "outbox", "cv-big", document_metadata(number="777"),
                 {"Công văn số 101.pdf": big})
     a.cycle()
-    assert [r.state for r in a.journal.list_outgoing()] == [OutgoingState.SENT]
+    assert [r.state for r in a.journal.outgoing.list_outgoing()] == [OutgoingState.SENT]
 
     counts = b.inbound.poll()
     assert counts["listed"] == 1
-    [received] = b.journal.list_incoming(messagetype="edoc")
+    [received] = b.journal.incoming.list_incoming(messagetype="edoc")
     assert received.state is IncomingState.REFUSED
     assert "limit" in received.last_error
     assert inbox_entries(b.exchange) == []

@@ -16,16 +16,25 @@ import json
 import pytest
 from rich.console import Console
 
-from connector.axis.sim_agencies import agencies_from_data
-from connector.axis.simulator import AxisSimulator
+from connector.axis.sim.agencies import agencies_from_data
+from connector.axis.sim.server import AxisSimulator
 from connector.edxml import model
 from connector.edxml.writer import write_package
 from connector.journal import IncomingState, OutgoingState
 from connector.ops.status_view import collect_status, render_status
-from connector.packaging import build_status
+from connector.pipeline.packaging import build_status
 
-from .conftest import (A, AGENCIES, B, PDF, document_metadata, drop_bundle, inbox_entries,
-                       open_agency, write_config)
+from .conftest import (
+    AGENCIES,
+    PDF,
+    A,
+    B,
+    document_metadata,
+    drop_bundle,
+    inbox_entries,
+    open_agency,
+    write_config,
+)
 
 C = "000.00.00.H29"
 UNREGISTERED = "000.00.00.H99"
@@ -57,7 +66,7 @@ def _sent_to_b(a, b) -> tuple[str, dict]:
     a.cycle()
     b.poll()
     a.poll()
-    [record] = a.journal.list_outgoing(OutgoingState.SENT, kind="document")
+    [record] = a.journal.outgoing.list_outgoing(OutgoingState.SENT, kind="document")
     return record.document_id, _receipt(a)
 
 
@@ -90,7 +99,7 @@ def _events(agency) -> list[dict]:
 
 
 def _deliveries(agency) -> dict[str, str | None]:
-    [record] = agency.journal.list_outgoing(kind="document")
+    [record] = agency.journal.outgoing.list_outgoing(kind="document")
     return {d.organ_id: d.status_code for d in record.deliveries}
 
 
@@ -99,7 +108,7 @@ def _assert_refused(agency, sender: str, document_id: str, code: str, *words: st
     assert (line["from"], line["document_id"], line["code"]) == (sender, document_id, code)
     for word in (sender, document_id, *words):
         assert word in line["refused_reason"]
-    [item] = [r for r in agency.journal.list_incoming(messagetype="status")
+    [item] = [r for r in agency.journal.incoming.list_incoming(messagetype="status")
               if r.state is IncomingState.REFUSED]
     assert item.last_error == line["refused_reason"]
 
@@ -202,10 +211,10 @@ def test_a_lifecycle_request_from_another_than_the_original_sender_is_quarantine
     drop_bundle(hostile.exchange / "outbox", "forged", document_metadata(number="666", **extra),
                 {"Công văn số 101.pdf": PDF})
     hostile.cycle()
-    assert hostile.journal.list_outgoing(OutgoingState.SENT, kind="document")
+    assert hostile.journal.outgoing.list_outgoing(OutgoingState.SENT, kind="document")
 
     b.poll()
-    [request] = [r for r in b.journal.list_incoming(messagetype="edoc") if r.sender == C]
+    [request] = [r for r in b.journal.incoming.list_incoming(messagetype="edoc") if r.sender == C]
     assert request.quarantined
     assert "only the original sender" in request.quarantine_reason
     assert C in request.quarantine_reason and A in request.quarantine_reason
@@ -219,12 +228,12 @@ def test_a_document_whose_from_is_not_its_axis_sender_is_quarantined(pair, simul
     a, b = pair
     drop_bundle(a.exchange / "outbox", "cv101", document_metadata(), {"Công văn số 101.pdf": PDF})
     a.cycle()
-    [record] = a.journal.list_outgoing(OutgoingState.SENT, kind="document")
+    [record] = a.journal.outgoing.list_outgoing(OutgoingState.SENT, kind="document")
     data = a.runtime.store.outgoing_path(record.id).read_bytes()
     _plant(simulator, data, sender=C, to=B, message_type="edoc")
 
     b.poll()
-    [forged] = [r for r in b.journal.list_incoming(messagetype="edoc") if r.sender == C]
+    [forged] = [r for r in b.journal.incoming.list_incoming(messagetype="edoc") if r.sender == C]
     assert forged.quarantined and f"From {A}" in forged.quarantine_reason
-    [genuine] = [r for r in b.journal.list_incoming(messagetype="edoc") if r.sender == A]
+    [genuine] = [r for r in b.journal.incoming.list_incoming(messagetype="edoc") if r.sender == A]
     assert genuine.delivered_at is not None and not genuine.quarantined

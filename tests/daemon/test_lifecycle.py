@@ -7,14 +7,14 @@ import json
 
 from connector.journal import OutgoingState
 
-from .conftest import A, B, PDF, document_metadata, drop_bundle, inbox_entries
+from .conftest import PDF, A, B, document_metadata, drop_bundle, inbox_entries
 
 
 def _send_original(a, b):
     drop_bundle(a.exchange / "outbox", "original", document_metadata(), {"Công văn số 101.pdf": PDF})
     a.cycle()
     b.poll()
-    [record] = a.journal.list_outgoing(OutgoingState.SENT, kind="document")
+    [record] = a.journal.outgoing.list_outgoing(OutgoingState.SENT, kind="document")
     [entry] = inbox_entries(b.exchange)
     return record.document_id, entry
 
@@ -40,7 +40,7 @@ def test_revoke_update_replace_and_take_back_are_recorded_on_the_original(pair):
         metadata = document_metadata(number=number, **extra)
         drop_bundle(a.exchange / "outbox", name, metadata, {"Công văn số 101.pdf": PDF})
     a.cycle()
-    assert len(a.journal.list_outgoing(OutgoingState.SENT, kind="document")) == 4
+    assert len(a.journal.outgoing.list_outgoing(OutgoingState.SENT, kind="document")) == 4
     b.poll()
 
     events = [entry["event"] for entry in _lifecycle(original)]
@@ -52,13 +52,13 @@ def test_revoke_update_replace_and_take_back_are_recorded_on_the_original(pair):
     assert (original / "Công văn số 101.pdf").read_bytes() == PDF
     assert len(inbox_entries(b.exchange)) == 4
     # 01 goes back only for the new document and the replacement (not revoke/update).
-    arrived = [r for r in b.journal.list_outgoing(kind="status") if r.source == "connector"]
+    arrived = [r for r in b.journal.outgoing.list_outgoing(kind="status") if r.source == "connector"]
     assert len(arrived) == 2
 
     take_back = {"take_back": {"document_id": document_id, "to": [B], "reason": "Gửi nhầm"}}
     drop_bundle(a.exchange / "outbox", "take-back", take_back, {})
     a.cycle()
-    [item] = [r for r in a.journal.list_outgoing(kind="status") if r.source == "folder"]
+    [item] = [r for r in a.journal.outgoing.list_outgoing(kind="status") if r.source == "folder"]
     assert item.state is OutgoingState.SENT and item.recipients == [B]
     b.poll()
     assert "take_back_requested" in [entry["event"] for entry in _lifecycle(original)]

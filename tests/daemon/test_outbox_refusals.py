@@ -10,7 +10,7 @@ from rich.console import Console
 from connector.journal import OutgoingState
 from connector.ops.status_view import collect_status, render_status
 
-from .conftest import drop_bundle, document_metadata, PDF
+from .conftest import PDF, document_metadata, drop_bundle
 
 
 def test_links_fifos_and_unknown_files_end_in_failed_with_their_reason(make_agency, tmp_path):
@@ -42,11 +42,11 @@ def test_links_fifos_and_unknown_files_end_in_failed_with_their_reason(make_agen
     assert sorted(p.name for p in outbox.iterdir()) == ["statuses"]
     assert list((outbox / "statuses").iterdir()) == []
     # Each refusal is a failed journal item with the reason (what `status` shows)...
-    refused = a.journal.list_outgoing(OutgoingState.FAILED)
+    refused = a.journal.outgoing.list_outgoing(OutgoingState.FAILED)
     assert len(refused) == len(expected)
     assert all(record.last_error for record in refused)
     # ...and the well-formed bundle beside them was sent as usual.
-    assert len(a.journal.list_outgoing(OutgoingState.SENT, kind="document")) == 1
+    assert len(a.journal.outgoing.list_outgoing(OutgoingState.SENT, kind="document")) == 1
 
 
 def test_a_name_too_long_to_claim_is_reported_with_its_name_and_does_not_block_others(
@@ -60,7 +60,7 @@ def test_a_name_too_long_to_claim_is_reported_with_its_name_and_does_not_block_o
     a.cycle()
     a.cycle()  # a second pass reports nothing new and still sends nothing of it
 
-    assert len(a.journal.list_outgoing(OutgoingState.SENT, kind="document")) == 1
+    assert len(a.journal.outgoing.list_outgoing(OutgoingState.SENT, kind="document")) == 1
     assert (outbox / name).exists()
     snapshot = collect_status(a.journal)
     [(refused_name, reason)] = snapshot["outbox_refused"].items()

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from connector.journal import IncomingState, OutgoingState
-from connector.outbound_build import PackageBuilder
+from connector.pipeline.outbound_build import PackageBuilder
 
-from .conftest import B, PDF, document_metadata, drop_bundle, inbox_entries, open_agency
+from .conftest import PDF, B, document_metadata, drop_bundle, inbox_entries, open_agency
 
 pytestmark = pytest.mark.postgres
 
@@ -56,20 +56,20 @@ def test_document_flow_with_postgresql_journals(make_agency, pg_url, simulator):
 
     drop_bundle(a.exchange / "outbox", "cv7", document_metadata("7"), {"Công văn số 101.pdf": PDF})
     a.cycle()
-    [sent] = a.journal.list_outgoing(OutgoingState.SENT)
+    [sent] = a.journal.outgoing.list_outgoing(OutgoingState.SENT)
     assert sent.instance == "test"  # the journal and the folder claim share one instance name
 
     b.poll()
     [entry] = inbox_entries(b.exchange)
     assert json.loads((entry / "metadata.json").read_text())["document_id"] == sent.document_id
     a.poll()
-    assert {d.organ_id: d.status_code for d in a.journal.get_outgoing(sent.id).deliveries} == {
+    assert {d.organ_id: d.status_code for d in a.journal.outgoing.get_outgoing(sent.id).deliveries} == {
         B: "01"}
 
     simulator.faults.update({"relist_acked": True})  # the axis hands the document out again
     b.poll()
     assert len(inbox_entries(b.exchange)) == 1
-    edocs = b.journal.list_incoming(messagetype="edoc")
+    edocs = b.journal.incoming.list_incoming(messagetype="edoc")
     assert len(edocs) == 1 and edocs[0].state is IncomingState.DELIVERED
 
 
@@ -79,23 +79,23 @@ def test_crash_while_sending_resends_the_same_bytes_on_postgresql(make_agency, p
     b = make_agency("B", journal={"url": pg_url()})
     drop_bundle(a.exchange / "outbox", "cv8", document_metadata("8"), {"Công văn số 101.pdf": PDF})
     a.outbound.intake(a.runtime.side("folder"))
-    [claimed] = a.journal.claim_for_sending(1)
+    [claimed] = a.journal.outgoing.claim_for_sending(1)
     # package it the way the send worker does, then "crash" before the axis's answer is recorded
     [item] = a.outbound._items.values()
     built = PackageBuilder(a.runtime).build(claimed, item)
-    a.journal.mark_packaged(claimed.id, package_path=str(built.stored.path),
+    a.journal.outgoing.mark_packaged(claimed.id, package_path=str(built.stored.path),
                             sha256=built.stored.sha256, size=built.stored.size,
                             document_id=built.document_id, recipients=built.recipients)
     a.runtime.axis.send_edoc(built.stored.path)  # accepted; the answer is "lost"
-    assert a.journal.get_outgoing(claimed.id).state is OutgoingState.SENDING
+    assert a.journal.outgoing.get_outgoing(claimed.id).state is OutgoingState.SENDING
 
-    assert a.journal.recover_interrupted() == [claimed.id]  # what the daemon does at start
+    assert a.journal.outgoing.recover_interrupted() == [claimed.id]  # what the daemon does at start
     a.cycle()
-    record = a.journal.get_outgoing(claimed.id)
+    record = a.journal.outgoing.get_outgoing(claimed.id)
     assert record.state is OutgoingState.SENT and record.package_sha256 == built.stored.sha256
     assert len(simulator.store.sent_by(a.organ_id, "edoc")) == 2  # at-least-once
 
     b.poll()
     assert len(inbox_entries(b.exchange)) == 1  # the receiver de-duplicates
-    states = sorted(r.state.value for r in b.journal.list_incoming(messagetype="edoc"))
+    states = sorted(r.state.value for r in b.journal.incoming.list_incoming(messagetype="edoc"))
     assert states == ["delivered", "duplicate"]

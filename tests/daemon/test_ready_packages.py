@@ -41,7 +41,7 @@ def test_ready_packages_signed_unsigned_and_tampered(pair, simulator):
     a.cycle()
 
     by_name = {r.meta.get("display_name") or r.source_ref.split("--")[-1]: r
-               for r in a.journal.list_outgoing()}
+               for r in a.journal.outgoing.list_outgoing()}
     assert by_name["signed.edxml"].state is OutgoingState.SENT
     assert open(by_name["signed.edxml"].package_path, "rb").read() == signed  # as the DMS made it
     assert by_name["unsigned.edxml"].state is OutgoingState.SENT

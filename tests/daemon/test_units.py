@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from connector.outbound import retry_delay
-from connector.package_store import PackageStore
-from connector.retention import purge_archive
+from connector.journal.package_store import PackageStore
+from connector.pipeline.outbound import retry_delay
+from connector.pipeline.retention import purge_archive
 
 
 def test_retry_delay_doubles_with_jitter_and_is_capped():

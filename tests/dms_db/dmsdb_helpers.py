@@ -17,8 +17,8 @@ from sample_dms_schema import (
     outgoing_statuses,
 )
 
-from connector.dms.database import DatabaseSide
-from connector.dms.db_mapping import DmsDatabaseSettings
+from connector.dms.database.mapping import DmsDatabaseSettings
+from connector.dms.database.side import DatabaseSide
 
 H41 = "000.00.00.H41"
 G22 = "000.00.00.G22"

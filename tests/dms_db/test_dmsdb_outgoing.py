@@ -11,7 +11,7 @@ from dmsdb_helpers import G22, H41, K01, insert_document, insert_status, race, r
 from sample_dms_schema import outgoing_claims, outgoing_documents, outgoing_statuses
 
 from connector.dms.base import AgencySide, Failure, OutgoingKind, Receipt
-from connector.dms.database import DmsDatabaseError
+from connector.dms.database.side import DmsDatabaseError
 from connector.schemas.document import BusinessKind
 
 PDF = b"%PDF-1.4 test\x00\xff" * 100

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from connector.dms.db_mapping import DmsDatabaseSettings
+from connector.dms.database.mapping import DmsDatabaseSettings
 from connector.errors import ConfigError
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from connector.dms.base import IncomingDocument
-from connector.dms.folder import FolderSide
+from connector.dms.folder.side import FolderSide
 from connector.edxml import model
 from connector.edxml.attachments import prepare_outgoing
 from connector.edxml.reader import read_package

@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 
 from connector.dms.base import IncomingStatus, LifecycleEvent
-from connector.dms.folder import FolderSide
+from connector.dms.folder.side import FolderSide
 from connector.edxml.attachments import prepare_outgoing
 from connector.edxml.reader import read_package
 from connector.edxml.writer import write_package
@@ -210,7 +210,7 @@ def test_event_about_an_unknown_original_is_still_logged(side, exchange):
 
 def test_metadata_business_type_uses_the_schemas_words():
     """metadata.json's business_type is one of new/revoke/update/replace, as its schema says."""
-    from connector.dms.folder_inbox import _business_name
+    from connector.dms.folder.inbox import _business_name
 
     assert [_business_name(code) for code in (0, 1, 2, 3, "2")] == [
         "new", "revoke", "update", "replace", "update"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from connector import fsutil
-from connector.dms.folder import FolderSide
+from connector.dms.folder.side import FolderSide
 from connector.errors import ConfigError
 
 SHM = Path("/dev/shm")

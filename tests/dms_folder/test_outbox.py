@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from connector.dms.base import OutgoingKind
-from connector.dms.folder import FolderSide
-from connector.dms.folder_claims import ClaimName
+from connector.dms.folder.claims import ClaimName
+from connector.dms.folder.side import FolderSide
 from connector.errors import ConfigError, InputError
 
 from .conftest import drop_bundle, drop_file, minimal_metadata

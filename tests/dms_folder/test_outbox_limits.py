@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from connector.dms.folder import FolderSide
+from connector.dms.folder.side import FolderSide
 from connector.errors import InputError
 
 from .conftest import drop_bundle, drop_file, minimal_metadata

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from connector import fsutil
-from connector.dms import folder_results
 from connector.dms.base import Failure, Receipt
+from connector.dms.folder import results as folder_results
 from connector.errors import ConnectorError
 
 from .conftest import RECEIVER, drop_bundle, drop_file, minimal_metadata
@@ -197,7 +197,7 @@ def test_an_item_marked_failed_then_found_accepted_moves_to_sent(side, exchange)
 
 
 def test_two_items_with_the_same_name_archived_at_once_get_distinct_places(exchange):
-    from connector.dms.folder import FolderSide
+    from connector.dms.folder.side import FolderSide
 
     with FolderSide(exchange, instance="a") as first, FolderSide(exchange, instance="b") as second:
         items = []
@@ -227,8 +227,7 @@ def test_a_claim_put_back_by_another_process_is_found_at_the_next_listing(side, 
     """``edxml-connector retry`` runs in its own process: it moves failed/NAME back to work/
     without telling the daemon's FolderSide, which lists work/ only now and then (own claims are
     kept in memory). The next listing hands the item out again."""
-    from connector.dms import folder
-
+    from connector.dms.folder import side as folder
     drop_file(exchange / "outbox" / "again.edxml")
     (item,) = side.claim_ready()
     side.mark_failed(item, failure())

@@ -8,10 +8,12 @@ import json
 import pytest
 
 from connector.dms.base import Receipt
+from connector.dms.folder.results import receipt_file
+from connector.dms.folder.status_drop import load_status_request
 from connector.errors import InputError
 from connector.schemas.metadata import InboxMetadata
-from connector.schemas.receipt import ReceiptFile, receipt_file
-from connector.schemas.status import StatusDrop, load_status_request
+from connector.schemas.receipt import ReceiptFile
+from connector.schemas.status import StatusDrop
 
 
 def write(tmp_path, name, text):

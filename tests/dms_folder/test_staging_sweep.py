@@ -10,8 +10,8 @@ from pathlib import Path
 
 import structlog.testing
 
-from connector.dms.folder import FolderSide
-from connector.dms.folder_retention import sweep_staging
+from connector.dms.folder.retention import sweep_staging
+from connector.dms.folder.side import FolderSide
 
 from .conftest import incoming_package
 

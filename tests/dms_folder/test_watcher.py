@@ -55,7 +55,7 @@ def test_temporary_names_are_filtered_out(side, exchange):
     """Drive the watcher's event filter with a real observer and record what it lets through."""
     from watchdog.observers import Observer
 
-    from connector.dms.folder_watcher import _OutboxEvents
+    from connector.dms.folder.watcher import _OutboxEvents
 
     seen: list[str] = []
     marker_seen = threading.Event()
@@ -200,8 +200,7 @@ def test_inotify_refused_degrades_to_polling_with_a_warning(side, exchange, monk
 
     import structlog
 
-    from connector.dms import folder_watcher
-
+    from connector.dms.folder import watcher as folder_watcher
     def refuse() -> None:
         raise OSError(errno.EMFILE, "Too many open files")
 

@@ -1,4 +1,4 @@
-"""Fixtures of the end-to-end tests: a two-agency lab (``connector.demo.Lab``) with real
+"""Fixtures of the end-to-end tests: a two-agency lab (``connector.devtools.lab.Lab``) with real
 processes — the axis simulator and one ``edxml-connector run`` per agency — on loopback.
 
 Every lab is stopped in the fixture's teardown (SIGTERM, then SIGKILL), whatever the test did.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from connector.demo import Lab
+from connector.devtools.lab import Lab
 
 pytestmark = pytest.mark.slow
 

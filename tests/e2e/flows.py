@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from connector.demo import AgencyNode, Lab, document_metadata, pdf_bytes
-
+from connector.devtools.lab import AgencyNode, Lab, document_metadata, pdf_bytes
 
 BUSINESS_TYPES = {0: "new", 1: "revoke", 2: "update", 3: "replace"}
 

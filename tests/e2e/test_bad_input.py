@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from flows import wait_inbox
 
-from connector.demo import document_metadata, pdf_bytes
+from connector.devtools.lab import document_metadata, pdf_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -260,7 +260,7 @@ def test_full_disk_loses_nothing(new_lab, where):
 
 def _tampered_package(lab, number: str) -> bytes:
     """A package signed by A whose subject was changed afterwards: the signature is invalid."""
-    from connector.demo import pack_package
+    from connector.devtools.lab import pack_package
 
     data = pack_package(document_metadata([lab.b.organ_id], number, "Nội dung gốc",
                                           **{"from": {"organ_id": lab.a.organ_id}}),

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from flows import send_document, wait_inbox, wait_status
 
-from connector.demo import pdf_bytes
+from connector.devtools.lab import pdf_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "dms_db"))
 

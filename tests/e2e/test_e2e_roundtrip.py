@@ -11,10 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from flows import (deliver, events_about, receipt_for, recipient_status, send_document,
-                   wait_inbox, wait_status)
+from flows import deliver, events_about, receipt_for, recipient_status, send_document, wait_inbox, wait_status
 
-from connector.demo import pdf_bytes
+from connector.devtools.lab import pdf_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +59,7 @@ def test_new_document_b_to_a(module_lab):
 def test_ready_package_and_status_03_and_refusal_02(module_lab):
     lab = module_lab
     a, b = lab.a, lab.b
-    from connector.demo import document_metadata, pack_package
+    from connector.devtools.lab import document_metadata, pack_package
 
     package = pack_package(document_metadata([b.organ_id], "103", "Gói soạn sẵn",
                                              **{"from": {"organ_id": a.organ_id}}),

@@ -117,7 +117,7 @@ def test_readyz_follows_the_axis_and_metrics_follow_the_queue(new_lab):
     lab.sim.stop()
     down_at = time.monotonic()
     # a document dropped while the axis is down stays queued (nothing lost) ...
-    from connector.demo import document_metadata, pdf_bytes
+    from connector.devtools.lab import document_metadata, pdf_bytes
     a.drop_bundle("while-down", document_metadata([lab.b.organ_id], "301", "Gửi khi trục ngừng"),
                   {"a.pdf": pdf_bytes("301")})
     status, body = lab.wait_for(

@@ -8,8 +8,17 @@ import datetime as dt
 import pytest
 
 from connector.edxml.identifiers import now_vietnam
-from connector.edxml.model import (Attachment, Business, BusinessType, Code, DocumentPackage, Organization,
-                                   PromulgationInfo, StaffInfo, TraceHeader)
+from connector.edxml.model import (
+    Attachment,
+    Business,
+    BusinessType,
+    Code,
+    DocumentPackage,
+    Organization,
+    PromulgationInfo,
+    StaffInfo,
+    TraceHeader,
+)
 
 
 def document(attachments: list[bytes]) -> DocumentPackage:

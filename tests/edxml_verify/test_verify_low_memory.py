@@ -18,10 +18,17 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from connector.devcerts import make_dev_certs
+from connector.devtools.devcerts import make_dev_certs
 from connector.edxml.digest_stream import ByteSource, ascii_compatible, find_base64_runs
-from connector.edxml.signing import (DS, SignatureState, sign_package, verify_low_memory, verify_package,
-                                     verify_package_file, verify_package_signxml)
+from connector.edxml.signing import (
+    DS,
+    SignatureState,
+    sign_package,
+    verify_low_memory,
+    verify_package,
+    verify_package_file,
+    verify_package_signxml,
+)
 from connector.edxml.writer import write_package, write_package_to
 from connector.edxml.xmlparse import ParseLimits
 from connector.errors import EdxmlError, PackageTooLarge

@@ -12,8 +12,13 @@ from lxml import etree
 from signxml import XMLSigner
 from signxml.algorithms import CanonicalizationMethod, SignatureConstructionMethod
 
-from connector.edxml.signing import (SignatureState, sign_package, verify_low_memory,
-                                     verify_package, verify_package_signxml)
+from connector.edxml.signing import (
+    SignatureState,
+    sign_package,
+    verify_low_memory,
+    verify_package,
+    verify_package_signxml,
+)
 from connector.edxml.writer import write_package
 from connector.edxml.xmldsig import DS
 

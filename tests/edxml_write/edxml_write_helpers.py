@@ -9,9 +9,21 @@ from __future__ import annotations
 import datetime as dt
 
 from connector.edxml.identifiers import now_vietnam
-from connector.edxml.model import (Attachment, Business, BusinessType, Code, DocumentPackage, DocumentType,
-                                   Organization, OtherInfo, PromulgationInfo, ResponseFor, SignerInfo,
-                                   StaffInfo, TraceHeader)
+from connector.edxml.model import (
+    Attachment,
+    Business,
+    BusinessType,
+    Code,
+    DocumentPackage,
+    DocumentType,
+    Organization,
+    OtherInfo,
+    PromulgationInfo,
+    ResponseFor,
+    SignerInfo,
+    StaffInfo,
+    TraceHeader,
+)
 
 
 def make_document(**overrides) -> DocumentPackage:

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from connector.devcerts import make_dev_certs
+from connector.devtools.devcerts import make_dev_certs
 from connector.edxml.keys import SigningKey, read_password
 from connector.errors import CertificateError
 

@@ -13,11 +13,17 @@ import pytest
 from edxml_write_helpers import make_document
 from lxml import etree
 
-from connector.edxml.model import (NAMESPACE, Attachment, Organization, ResponseFor, StaffInfo,
-                                   StatusCode, StatusPackage)
+from connector.edxml.model import (
+    NAMESPACE,
+    Attachment,
+    Organization,
+    ResponseFor,
+    StaffInfo,
+    StatusCode,
+    StatusPackage,
+)
 from connector.edxml.reader import read_package
-from connector.edxml.writer import (WriterSettings, prepare_package, write_package,
-                                    write_package_to)
+from connector.edxml.writer import WriterSettings, prepare_package, write_package, write_package_to
 from connector.errors import InputError
 
 SDK_SAMPLES = sorted((Path(__file__).resolve().parents[3] / "shared" / "interop" / "sdk-samples").glob("*.edxml"))

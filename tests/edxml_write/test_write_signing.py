@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from connector.devcerts import make_dev_certs
+from connector.devtools.devcerts import make_dev_certs
 from connector.edxml.model import NAMESPACE
-from connector.edxml.signing import (XMLDSIG, SignatureState, sign_package, sign_package_file,
-                                     verify_package)
+from connector.edxml.signing import XMLDSIG, SignatureState, sign_package, sign_package_file, verify_package
 from connector.edxml.writer import prepare_package, write_package, write_package_to
 from connector.errors import InputError
 

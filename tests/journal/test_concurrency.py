@@ -15,8 +15,8 @@ ITEMS = 40
 def test_concurrent_claimers_never_share_an_item(journal_url):
     with Journal.open(journal_url, owner="seed") as seed:
         for n in range(ITEMS):
-            item = seed.enqueue("folder", f"item-{n}", "package", recipients=["000.00.00.H41"])
-            seed.mark_packaged(item.id, package_path=f"/p/{n}", sha256=f"{n:064x}", size=1,
+            item = seed.outgoing.enqueue("folder", f"item-{n}", "package", recipients=["000.00.00.H41"])
+            seed.outgoing.mark_packaged(item.id, package_path=f"/p/{n}", sha256=f"{n:064x}", size=1,
                                document_id=f"D{n}")
     journals = [Journal.open(journal_url, owner=f"claimer-{k}", migrate=False) for k in range(2)]
     claims: list[tuple[str, str]] = []
@@ -28,7 +28,7 @@ def test_concurrent_claimers_never_share_an_item(journal_url):
         try:
             start.wait()
             while True:
-                batch = journal.claim_for_sending(3, owner=name)
+                batch = journal.outgoing.claim_for_sending(3, owner=name)
                 if not batch:
                     return
                 with lock:
@@ -50,7 +50,7 @@ def test_concurrent_claimers_never_share_an_item(journal_url):
         assert check.counts_by_state()["outgoing"]["sending"] == ITEMS
         # each item's history shows exactly one claim, by the thread that got it
         owner_of = dict(claims)
-        sample = check.list_outgoing(OutgoingState.SENDING, limit=5)
+        sample = check.outgoing.list_outgoing(OutgoingState.SENDING, limit=5)
         for record in sample:
             claimed = [e for e in check.events(record.id) if e.event == "claimed"]
             assert len(claimed) == 1 and claimed[0].detail["owner"] == owner_of[record.id]
@@ -63,7 +63,7 @@ def test_concurrent_enqueue_of_the_same_item_makes_one_row(journal_url):
 
     def enqueue(journal: Journal) -> None:
         start.wait()
-        results.append(journal.enqueue("folder", "same.edxml", "package").id)
+        results.append(journal.outgoing.enqueue("folder", "same.edxml", "package").id)
 
     threads = [threading.Thread(target=enqueue, args=(journals[k % 2],)) for k in range(4)]
     for thread in threads:

@@ -33,7 +33,7 @@ def test_migrations_create_exactly_the_declared_schema(journal):
 
 def test_reopen_keeps_data_and_does_not_migrate_again(journal_url):
     with Journal.open(journal_url) as first:
-        item = first.enqueue("folder", "keep-me", "document")
+        item = first.outgoing.enqueue("folder", "keep-me", "document")
     with Journal.open(journal_url) as second:
         assert second.find(item.id).source_ref == "keep-me"
         assert current_revision(second.engine) == head_revision()
@@ -45,7 +45,7 @@ def test_the_head_constant_is_the_newest_migration_script():
 
 def test_a_journal_one_revision_behind_is_upgraded_on_open(journal_url):
     with Journal.open(journal_url) as first:
-        item = first.enqueue("folder", "older", "document")
+        item = first.outgoing.enqueue("folder", "older", "document")
         config = alembic_config()
         with first.engine.begin() as connection:
             config.attributes["connection"] = connection
@@ -110,14 +110,14 @@ def test_sqlite_journal_directory_is_created(tmp_path):
 def test_backup_is_a_consistent_readable_copy_while_a_writer_runs(tmp_path):
     journal = Journal.open(f"sqlite:///{tmp_path / 'live.db'}")
     for n in range(50):
-        journal.enqueue("folder", f"before-{n}", "document")
+        journal.outgoing.enqueue("folder", f"before-{n}", "document")
     stop = threading.Event()
     written: list[int] = []
 
     def writer() -> None:
         n = 0
         while not stop.is_set():
-            journal.enqueue("folder", f"during-{n}", "document", recipients=["000.00.00.H41"])
+            journal.outgoing.enqueue("folder", f"during-{n}", "document", recipients=["000.00.00.H41"])
             n += 1
             written.append(n)
 
@@ -143,7 +143,7 @@ def test_backup_is_a_consistent_readable_copy_while_a_writer_runs(tmp_path):
     assert 50 <= outgoing < 50 + len(written) + 1
     assert events == outgoing  # state and history agree in the snapshot
     with Journal.open(f"sqlite:///{target}") as restored:
-        assert restored.find_outgoing(restored.list_outgoing(limit=1)[0].id) is not None
+        assert restored.outgoing.find_outgoing(restored.outgoing.list_outgoing(limit=1)[0].id) is not None
     assert not list(tmp_path.glob(".copy.db.*"))  # no temporary left behind
     journal.close()
 
@@ -157,41 +157,41 @@ def test_backup_of_postgresql_says_pg_dump(pg_schema_url):
 
 def test_purge_forgets_old_finished_items_but_keeps_dedupe_window_and_pending(journal):
     old = T0 - dt.timedelta(days=100)
-    sent = journal.enqueue("folder", "old-sent", "document", recipients=["A"], now=old)
-    journal.mark_packaged(sent.id, package_path="/p", sha256="1" * 64, size=1, document_id="D1", now=old)
-    journal.claim_for_sending(1, now=old)
-    journal.record_sent(sent.id, "axis-1", now=old)
-    journal.record_recipient_status("D1", "A", "01", at=old, now=old)
-    pending = journal.enqueue("folder", "old-pending", "document", now=old)
-    recent = journal.enqueue("folder", "recent-cancelled", "document", now=T0)
-    journal.cancel(recent.id, now=T0)
+    sent = journal.outgoing.enqueue("folder", "old-sent", "document", recipients=["A"], now=old)
+    journal.outgoing.mark_packaged(sent.id, package_path="/p", sha256="1" * 64, size=1, document_id="D1", now=old)
+    journal.outgoing.claim_for_sending(1, now=old)
+    journal.outgoing.record_sent(sent.id, "axis-1", now=old)
+    journal.recipients.record_recipient_status("D1", "A", "01", at=old, now=old)
+    pending = journal.outgoing.enqueue("folder", "old-pending", "document", now=old)
+    recent = journal.outgoing.enqueue("folder", "recent-cancelled", "document", now=T0)
+    journal.outgoing.cancel(recent.id, now=T0)
 
-    delivered = journal.record_listed("axis-in-1", "edoc", now=old)
-    journal.record_stored(delivered.id, package_path="/i", sha256="2" * 64, size=1, sender="S",
+    delivered = journal.incoming.record_listed("axis-in-1", "edoc", now=old)
+    journal.incoming.record_stored(delivered.id, package_path="/i", sha256="2" * 64, size=1, sender="S",
                           document_id="X", business_type=0, signature_state="valid", now=old)
-    journal.record_acknowledged(delivered.id, now=old)
-    journal.record_delivered(delivered.id, "/inbox/x", now=old)
-    quarantined = journal.record_listed("axis-in-2", "edoc", now=old)
-    journal.record_stored(quarantined.id, package_path="/q", sha256="3" * 64, size=1, sender="S",
+    journal.incoming.record_acknowledged(delivered.id, now=old)
+    journal.incoming.record_delivered(delivered.id, "/inbox/x", now=old)
+    quarantined = journal.incoming.record_listed("axis-in-2", "edoc", now=old)
+    journal.incoming.record_stored(quarantined.id, package_path="/q", sha256="3" * 64, size=1, sender="S",
                           document_id="Y", business_type=0, signature_state="invalid", now=old)
-    journal.record_quarantined(quarantined.id, "invalid signature", "/q", now=old)
-    journal.record_acknowledged(quarantined.id, now=old)
+    journal.incoming.record_quarantined(quarantined.id, "invalid signature", "/q", now=old)
+    journal.incoming.record_acknowledged(quarantined.id, now=old)
     journal.record_event(None, "journal", "started", now=old)
 
     # a 200-day dedupe window protects the delivered incoming row even with 90-day retention
     counts = journal.purge(dt.timedelta(days=90), dedupe_window=dt.timedelta(days=200), now=T0)
     assert counts["outgoing"] == 1 and counts["incoming"] == 0
-    assert journal.find_outgoing(sent.id) is None and journal.statuses("D1") == []
+    assert journal.outgoing.find_outgoing(sent.id) is None and journal.recipients.statuses("D1") == []
     assert journal.events(sent.id) == []
-    assert journal.find_outgoing(pending.id) is not None
-    assert journal.find_outgoing(recent.id) is not None
-    assert journal.find_incoming(delivered.id) is not None
+    assert journal.outgoing.find_outgoing(pending.id) is not None
+    assert journal.outgoing.find_outgoing(recent.id) is not None
+    assert journal.incoming.find_incoming(delivered.id) is not None
     assert not [e for e in journal.events() if e.event == "started"]
 
     counts = journal.purge(dt.timedelta(days=90), dedupe_window=dt.timedelta(days=30), now=T0)
     assert counts["incoming"] == 1
-    assert journal.find_incoming(delivered.id) is None
-    assert journal.find_incoming(quarantined.id) is not None  # an operator must decide first
+    assert journal.incoming.find_incoming(delivered.id) is None
+    assert journal.incoming.find_incoming(quarantined.id) is not None  # an operator must decide first
     assert journal.events()[-1].event == "purged"
 
 

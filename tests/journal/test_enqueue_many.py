@@ -16,20 +16,20 @@ def _batch(refs, recipients=("000.00.00.H41",)):
 
 
 def test_batch_records_each_item_with_its_event(journal):
-    records = journal.enqueue_many(_batch(["a", "b", "c"]))
+    records = journal.outgoing.enqueue_many(_batch(["a", "b", "c"]))
     assert [r.source_ref for r in records] == ["a", "b", "c"]
     assert len({r.id for r in records}) == 3
     for record in records:
         assert record.state is OutgoingState.QUEUED
         assert [d.organ_id for d in record.deliveries] == ["000.00.00.H41"]
         assert [e.event for e in journal.events(record.id)] == ["enqueued"]
-        assert journal.get_outgoing(record.id).document_id == f"doc-{record.source_ref}"
+        assert journal.outgoing.get_outgoing(record.id).document_id == f"doc-{record.source_ref}"
 
 
 def test_batch_is_idempotent_per_item(journal):
-    first = journal.enqueue_many(_batch(["a", "b"]))
-    journal.claim_for_sending(1)  # "a" moves on; enqueuing it again must not reset it
-    again = journal.enqueue_many(_batch(["a", "b", "c"]))
+    first = journal.outgoing.enqueue_many(_batch(["a", "b"]))
+    journal.outgoing.claim_for_sending(1)  # "a" moves on; enqueuing it again must not reset it
+    again = journal.outgoing.enqueue_many(_batch(["a", "b", "c"]))
     assert [r.id for r in again[:2]] == [r.id for r in first]
     assert again[0].state is OutgoingState.SENDING
     assert journal.counts_by_state()["outgoing"]["queued"] == 2
@@ -37,9 +37,9 @@ def test_batch_is_idempotent_per_item(journal):
 
 
 def test_single_enqueue_and_empty_batch(journal):
-    assert journal.enqueue_many([]) == []
-    record = journal.enqueue("folder", "x", "document", recipients=["000.00.00.H41"])
-    assert journal.enqueue("folder", "x", "document").id == record.id
+    assert journal.outgoing.enqueue_many([]) == []
+    record = journal.outgoing.enqueue("folder", "x", "document", recipients=["000.00.00.H41"])
+    assert journal.outgoing.enqueue("folder", "x", "document").id == record.id
 
 
 def test_threads_share_the_writer(journal):
@@ -51,7 +51,7 @@ def test_threads_share_the_writer(journal):
         try:
             start.wait()
             for index in range(10):
-                journal.enqueue_many(_batch([f"{worker}-{index}", "shared"]))
+                journal.outgoing.enqueue_many(_batch([f"{worker}-{index}", "shared"]))
         except BaseException as error:  # collected: asserted below
             errors.append(error)
 

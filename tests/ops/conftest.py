@@ -13,7 +13,7 @@ import yaml
 
 from connector.cli import main
 from connector.dms.base import Failure, IncomingDocument
-from connector.dms.folder import FolderSide
+from connector.dms.folder.side import FolderSide
 from connector.edxml import model
 from connector.edxml.attachments import prepare_outgoing
 from connector.edxml.reader import read_package
@@ -114,15 +114,15 @@ def failed_folder_item(ctx: OpsContext, side: FolderSide, site: Site, name: str 
     make_bundle(site.exchange / "outbox" / f".{name}.tmp", site.peer).rename(
         site.exchange / "outbox" / name)
     [item] = side.claim_ready()
-    record = ctx.journal.enqueue("folder", item.source_ref, "document",
+    record = ctx.journal.outgoing.enqueue("folder", item.source_ref, "document",
                                  recipients=[site.peer], meta={"display_name": item.display_name})
-    [claimed] = ctx.journal.claim_for_sending(10)
+    [claimed] = ctx.journal.outgoing.claim_for_sending(10)
     assert claimed.id == record.id
-    failed = ctx.journal.record_attempt_failed(record.id, "axis said: unknown receiver",
+    failed = ctx.journal.outgoing.record_attempt_failed(record.id, "axis said: unknown receiver",
                                                permanent=True)
     side.mark_failed(item, Failure(journal_id=record.id, reason=failed.last_error or "",
                                    attempts=failed.attempts, failed_at=failed.updated_at))
-    return ctx.journal.get_outgoing(record.id)
+    return ctx.journal.outgoing.get_outgoing(record.id)
 
 
 def received_document(ctx: OpsContext, site: Site, *, axis_doc_id: str = "axis-77",
@@ -139,18 +139,18 @@ def received_document(ctx: OpsContext, site: Site, *, axis_doc_id: str = "axis-7
         subject="Về việc phối hợp",
         attachments=[prepare_outgoing("phụ lục.pdf", data=PDF_BYTES)])
     data = write_package(package)
-    record = ctx.journal.record_listed(axis_doc_id, MessageType.EDOC, sender=sender)
+    record = ctx.journal.incoming.record_listed(axis_doc_id, MessageType.EDOC, sender=sender)
     path = ctx.store.incoming_path(record.id)
     path.write_bytes(data)
     result = read_package(path)
-    ctx.journal.record_fetched(record.id, size=len(data))
-    ctx.journal.record_verified(record.id, signature_state="absent")
-    ctx.journal.record_stored(record.id, package_path=str(path),
+    ctx.journal.incoming.record_fetched(record.id, size=len(data))
+    ctx.journal.incoming.record_verified(record.id, signature_state="absent")
+    ctx.journal.incoming.record_stored(record.id, package_path=str(path),
                               sha256=hashlib.sha256(data).hexdigest(), size=len(data),
                               sender=sender, document_id=result.package.document_id,
                               business_type=0, signature_state="absent",
                               meta={"subject": result.package.subject})
-    ctx.journal.record_acknowledged(record.id)
+    ctx.journal.incoming.record_acknowledged(record.id)
     document = IncomingDocument(journal_id=record.id, axis_doc_id=axis_doc_id,
                                 received_at=dt.datetime.now(dt.timezone.utc), package_path=path,
                                 summary=summarize(result),

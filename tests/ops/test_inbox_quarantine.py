@@ -15,14 +15,14 @@ from .conftest import PDF_BYTES, received_document
 def _delivered(ctx, daemon_side, site, **kwargs):
     incoming_id, document = received_document(ctx, site, **kwargs)
     location = daemon_side.deliver_document(document)
-    ctx.journal.record_delivered(incoming_id, location)
+    ctx.journal.incoming.record_delivered(incoming_id, location)
     return incoming_id, Path(location)
 
 
 def _quarantined(ctx, daemon_side, site, **kwargs):
     incoming_id, document = received_document(ctx, site, **kwargs)
     location = daemon_side.quarantine_document(document, "signature invalid: digest mismatch")
-    ctx.journal.record_quarantined(incoming_id, "signature invalid: digest mismatch", location)
+    ctx.journal.incoming.record_quarantined(incoming_id, "signature invalid: digest mismatch", location)
     return incoming_id, Path(location)
 
 
@@ -66,7 +66,7 @@ def test_quarantine_list_and_release(ctx, daemon_side, site, cli):
     assert rows[0]["quarantine_reason"].startswith("signature invalid")
     code, out, err = cli("quarantine", "release", incoming_id)
     assert code == 0, err
-    record = ctx.journal.get_incoming(incoming_id)
+    record = ctx.journal.incoming.get_incoming(incoming_id)
     assert record.state is IncomingState.DELIVERED and not record.quarantined
     inbox_folder = Path(record.delivered_location)
     assert inbox_folder.is_relative_to(site.exchange / "inbox") and inbox_folder.is_dir()
@@ -86,20 +86,20 @@ def test_release_all_with_progress(ctx, daemon_side, site, cli):
     assert code == 0, err
     assert "released 2 item(s)" in out and "2/2" in err
     for incoming_id in (first, second):
-        record = ctx.journal.get_incoming(incoming_id)
+        record = ctx.journal.incoming.get_incoming(incoming_id)
         assert record.state is IncomingState.DELIVERED and Path(record.delivered_location).is_dir()
 
 
 def test_refuse_queues_status_02_to_the_sender_and_marks_refused(ctx, daemon_side, site, cli):
-    from connector.outbound_build import PackageBuilder
     from connector.edxml.reader import read_package
+    from connector.pipeline.outbound_build import PackageBuilder
 
     incoming_id, held = _quarantined(ctx, daemon_side, site)
     code, out, err = cli("quarantine", "refuse", incoming_id, "--reason", "Chữ ký số không hợp lệ")
     assert code == 0, err
-    record = ctx.journal.get_incoming(incoming_id)
+    record = ctx.journal.incoming.get_incoming(incoming_id)
     assert record.state is IncomingState.REFUSED and not record.quarantined
-    [status] = ctx.journal.list_outgoing()
+    [status] = ctx.journal.outgoing.list_outgoing()
     assert status.kind == "status" and status.recipients == [site.peer]
     assert status.meta["status"]["code"] == "02"
     assert status.meta["status"]["description"] == "Chữ ký số không hợp lệ"
@@ -113,7 +113,7 @@ def test_refuse_queues_status_02_to_the_sender_and_marks_refused(ctx, daemon_sid
     assert not any((site.exchange / "inbox").rglob("metadata.json"))
     code, _, err = cli("quarantine", "refuse", incoming_id, "--reason", "again")
     assert code == 2 and "already refused" in err
-    assert len(ctx.journal.list_outgoing()) == 1
+    assert len(ctx.journal.outgoing.list_outgoing()) == 1
 
 
 def test_redeliver_of_a_quarantined_item_points_to_release(ctx, daemon_side, site, cli):
@@ -123,7 +123,7 @@ def test_redeliver_of_a_quarantined_item_points_to_release(ctx, daemon_side, sit
 
 
 def test_journal_backup_is_a_readable_copy(ctx, site, cli, tmp_path):
-    item = ctx.journal.enqueue("cli", "backup-me", "package", recipients=[site.peer])
+    item = ctx.journal.outgoing.enqueue("cli", "backup-me", "package", recipients=[site.peer])
     target = tmp_path / "backups" / "journal-copy.db"
     target.parent.mkdir()
     code, out, err = cli("journal", "backup", str(target))

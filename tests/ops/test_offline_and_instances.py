@@ -63,7 +63,7 @@ def test_send_refuses_a_recipient_the_axis_does_not_list(ctx, site, cli, tmp_pat
     code, _, err = cli("send", str(make_bundle(tmp_path / "bad", "000.00.00.H99")))
     assert code == 2
     assert "document.yaml: To/OrganId: unknown recipient OrganId(s) 000.00.00.H99" in err
-    assert ctx.journal.list_outgoing() == []
+    assert ctx.journal.outgoing.list_outgoing() == []
 
     code, out, err = cli("send", str(make_bundle(tmp_path / "good", site.peer)))
     assert code == 0, err
@@ -81,9 +81,9 @@ def test_send_checks_recipients_off_when_configured(ctx, site, cli, tmp_path):
 def _items_of_old_server(site) -> tuple[Journal, list[str]]:
     config = yaml.safe_load(site.config.read_text(encoding="utf-8"))
     old = Journal.open(config["journal"]["url"], instance="old-node", owner="old-node:1")
-    first = old.enqueue("folder", "20261123T000000.000000Z-0001@old-node--a", "document",
+    first = old.outgoing.enqueue("folder", "20261123T000000.000000Z-0001@old-node--a", "document",
                         recipients=[site.peer])
-    second = old.enqueue("folder", "20261123T000000.000000Z-0002@old-node--b", "document",
+    second = old.outgoing.enqueue("folder", "20261123T000000.000000Z-0002@old-node--b", "document",
                          recipients=[site.peer])
     return old, [first.id, second.id]
 
@@ -98,16 +98,16 @@ def test_journal_instances_and_adopt(ctx, site, cli):
         assert listed["instances"] == [{"instance": "old-node", "outgoing_pending": 2,
                                         "incoming_unfinished": 0, "this": False}]
 
-        [claimed] = old.claim_for_sending(1)  # the old server is still at work
+        [claimed] = old.outgoing.claim_for_sending(1)  # the old server is still at work
         code, _, err = cli("journal", "adopt", "old-node")
         assert code != 0 and "may still be running" in err and "force" in err
-        assert {r.instance for r in ctx.journal.list_outgoing()} == {"old-node"}
+        assert {r.instance for r in ctx.journal.outgoing.list_outgoing()} == {"old-node"}
 
         code, out, err = cli("journal", "adopt", "old-node", "--force")
         assert code == 0, err
         assert "adopted 2 outgoing and 0 incoming item(s) from old-node into node1" in out
         assert all(item_id in out for item_id in ids)
-        records = {r.id: r for r in ctx.journal.list_outgoing()}
+        records = {r.id: r for r in ctx.journal.outgoing.list_outgoing()}
         assert {r.instance for r in records.values()} == {"node1"}
         assert records[claimed.id].state is OutgoingState.QUEUED  # put back in line
         assert [e.event for e in ctx.journal.events(claimed.id)][-1] == "adopted"
@@ -125,5 +125,5 @@ def test_adopt_into_a_named_instance(ctx, site, cli):
     old.close()
     code, out, err = cli("journal", "adopt", "old-node", "--instance", "node2")
     assert code == 0, err
-    assert {r.instance for r in ctx.journal.list_outgoing()} == {"node2"}
+    assert {r.instance for r in ctx.journal.outgoing.list_outgoing()} == {"node2"}
     assert cli("journal", "adopt", "x", "--instance", "bad name/")[0] == 2

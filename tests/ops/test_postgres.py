@@ -44,8 +44,8 @@ def test_status_and_backup_on_postgresql(pg_site, cli, tmp_path):
     from connector.ops.context import OpsContext
 
     with OpsContext.from_config(pg_site.config) as ctx:
-        item = ctx.journal.enqueue("cli", "pg", "package", recipients=[pg_site.peer])
-        ctx.journal.cancel(item.id)
+        item = ctx.journal.outgoing.enqueue("cli", "pg", "package", recipients=[pg_site.peer])
+        ctx.journal.outgoing.cancel(item.id)
     code, out, err = cli("status", "--json")
     assert code == 0, err
     assert [row["id"] for row in json.loads(out)["items"]] == [item.id]

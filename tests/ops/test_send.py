@@ -20,7 +20,7 @@ def test_send_bundle_builds_signs_stores_and_queues(ctx, site, cli, tmp_path):
     bundle = make_bundle(tmp_path / "to-send", site.peer)
     code, out, err = cli("send", str(bundle))
     assert code == 0, err
-    [record] = ctx.journal.list_outgoing()
+    [record] = ctx.journal.outgoing.list_outgoing()
     assert out.startswith(f"queued {record.id} document ")
     assert record.source == CLI_SOURCE and record.kind == "document"
     assert record.state is OutgoingState.PACKAGED and record.recipients == [site.peer]
@@ -33,7 +33,7 @@ def test_send_bundle_builds_signs_stores_and_queues(ctx, site, cli, tmp_path):
     # the same content again is the same item, not a second document
     code, out, _ = cli("send", str(bundle))
     assert code == 0 and record.id in out
-    assert len(ctx.journal.list_outgoing()) == 1
+    assert len(ctx.journal.outgoing.list_outgoing()) == 1
 
 
 def _ready_document(site, *, number: str) -> model.DocumentPackage:
@@ -51,7 +51,7 @@ def test_send_ready_unsigned_package_signs_it(ctx, site, cli, tmp_path):
     path.write_bytes(write_package(package))
     code, out, err = cli("send", str(path))
     assert code == 0, err
-    [record] = ctx.journal.list_outgoing()
+    [record] = ctx.journal.outgoing.list_outgoing()
     assert record.kind == "package" and record.state is OutgoingState.PACKAGED
     assert verify_package(open(record.package_path, "rb").read()).state.value == "untrusted"
 
@@ -66,7 +66,7 @@ def test_bad_bundle_names_file_and_field_and_queues_nothing(ctx, site, cli, tmp_
     assert code == 2 and "gone.pdf" in err and "attachments.0.file" in err
     code, _, err = cli("send", str(tmp_path / "nothing-here"))
     assert code == 2 and "no such file" in err
-    assert ctx.journal.list_outgoing() == []
+    assert ctx.journal.outgoing.list_outgoing() == []
 
 
 def test_package_from_another_agency_is_refused(ctx, site, cli, tmp_path):
@@ -79,18 +79,18 @@ def test_package_from_another_agency_is_refused(ctx, site, cli, tmp_path):
     path.write_bytes(write_package(package))
     code, _, err = cli("send", str(path))
     assert code == 2 and "From/OrganId" in err
-    assert ctx.journal.list_outgoing() == []
+    assert ctx.journal.outgoing.list_outgoing() == []
 
 
 def test_status_send_queues_a_status_the_daemon_packages(ctx, site, cli):
-    from connector.outbound_build import PackageBuilder
+    from connector.pipeline.outbound_build import PackageBuilder
 
     incoming_id, _ = received_document(ctx, site)
-    document_id = ctx.journal.get_incoming(incoming_id).document_id
+    document_id = ctx.journal.incoming.get_incoming(incoming_id).document_id
     code, out, err = cli("status-send", "--code", "3", "--document-id", document_id,
                          "--description", "Đã tiếp nhận")
     assert code == 0, err
-    [record] = ctx.journal.list_outgoing()
+    [record] = ctx.journal.outgoing.list_outgoing()
     assert record.kind == "status" and record.source == CLI_SOURCE
     assert record.recipients == [site.peer]  # the sender of the received document
     assert record.meta["status"]["code"] == "03"
@@ -107,7 +107,7 @@ def test_status_send_to_several_and_bad_input(ctx, site, cli):
     code, _, err = cli("status-send", "--code", "06", "--document-id", "DOC-1",
                        "--to", site.peer, "--to", "000.00.00.H09")
     assert code == 0, err
-    [record] = ctx.journal.list_outgoing()
+    [record] = ctx.journal.outgoing.list_outgoing()
     assert record.recipients == sorted([site.peer, "000.00.00.H09"])
     code, _, err = cli("status-send", "--code", "99", "--document-id", "DOC-1", "--to", site.peer)
     assert code == 2 and "unknown status code" in err
@@ -115,7 +115,7 @@ def test_status_send_to_several_and_bad_input(ctx, site, cli):
     assert code == 2 and "--to" in err
     code, _, err = cli("status-send", "--code", "03", "--document-id", "UNKNOWN")
     assert code == 2 and "no received document" in err
-    assert len(ctx.journal.list_outgoing()) == 1
+    assert len(ctx.journal.outgoing.list_outgoing()) == 1
 
 
 def test_json_schemas_are_printed(cli):
@@ -139,11 +139,11 @@ def test_send_take_back_bundle_queues_status_13_to_each_receiver(ctx, site, cli,
         f"  to: ['{site.peer}', '000.00.00.H09']\n  reason: 'Gửi nhầm'\n", encoding="utf-8")
     code, out, err = cli("send", str(bundle))
     assert code == 0, err
-    [record] = ctx.journal.list_outgoing()
+    [record] = ctx.journal.outgoing.list_outgoing()
     assert record.kind == "status" and record.document_id == "DOC-OLD"
     assert record.meta["status"]["code"] == "13"
     assert record.recipients == sorted([site.peer, "000.00.00.H09"])
-    assert cli("send", str(bundle))[0] == 0 and len(ctx.journal.list_outgoing()) == 1
+    assert cli("send", str(bundle))[0] == 0 and len(ctx.journal.outgoing.list_outgoing()) == 1
 
 
 def test_send_refuses_a_package_whose_signature_does_not_verify(ctx, site, cli, tmp_path):
@@ -156,5 +156,5 @@ def test_send_refuses_a_package_whose_signature_does_not_verify(ctx, site, cli, 
     code, out, err = cli("send", str(path))
     assert code == 2 and out == ""
     assert "Signature" in err and "does not verify" in err and "digest mismatch" in err
-    assert ctx.journal.list_outgoing() == []
+    assert ctx.journal.outgoing.list_outgoing() == []
     assert not list((site.state / "spool" / "cli").glob("*.edxml"))

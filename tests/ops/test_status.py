@@ -13,15 +13,15 @@ from .conftest import failed_folder_item, received_document
 
 def _populate(ctx, daemon_side, site):
     failed = failed_folder_item(ctx, daemon_side, site)
-    waiting = ctx.journal.enqueue("folder", "20261123T000000.000000Z-abcd@node1--later.edxml",
+    waiting = ctx.journal.outgoing.enqueue("folder", "20261123T000000.000000Z-abcd@node1--later.edxml",
                                   "package", recipients=[site.peer, "000.00.00.H41"])
-    sent = ctx.journal.enqueue("folder", "20261123T000000.000000Z-abce@node1--sent.edxml",
+    sent = ctx.journal.outgoing.enqueue("folder", "20261123T000000.000000Z-abce@node1--sent.edxml",
                                "package", document_id="DOC-SENT", recipients=[site.peer])
-    ctx.journal.mark_packaged(sent.id, package_path="/x", sha256="0" * 64, size=1,
+    ctx.journal.outgoing.mark_packaged(sent.id, package_path="/x", sha256="0" * 64, size=1,
                               document_id="DOC-SENT", recipients=[site.peer])
-    ctx.journal.claim_for_sending(10)
-    ctx.journal.record_sent(sent.id, "axis-doc-1")
-    ctx.journal.record_recipient_status("DOC-SENT", site.peer, "03", description="đã tiếp nhận")
+    ctx.journal.outgoing.claim_for_sending(10)
+    ctx.journal.outgoing.record_sent(sent.id, "axis-doc-1")
+    ctx.journal.recipients.record_recipient_status("DOC-SENT", site.peer, "03", description="đã tiếp nhận")
     incoming_id, _ = received_document(ctx, site)
     ctx.journal.set_time(KV_LAST_AXIS_CONTACT, dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.timezone.utc))
     return failed, waiting, sent, incoming_id
@@ -78,8 +78,9 @@ def test_unknown_state_is_refused_with_the_valid_ones(cli):
 
 
 def test_watch_redraws_until_interrupted(ctx, daemon_side, site):
-    from rich.console import Console
     import io
+
+    from rich.console import Console
 
     failed_folder_item(ctx, daemon_side, site)
     calls = []
@@ -99,8 +100,9 @@ def test_watch_redraws_until_interrupted(ctx, daemon_side, site):
 
 
 def test_empty_journal_renders_and_ages_read_well(ctx):
-    from rich.console import Console
     import io
+
+    from rich.console import Console
 
     snapshot = collect_status(ctx.journal)
     assert snapshot["items"] == [] and snapshot["oldest_pending_age_seconds"] is None

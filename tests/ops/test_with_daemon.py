@@ -9,11 +9,11 @@ import json
 import pytest
 import yaml
 
-from connector.axis.sim_agencies import agencies_from_data
-from connector.axis.simulator import AxisSimulator
+from connector.axis.sim.agencies import agencies_from_data
+from connector.axis.sim.server import AxisSimulator
 from connector.config import load_config
 from connector.journal import OutgoingState
-from connector.outbound import Outbound
+from connector.pipeline.outbound import Outbound
 from connector.runtime import Runtime
 
 from .conftest import make_bundle, received_document
@@ -52,7 +52,7 @@ def daemon(site, axis):
 def test_sent_by_the_daemon_after_send_and_status_send(ctx, site, cli, daemon, axis, tmp_path):
     assert cli("send", str(make_bundle(tmp_path / "bundle", site.peer)))[0] == 0
     incoming_id, _ = received_document(ctx, site)
-    document_id = ctx.journal.get_incoming(incoming_id).document_id
+    document_id = ctx.journal.incoming.get_incoming(incoming_id).document_id
     assert cli("status-send", "--code", "03", "--document-id", document_id)[0] == 0
 
     daemon.cycle(wait=True, timeout=30)
@@ -69,7 +69,7 @@ def test_retry_of_a_failed_folder_item_is_sent_on_the_next_pass(ctx, site, cli, 
     outbox = site.exchange / "outbox"
     make_bundle(outbox / ".doc.tmp", "000.00.00.H99").rename(outbox / "doc")  # unknown receiver
     daemon.cycle(wait=True, timeout=30)
-    [record] = ctx.journal.list_outgoing()
+    [record] = ctx.journal.outgoing.list_outgoing()
     assert record.state is OutgoingState.FAILED and "000.00.00.H99" in record.last_error
     assert (site.exchange / "failed" / "doc.error.txt").is_file()
 
@@ -82,7 +82,7 @@ def test_retry_of_a_failed_folder_item_is_sent_on_the_next_pass(ctx, site, cli, 
     assert code == 0, err
 
     daemon.cycle(wait=True, timeout=30)
-    after = ctx.journal.get_outgoing(record.id)
+    after = ctx.journal.outgoing.get_outgoing(record.id)
     assert after.state is OutgoingState.SENT and after.recipients == [site.peer]
     assert (site.exchange / "sent" / "doc.receipt.json").is_file()
     assert len(axis.store.sent_by(site.organ_id, "edoc")) == 1

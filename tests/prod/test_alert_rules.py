@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from connector.metrics import Metrics
+from connector.service.metrics import Metrics
 
 MONITORING = Path(__file__).resolve().parents[2] / "config" / "monitoring"
 PROMTOOL = shutil.which("promtool")

@@ -8,9 +8,19 @@ from email.utils import format_datetime
 import pytest
 
 from connector.errors import CertificateError
-from connector.health import (
-    DiskUsage, HealthSettings, HealthState, certificate_status, check_axis, check_certificate,
-    check_clock, check_disk, check_journal, clock_skew_from_date, ensure_can_sign, evaluate,
+from connector.service.health import (
+    DiskUsage,
+    HealthSettings,
+    HealthState,
+    certificate_status,
+    check_axis,
+    check_certificate,
+    check_clock,
+    check_disk,
+    check_journal,
+    clock_skew_from_date,
+    ensure_can_sign,
+    evaluate,
     measure_disk,
 )
 

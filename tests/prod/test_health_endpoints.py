@@ -17,8 +17,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from connector.errors import ConnectorError
-from connector.health import HealthMonitor, HealthServer, HealthSettings, start_health_server
-from connector.metrics import Metrics
+from connector.service.health import HealthMonitor, HealthServer, HealthSettings, start_health_server
+from connector.service.metrics import Metrics
 
 
 class FakeClock:

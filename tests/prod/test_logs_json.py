@@ -37,12 +37,12 @@ def capture():
 
 
 def test_one_json_object_per_line_with_the_fixed_fields_first(capture):
-    log = logs.get_logger("connector.outbound")
+    log = logs.get_logger("connector.pipeline.outbound")
     log.info("item_sent", item_id="01J0Z", document_id="123/UBND-VP", duration_ms=41.5,
              tên_tệp="Quyết định.pdf")
     [line] = capture()
     assert list(line)[:4] == ["timestamp", "level", "logger", "event"]
-    assert line["level"] == "info" and line["logger"] == "connector.outbound"
+    assert line["level"] == "info" and line["logger"] == "connector.pipeline.outbound"
     assert line["event"] == "item_sent" and line["item_id"] == "01J0Z"
     assert line["duration_ms"] == 41.5
     assert line["tên_tệp"] == "Quyết định.pdf"  # Vietnamese survives, unescaped or not
@@ -86,7 +86,7 @@ def test_registered_secret_values_are_cut_out_everywhere(capture):
 
 
 def test_set_level_changes_at_run_time(capture):
-    log = logs.get_logger("connector.daemon")
+    log = logs.get_logger("connector.service.daemon")
     log.debug("hidden_at_info")
     logs.set_level("debug")
     log.debug("shown_at_debug")
@@ -114,7 +114,7 @@ def test_rotating_file(tmp_path, capture):
     stream = io.StringIO()
     logs.configure_logging("info", stream=stream, file=path, file_max_bytes=400,
                            file_backup_count=2)
-    log = logs.get_logger("connector.inbound")
+    log = logs.get_logger("connector.pipeline.inbound")
     for number in range(20):
         log.info("item_stored", item_id=number, padding="x" * 40)
     assert len(stream.getvalue().splitlines()) == 20  # stdout still gets everything

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from connector.metrics import Metrics, sqlite_journal_size
+from connector.service.metrics import Metrics, sqlite_journal_size
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, frozenset], float]:

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from connector import sdnotify
+from connector.service import sdnotify
 
 
 def _receive_all(sock: socket.socket) -> list[str]:

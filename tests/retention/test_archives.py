@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from connector.dms.base import Failure, Receipt
-from connector.dms.folder import FolderSide
-from connector.retention import purge_archive
+from connector.dms.folder.side import FolderSide
+from connector.pipeline.retention import purge_archive
 
 DAY = 86400.0
 NOW = time.time()

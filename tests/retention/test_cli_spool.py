@@ -12,7 +12,7 @@ import yaml
 
 from connector.config import load_config
 from connector.journal import Journal
-from connector.retention import purge_cli_spool, run_retention
+from connector.pipeline.retention import purge_cli_spool, run_retention
 from connector.runtime import Runtime
 
 DAY = 86400.0
@@ -34,18 +34,18 @@ def _spooled(directory, name: str, *, when: float = OLD):
 
 
 def _item(journal, kind: str, fingerprint: str, *, state: str | None):
-    record = journal.enqueue("cli", f"{kind}:{fingerprint}", kind, recipients=["000.00.00.H41"])
+    record = journal.outgoing.enqueue("cli", f"{kind}:{fingerprint}", kind, recipients=["000.00.00.H41"])
     if state in ("sent", "failed-packaged", "failed-unpackaged"):
         if state != "failed-unpackaged":
-            journal.mark_packaged(record.id, package_path="/x", sha256="0" * 64, size=1,
+            journal.outgoing.mark_packaged(record.id, package_path="/x", sha256="0" * 64, size=1,
                                   document_id="d")
-        journal.claim_for_sending(10)
+        journal.outgoing.claim_for_sending(10)
         if state == "sent":
-            journal.record_sent(record.id, "axis-1")
+            journal.outgoing.record_sent(record.id, "axis-1")
         else:
-            journal.record_attempt_failed(record.id, "refused", permanent=True)
+            journal.outgoing.record_attempt_failed(record.id, "refused", permanent=True)
     elif state == "cancelled":
-        journal.cancel(record.id)
+        journal.outgoing.cancel(record.id)
     return record
 
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from connector import fsutil
-from connector.dms.db_mapping import AttachmentsMapping
-from connector.dms.folder import FolderSide
+from connector.dms.database.mapping import AttachmentsMapping
+from connector.dms.folder.side import FolderSide
 from connector.errors import InputError
 
 SECRET = b"-----BEGIN PRIVATE KEY-----\nconnector-only\n-----END PRIVATE KEY-----\n"
@@ -77,10 +77,10 @@ def test_a_file_the_dms_owns_may_still_be_hard_linked(tmp_path):
 def test_a_checked_attachment_swapped_for_a_symlink_is_not_sent(tmp_path, secret_file):
     """The race: the bundle is checked at claim time, then the DMS (which still owns the bundle
     folder) replaces a file with a link to the key before the package is written."""
-    from connector.dms.folder_outbox import bundle_attachments
-    from connector.edxml.writer import write_package_to
-    from connector.packaging import build_document
+    from connector.dms.folder.outbox import bundle_attachments
     from connector.edxml.model import Organization
+    from connector.edxml.writer import write_package_to
+    from connector.pipeline.packaging import build_document
     from connector.schemas.document import load_document_metadata
 
     bundle = _bundle(tmp_path, "cv-2", ["notes.txt", "annex.pdf"])
@@ -144,13 +144,13 @@ def test_pack_still_follows_a_symlink_the_operator_typed(tmp_path):
 # --------------------------------------------------------------------------- DMS database paths
 
 def _path_check(path: Path, **mapping):
-    from connector.dms.database import _sendable_path
+    from connector.dms.database.side import _sendable_path
 
     return _sendable_path(path, AttachmentsMapping(**mapping))
 
 
 def test_database_file_paths_are_restricted_to_base_dir_by_default(tmp_path, secret_file):
-    from connector.dms.database_rows import RowProblem
+    from connector.dms.database.rows import RowProblem
 
     store = tmp_path / "dms-files"
     (store / "sub").mkdir(parents=True)

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.oid import NameOID
 
-from connector.devcerts import make_dev_certs
+from connector.devtools.devcerts import make_dev_certs
 from connector.edxml.keys import SigningKey
 from connector.errors import CertificateError
 from connector.runtime import check_signer

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from connector.axis.sim_agencies import agencies_from_data
-from connector.axis.simulator import AxisSimulator
-
 from service_harness import AGENCIES, DaemonProcess, NotifySocket
+
+from connector.axis.sim.agencies import agencies_from_data
+from connector.axis.sim.server import AxisSimulator
 
 
 @pytest.fixture

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import yaml
 
-from connector.devcerts import trust_config
-from connector.demo import free_port
+from connector.devtools.devcerts import trust_config
+from connector.devtools.lab import free_port
 
 PROJECT = Path(__file__).resolve().parents[2]
 A = "000.00.00.G22"

@@ -13,10 +13,9 @@ import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-
-from connector.devcerts import _agency_cert, _new_key, _write_cert, _write_key
-
 from service_harness import A, drop_bundle, metric, wait_for, write_config
+
+from connector.devtools.devcerts import _agency_cert, _new_key, _write_cert, _write_key
 
 pytestmark = pytest.mark.slow
 DAY = 86_400

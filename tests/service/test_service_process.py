@@ -10,8 +10,7 @@ import sqlite3
 import time
 
 import pytest
-
-from service_harness import (A, AXIS_SECRET_A, drop_bundle, metric, wait_for, write_config)
+from service_harness import AXIS_SECRET_A, A, drop_bundle, metric, wait_for, write_config
 
 pytestmark = pytest.mark.slow
 

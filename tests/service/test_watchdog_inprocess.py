@@ -9,12 +9,11 @@ import threading
 import time
 
 import pytest
-
-from connector.axis import simulator as simulator_module
-from connector.config import load_config
-from connector.daemon import Daemon
-
 from service_harness import http_get, wait_for, write_config
+
+from connector.axis.sim import server as simulator_module
+from connector.config import load_config
+from connector.service.daemon import Daemon
 
 pytestmark = pytest.mark.slow  # each runs a real daemon for a few seconds
 

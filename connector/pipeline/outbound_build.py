@@ -1,6 +1,6 @@
 """Turning one claimed outgoing item into the bytes the connector will send, stored once.
 
-Kept apart from :mod:`connector.outbound` (which decides *when* and *what next*) because this is
+Kept apart from :mod:`connector.pipeline.outbound` (which decides *when* and *what next*) because this is
 the part that knows the format: which package a document, a ready package, a status or a
 take-back request becomes, who signs it, and what is refused before anything leaves.
 
@@ -22,7 +22,6 @@ Decisions:
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,12 +39,21 @@ from connector.edxml.signing import (
 from connector.edxml.writer import prepare_package, write_package, write_package_to
 from connector.errors import EdxmlError, InputError
 from connector.journal import OutgoingRecord
+from connector.journal.package_store import StoredPackage
 from connector.logs import get_logger
-from connector.package_store import StoredPackage
-from connector.packaging import build_document, build_status
+from connector.pipeline.packaging import build_document, build_status
+from connector.pipeline.statuses import original_details, take_back_request
 from connector.runtime import Runtime
 
 log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ReadyPackage:
+    """A ready package that passed :meth:`PackageBuilder.checked_ready_package`."""
+
+    package: model.DocumentPackage | model.StatusPackage
+    needs_signing: bool
 
 
 @dataclass(frozen=True)
@@ -96,20 +104,13 @@ class PackageBuilder:
                 fsutil.write_file_durably(path, data)
                 files[name] = path
         try:
-            package = build_document(item.metadata, files, agency=self.runtime.agency,
-                                     convention=self.runtime.zip_convention,
-                                     source=item.display_name)
-            package = prepare_package(package)
+            package = self.checked_document(item.metadata, files, item.display_name)
             recipients = [organization.organ_id for organization in package.to]
-            self.check_recipients(recipients, item.display_name)
-            key = self.runtime.signing_key
-            key.check_validity()
-            algorithm = self.runtime.settings.certificate.algorithm.value
             existed = store.outgoing_path(record.id).exists()
             # fsync=False: put_outgoing fsyncs the written file itself before publishing it
             # (one flush of the package, not two).
-            stored = store.put_outgoing(record.id, lambda path: write_package_to(
-                package, path, signer=key, algorithm=algorithm, fsync=False))
+            stored = store.put_outgoing(record.id, lambda path: self.write_signed(
+                package, path, fsync=False))
         finally:
             if item.attachment_blobs:
                 store.drop_scratch(record.id)
@@ -118,50 +119,83 @@ class PackageBuilder:
             document_id = self._stored_document_id(stored.path) or document_id
         return Built(stored, document_id, int(package.business_type), recipients, signed=True)
 
+    def checked_document(self, metadata: Any, files: Any, label: str | None) -> DocumentPackage:
+        """The document the DMS described, built with this agency as ``From`` and its
+        identifiers filled (so validated), its recipients checked: refused before anything is
+        recorded or signed."""
+        package = build_document(metadata, files, agency=self.runtime.agency,
+                                 convention=self.runtime.zip_convention, source=label)
+        package = prepare_package(package)
+        self.check_recipients([organization.organ_id for organization in package.to], label)
+        return package
+
+    def write_signed(self, package: DocumentPackage, path: Path, *, fsync: bool = True) -> None:
+        """Write ``package`` to ``path`` signed with the agency's key in one streaming pass."""
+        key = self.runtime.signing_key
+        key.check_validity()
+        write_package_to(package, path, signer=key,
+                         algorithm=self.runtime.settings.certificate.algorithm.value, fsync=fsync)
+
     def _stored_document_id(self, path: Path) -> str | None:
         return read_package(path, limits=self.runtime.limits).package.document_id
 
     # -- ready packages ----------------------------------------------------------------------------
     def ready_package(self, record: OutgoingRecord, path: Path, display: str | None) -> Built:
         label = display or path.name
+        ready = self.checked_ready_package(path, label)
+        package = ready.package
+        store = self.runtime.store
+        if not isinstance(package, DocumentPackage):
+            to = package.response_for.organ_id
+            stored = store.put_outgoing_set(record.id, [(to, path.read_bytes())])
+            return Built(stored, package.response_for.document_id or "", None, [to],
+                         signed=False)
+        stored = store.put_outgoing(record.id, lambda target: self.sign_or_copy(ready, path, target))
+        return Built(stored, package.document_id or "", int(package.business_type),
+                     [organization.organ_id for organization in package.to],
+                     signed=ready.needs_signing)
+
+    def checked_ready_package(self, path: Path, label: str) -> ReadyPackage:
+        """A package the DMS or an operator made, read and checked as the axis and the receivers
+        would: its sender is this agency, its recipients are known, and a signature it carries
+        verifies (an unsigned one, or one carrying only an SDK-style placeholder, is signed
+        when stored; one that does not verify is refused: the receivers would quarantine it)."""
         data_limits = self.runtime.limits
-        result = read_package(path, limits=data_limits, file=label)
-        package = result.package
+        package = read_package(path, limits=data_limits, file=label).package
         ours = self.runtime.settings.agency.organ_id
         if package.from_.organ_id != ours:
             raise InputError(f"the package's sender is {package.from_.organ_id!r}, not this "
                              f"agency ({ours})", file=label, element="From/OrganId",
-                             hint="the axis only accepts packages from the agency we log in as")
-        store = self.runtime.store
+                             hint="the axis only accepts packages from the agency we log in as; "
+                                  "rebuild it with `edxml-connector pack`")
         if not isinstance(package, DocumentPackage):
             to = package.response_for.organ_id if package.response_for else None
             if not to:
                 raise InputError("the status package names no addressee", file=label,
                                  element="ResponseFor/OrganId", hint="add ResponseFor/OrganId")
             self.check_recipients([to], label)
-            stored = store.put_outgoing_set(record.id, [(to, path.read_bytes())])
-            return Built(stored, package.response_for.document_id or "", None, [to],
-                         signed=False)
-        recipients = [organization.organ_id for organization in package.to]
-        self.check_recipients(recipients, label)
+            return ReadyPackage(package, needs_signing=False)
+        self.check_recipients([organization.organ_id for organization in package.to], label)
         verification = _verify_file(path, data_limits, label)
         state = verification.state
         if state is SignatureState.INVALID:
             raise InputError(f"the package carries a signature that does not verify "
                              f"({verification.reason})", file=label, element="Signature",
-                             hint="sign it again, or remove the signature and let the connector sign")
-        signed = state in (SignatureState.ABSENT, SignatureState.UNVERIFIABLE)
-        if signed:
+                             hint="sign it again (`edxml-connector sign`), or remove the "
+                                  "signature and let the connector sign")
+        return ReadyPackage(package, needs_signing=state in (SignatureState.ABSENT,
+                                                             SignatureState.UNVERIFIABLE))
+
+    def sign_or_copy(self, ready: ReadyPackage, source: Path, target: Path) -> None:
+        """``source`` at ``target``: signed when it needs a signature, else byte for byte."""
+        if ready.needs_signing:
             key = self.runtime.signing_key
             key.check_validity()
-            algorithm = self.runtime.settings.certificate.algorithm.value
-            stored = store.put_outgoing(record.id, lambda target: sign_package_file(
-                path, target, key, algorithm=algorithm, limits=data_limits))
+            sign_package_file(source, target, key,
+                              algorithm=self.runtime.settings.certificate.algorithm.value,
+                              limits=self.runtime.limits)
         else:
-            stored = store.put_outgoing(record.id,
-                                        lambda target: fsutil.copy_file_durably(path, target))
-        return Built(stored, package.document_id or "", int(package.business_type), recipients,
-                     signed=signed)
+            fsutil.copy_file_durably(source, target)
 
     # -- statuses ----------------------------------------------------------------------------------
     def status_set(self, record: OutgoingRecord, request: StatusRequest) -> Built:
@@ -171,7 +205,7 @@ class PackageBuilder:
         self.check_recipients(list(request.to), record.meta.get("display_name"))
         code_text, promulgation_date = request.code_text, request.promulgation_date
         if code_text is None or promulgation_date is None:
-            known_code, known_date = self._original_details(request.document_id)
+            known_code, known_date = original_details(self.runtime.journal, request.document_id)
             code_text = code_text or known_code
             promulgation_date = promulgation_date or known_date
         staff = None
@@ -191,33 +225,23 @@ class PackageBuilder:
 
     def take_back(self, record: OutgoingRecord, item: OutgoingItem) -> Built:
         """Status 13 to each receiver named in ``take_back``."""
-        take_back = item.metadata.take_back
-        request = StatusRequest(code="13", document_id=take_back.document_id,
-                                to=list(take_back.to), description=take_back.reason,
-                                staff=(item.metadata.business.staff.model_dump()
-                                       if item.metadata.business.staff else {}),
-                                code_text=take_back.code,
-                                promulgation_date=take_back.promulgation_date)
-        return self.status_set(record, request)
-
-    def _original_details(self, document_id: str) -> tuple[str | None, dt.date | None]:
-        """Code and promulgation date of the document a status is about: a received one (the
-        usual case: 01-06, 15, 16) or one we sent (13)."""
-        received = self.runtime.journal.find_received(document_id)
-        if received is not None:
-            date = received.meta.get("promulgation_date")
-            return received.meta.get("code"), dt.date.fromisoformat(date) if date else None
-        return None, None
+        return self.status_set(record, take_back_request(item.metadata))
 
     # -- checks ------------------------------------------------------------------------------------
     def check_recipients(self, recipients: list[str], label: str | None) -> None:
+        """Refuse OrganIds the axis's agency list does not have (none while no list is known:
+        the axis stays the judge)."""
         if not self.runtime.settings.outbound.check_recipients:
             return
         unknown = self.runtime.directory.unknown(recipients)
         if unknown:
-            raise InputError(f"unknown recipient OrganId(s) {', '.join(unknown)}: the axis's "
-                             "agency list does not have them", file=label, element="to",
+            raise InputError(unknown_recipients_reason(unknown), file=label, element="To/OrganId",
                              hint="correct the recipients and send again")
+
+
+def unknown_recipients_reason(unknown: list[str]) -> str:
+    return (f"unknown recipient OrganId(s) {', '.join(unknown)}: the axis's agency list does not "
+            "have them")
 
 
 def _verify_file(path: Path, limits: Any, label: str):

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from connector.dms.base import StatusRequest
-from connector.dms.db_mapping import (
+from connector.dms.database.mapping import (
     OutgoingDocumentsMapping,
     OutgoingStatusesMapping,
     document_field_annotation,

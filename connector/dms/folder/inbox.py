@@ -33,8 +33,8 @@ import structlog
 
 from connector import fsutil
 from connector.dms.base import IncomingDocument, IncomingStatus, LifecycleEvent
-from connector.dms.folder_jsonl import AppendOnceLog
-from connector.dms.folder_layout import READ_DIR_MODE, SHARED_DIR_MODE, ExchangeLayout
+from connector.dms.folder.jsonl import AppendOnceLog
+from connector.dms.folder.layout import READ_DIR_MODE, SHARED_DIR_MODE, ExchangeLayout
 from connector.edxml.attachments import (
     ZipLimits,
     extract_zip_part,

@@ -24,10 +24,10 @@ import yaml
 
 from connector import fsutil
 from connector.dms.base import OutgoingItem, OutgoingKind
-from connector.dms.folder_claims import ClaimName
+from connector.dms.folder.claims import ClaimName
+from connector.dms.folder.status_drop import load_status_request
 from connector.errors import ConnectorError, InputError
 from connector.schemas.document import load_document_metadata, parse_document_metadata
-from connector.schemas.status import load_status_request
 
 PACKAGE_SUFFIX = ".edxml"
 STATUS_SUFFIXES = (".yaml", ".yml", ".json")

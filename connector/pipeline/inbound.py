@@ -186,7 +186,7 @@ class Inbound:
         """Finish items stored but not yet acknowledged or delivered (after a crash, or after a
         delivery that failed, e.g. on a full inbox disk)."""
         done = 0
-        for record in self.journal.pending_incoming():
+        for record in self.journal.incoming.pending_incoming():
             if self.stopping.is_set():
                 break
             try:
@@ -199,7 +199,7 @@ class Inbound:
     def process(self, axis_doc_id: str, messagetype: str, *, sender: str | None = None) -> bool:
         """One listed item; False when a step failed (it is tried again later)."""
         started = time.monotonic()
-        record = self.journal.record_listed(axis_doc_id, messagetype, sender=sender)
+        record = self.journal.incoming.record_listed(axis_doc_id, messagetype, sender=sender)
         try:
             self._advance(record, listed=True)
         except Exception as error:
@@ -238,7 +238,7 @@ class Inbound:
             else:
                 self._deliver_document(record)
         except Exception as error:
-            self.journal.record_incoming_failed(record.id, describe_error(error), step="deliver")
+            self.journal.incoming.record_incoming_failed(record.id, describe_error(error), step="deliver")
             raise
 
     def _store(self, record: IncomingRecord) -> IncomingRecord:
@@ -254,25 +254,25 @@ class Inbound:
         except PackageTooLarge as error:
             return self._refuse_too_large(record, error)
         except Exception as error:
-            self.journal.record_incoming_failed(record.id, describe_error(error), step="fetch")
+            self.journal.incoming.record_incoming_failed(record.id, describe_error(error), step="fetch")
             raise
-        self.journal.record_fetched(record.id, size=stored.size)
+        self.journal.incoming.record_fetched(record.id, size=stored.size)
         label = f"axis docId {record.axis_doc_id}"
         try:
             result = read_package(path, limits=self.runtime.limits, file=label)
         except EdxmlError as error:
             reason = f"unreadable package: {error.one_line()}"
-            self.journal.record_verified(record.id, signature_state="unverifiable",
+            self.journal.incoming.record_verified(record.id, signature_state="unverifiable",
                                          detail={"reason": reason})
             log.error("incoming_unreadable", item_id=record.id, axis_doc_id=record.axis_doc_id,
                       error=error.one_line(), action="stored, acknowledged and quarantined")
-            return self.journal.record_stored(
+            return self.journal.incoming.record_stored(
                 record.id, package_path=str(path), sha256=stored.sha256, size=stored.size,
                 sender=record.sender, document_id=None, business_type=None, signature_state=None,
                 meta={"unreadable": reason})
         package = result.package
         signature = self._verify(path, package, received_at)
-        self.journal.record_verified(record.id, signature_state=signature["state"],
+        self.journal.incoming.record_verified(record.id, signature_state=signature["state"],
                                      detail={"reason": signature.get("reason"),
                                              "verified_at": received_at.isoformat()})
         meta: dict[str, Any] = {"signature": signature,
@@ -294,9 +294,9 @@ class Inbound:
             log.warning("incoming_sender_mismatch", item_id=record.id,
                         axis_doc_id=record.axis_doc_id, reason=mismatch)
         window = dt.timedelta(days=self.settings.inbox.dedupe_window_days)
-        duplicate = self.journal.find_duplicate(sender, document_id, business_type, stored.sha256,
+        duplicate = self.journal.incoming.find_duplicate(sender, document_id, business_type, stored.sha256,
                                                 window=window, exclude_id=record.id)
-        stored_record = self.journal.record_stored(
+        stored_record = self.journal.incoming.record_stored(
             record.id, package_path=str(path), sha256=stored.sha256, size=stored.size,
             sender=sender, document_id=document_id, business_type=business_type,
             signature_state=signature["state"], meta=meta)
@@ -305,7 +305,7 @@ class Inbound:
             self._count("duplicate")
             log.info("incoming_duplicate", item_id=record.id, original_id=duplicate.id,
                      document_id=document_id, note="acknowledged, not delivered again")
-            return self.journal.record_duplicate(record.id, duplicate.id)
+            return self.journal.incoming.record_duplicate(record.id, duplicate.id)
         self._count("stored")
         log.info("incoming_stored", item_id=record.id, axis_doc_id=record.axis_doc_id,
                  messagetype=record.messagetype, sender=sender, document_id=document_id,
@@ -326,10 +326,10 @@ class Inbound:
                 self.runtime.axis.update_status(record.axis_doc_id, "fail", reason[:500])
         except Exception as ack_error:
             # Not recorded: the next poll lists it again and tries the answer again.
-            self.journal.record_incoming_failed(record.id, describe_error(ack_error), step="fetch")
+            self.journal.incoming.record_incoming_failed(record.id, describe_error(ack_error), step="fetch")
             raise
         self._count("refused")
-        return self.journal.record_refused(record.id, reason)
+        return self.journal.incoming.record_refused(record.id, reason)
 
     def _verify(self, path: Path, package: Any, received_at: dt.datetime) -> dict[str, Any]:
         if not isinstance(package, DocumentPackage):
@@ -355,10 +355,10 @@ class Inbound:
             with self._timer("updateStatus"):
                 self.runtime.axis.update_status(record.axis_doc_id, "done")
         except Exception as error:
-            self.journal.record_incoming_failed(record.id, describe_error(error),
+            self.journal.incoming.record_incoming_failed(record.id, describe_error(error),
                                                 step="acknowledge")
             raise
-        acknowledged = self.journal.record_acknowledged(record.id)
+        acknowledged = self.journal.incoming.record_acknowledged(record.id)
         log.info("incoming_acknowledged", item_id=record.id, axis_doc_id=record.axis_doc_id,
                  duration_ms=_ms(started))
         return acknowledged
@@ -420,7 +420,7 @@ class Inbound:
                             signature=state, reason=document.signature.get("reason"),
                             action="delivered by policy")
             location = side.deliver_document(document)
-            self.journal.record_delivered(record.id, str(location))
+            self.journal.incoming.record_delivered(record.id, str(location))
             log.info("incoming_delivered", item_id=record.id, document_id=record.document_id,
                      sender=record.sender, to=str(location), to_state="delivered",
                      duration_ms=_ms(started))
@@ -432,7 +432,7 @@ class Inbound:
 
     def _quarantine(self, record: IncomingRecord, document: IncomingDocument, reason: str) -> None:
         location = self.side.quarantine_document(document, reason)
-        self.journal.record_quarantined(record.id, reason, str(location))
+        self.journal.incoming.record_quarantined(record.id, reason, str(location))
         self._count("quarantined")
         log.warning("incoming_quarantined", item_id=record.id, reason=reason, to=str(location),
                     fix="`edxml-connector quarantine release|refuse ID`")
@@ -441,14 +441,14 @@ class Inbound:
         """The documents a revoke/update/replace is about (only those we received)."""
         business_type = record.business_type
         if business_type in (1, 2) and record.document_id:
-            original = self.journal.find_received(record.document_id, record.sender,
+            original = self.journal.incoming.find_received(record.document_id, record.sender,
                                                  exclude_id=record.id, originals_only=True)
             return [original] if original is not None else []
         if business_type == 3:
             found = []
             business = getattr(package, "business", None)
             for replaced in (getattr(business, "replacement_info_list", None) or []):
-                original = self.journal.find_received(replaced.document_id, record.sender,
+                original = self.journal.incoming.find_received(replaced.document_id, record.sender,
                                                      exclude_id=record.id)
                 if original is not None:
                     found.append(original)
@@ -473,10 +473,10 @@ class Inbound:
                       (getattr(business, "replacement_info_list", None) or [])
                       if replaced.document_id]
         for document_id in wanted:
-            if self.journal.find_received(document_id, record.sender,
+            if self.journal.incoming.find_received(document_id, record.sender,
                                          exclude_id=record.id) is not None:
                 continue
-            other = self.journal.find_received(document_id, exclude_id=record.id)
+            other = self.journal.incoming.find_received(document_id, exclude_id=record.id)
             if other is not None:
                 return (f"{event[:-1]} request from {record.sender} for {document_id}, which was "
                         f"received from {other.sender}: only the original sender may do that")
@@ -497,11 +497,11 @@ class Inbound:
         if code == "13":
             if not document_id:
                 return f"take-back request from {sender} names no DocumentId"
-            if self.journal.find_received(document_id, sender, originals_only=True) is None:
+            if self.journal.incoming.find_received(document_id, sender, originals_only=True) is None:
                 return (f"take-back request from {sender} for {document_id}: no document with "
                         f"that DocumentId was received from {sender}")
             return None
-        if document_id and self.journal.sent_to(document_id, sender) is False:
+        if document_id and self.journal.recipients.sent_to(document_id, sender) is False:
             return (f"status {code} from {sender} about {document_id}: that document was not "
                     f"sent to {sender}")
         return None
@@ -510,7 +510,7 @@ class Inbound:
         """Record a status nobody entitled sent: in the statuses log marked refused, in the
         journal as refused with the reason; no receipt, DMS row or delivery metric changes."""
         self.side.deliver_status(status)
-        self.journal.record_refused(record.id, status.refused or "refused")
+        self.journal.incoming.record_refused(record.id, status.refused or "refused")
         self._count("refused")
         log.warning("incoming_status_refused", item_id=record.id, sender=status.from_organ_id,
                     document_id=status.document_id, code=status.code, reason=status.refused)
@@ -555,13 +555,13 @@ class Inbound:
                 timestamp=at, refused=refusal))
             return
         if code == "13":
-            original = (self.journal.find_received(document_id, sender, originals_only=True)
+            original = (self.journal.incoming.find_received(document_id, sender, originals_only=True)
                         if document_id else None)
             self._record_event(record, "take_back_requested", original,
                                {"description": package.description, "code": code},
                                document_id=document_id)
         elif document_id:
-            updated = self.journal.record_recipient_status(
+            updated = self.journal.recipients.record_recipient_status(
                 document_id, sender, code, description=package.description, at=at,
                 to_organ_id=response_for.organ_id if response_for else None,
                 incoming_id=record.id)
@@ -574,7 +574,7 @@ class Inbound:
                                 document_id=document_id, code=code,
                                 description=package.description, timestamp=at)
         self.side.deliver_status(status)
-        self.journal.record_delivered(record.id, f"{self.side.name}:statuses")
+        self.journal.incoming.record_delivered(record.id, f"{self.side.name}:statuses")
 
     def _send_arrived(self, record: IncomingRecord) -> None:
         """Status 01 back to the sender of a new document (idempotent by its key)."""

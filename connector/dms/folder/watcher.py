@@ -35,13 +35,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import structlog
-from watchdog.events import (EVENT_TYPE_CLOSED, EVENT_TYPE_CREATED,
-                             EVENT_TYPE_MODIFIED, EVENT_TYPE_MOVED, FileSystemEvent,
-                             FileSystemEventHandler)
+from watchdog.events import (
+    EVENT_TYPE_CLOSED,
+    EVENT_TYPE_CREATED,
+    EVENT_TYPE_MODIFIED,
+    EVENT_TYPE_MOVED,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, InotifyFD
 from watchdog.observers.polling import PollingObserver
 
-from connector.dms.folder_outbox import BUNDLE_METADATA, READY_MARKER, is_unfinished_name
+from connector.dms.folder.outbox import BUNDLE_METADATA, READY_MARKER, is_unfinished_name
 
 log = structlog.get_logger(__name__)
 

@@ -32,22 +32,23 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from connector import sdnotify
 from connector.config import Settings, load_config
 from connector.errors import CertificateError, describe_error
-from connector.health import (
+from connector.logs import configure_logging, get_logger, set_level
+from connector.pipeline.inbound import Inbound
+from connector.pipeline.outbound import Outbound
+from connector.pipeline.retention import run_retention
+from connector.runtime import Runtime
+from connector.service import sdnotify
+from connector.service.health import (
     HealthMonitor,
+    HealthSettings,
     certificate_status,
     clock_skew_from_date,
     start_health_server,
 )
-from connector.inbound import Inbound
-from connector.logs import configure_logging, get_logger, set_level
-from connector.metrics import Metrics
-from connector.outbound import Outbound
-from connector.retention import run_retention
-from connector.runtime import Runtime
-from connector.sdnotify import watchdog_interval, watchdog_ping_interval
+from connector.service.metrics import Metrics
+from connector.service.sdnotify import watchdog_interval, watchdog_ping_interval
 
 log = get_logger(__name__)
 
@@ -136,7 +137,7 @@ class Daemon:
         if runtime.folder is not None:
             disk_paths.append(settings.exchange.root)
         self.health = HealthMonitor(
-            settings.health.runtime(float(settings.certificate.expiry_warning_days)),
+            HealthSettings.from_config(settings.health, float(settings.certificate.expiry_warning_days)),
             self.metrics, disk_paths=disk_paths,
             poll_interval_seconds=settings.schedules.axis_poll_seconds)
         self._load_certificate()
@@ -144,7 +145,7 @@ class Daemon:
         self._hook_axis_responses()
         # Items found in `sending` were interrupted by a crash: send them again (at-least-once).
         # The journal only recovers this instance's items, so this is safe on a shared journal.
-        recovered = runtime.journal.recover_interrupted()
+        recovered = runtime.journal.outgoing.recover_interrupted()
         if recovered:
             log.warning("outgoing_recovered", items=recovered,
                         note="found in sending after a restart; sent again (at-least-once)")
@@ -156,7 +157,7 @@ class Daemon:
         self.outbound = Outbound(runtime, metrics=self.metrics, health=self.health)
         self.inbound = Inbound(runtime, self.outbound, metrics=self.metrics, health=self.health)
         self._health_server = start_health_server(
-            settings.health.runtime(float(settings.certificate.expiry_warning_days)),
+            HealthSettings.from_config(settings.health, float(settings.certificate.expiry_warning_days)),
             self.health, self.metrics)
         self._outbound_thread = threading.Thread(target=self._outbound_loop, name="outbound",
                                                  daemon=True)
@@ -481,9 +482,9 @@ def _oldest_pending(journal) -> tuple[float | None, float | None]:
     """Seconds since the oldest outgoing item not yet done (queued/packaged/sending) and the
     oldest received item stored but not yet acknowledged or delivered; None when none."""
     now = dt.datetime.now(dt.timezone.utc)
-    outgoing = journal.list_outgoing(("queued", "packaged", "sending"), limit=1,
+    outgoing = journal.outgoing.list_outgoing(("queued", "packaged", "sending"), limit=1,
                                      newest_first=False)
-    incoming = journal.pending_incoming()
+    incoming = journal.incoming.pending_incoming()
 
     def age(records) -> float | None:
         if not records:

@@ -40,16 +40,27 @@ from typing import Any
 import structlog
 
 from connector import fsutil
-from connector.dms import folder_results as results
-from connector.dms.base import (Failure, IncomingDocument, IncomingStatus, LifecycleEvent,
-                                OutgoingItem, Receipt)
-from connector.dms.folder_claims import ClaimName, check_instance, default_instance
-from connector.dms.folder_inbox import InboxWriter
-from connector.dms.folder_layout import ExchangeLayout
-from connector.dms.folder_outbox import (DEFAULT_MAX_METADATA_BYTES, Candidate, SettleTracker,
-                                         load_item, scan_outbox)
-from connector.dms.folder_retention import DEFAULT_STAGING_GRACE, purge_archive_dir, sweep_staging
-from connector.dms.folder_watcher import FolderWatcher
+from connector.dms.base import (
+    Failure,
+    IncomingDocument,
+    IncomingStatus,
+    LifecycleEvent,
+    OutgoingItem,
+    Receipt,
+)
+from connector.dms.folder import results
+from connector.dms.folder.claims import ClaimName, check_instance, default_instance
+from connector.dms.folder.inbox import InboxWriter
+from connector.dms.folder.layout import ExchangeLayout
+from connector.dms.folder.outbox import (
+    DEFAULT_MAX_METADATA_BYTES,
+    Candidate,
+    SettleTracker,
+    load_item,
+    scan_outbox,
+)
+from connector.dms.folder.retention import DEFAULT_STAGING_GRACE, purge_archive_dir, sweep_staging
+from connector.dms.folder.watcher import FolderWatcher
 from connector.errors import ConfigError
 
 NAME_MAX = 255
@@ -145,7 +156,7 @@ class FolderSide:
                        now: float | None = None) -> dict[str, list[str]]:
         """Retention of the archives: items of ``sent/`` older than ``older_than`` and of
         ``failed/`` older than ``failed_older_than`` (default: the same) are removed with their
-        sidecars (see :mod:`connector.dms.folder_retention`). Never the outbox, work/, inbox/
+        sidecars (see :mod:`connector.dms.folder.retention`). Never the outbox, work/, inbox/
         or quarantine/. Returns ``{"sent": [names], "failed": [names]}``."""
         removed = {
             "sent": purge_archive_dir(self.layout.sent, older_than, work=self.layout.work, now=now),

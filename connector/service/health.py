@@ -14,7 +14,7 @@ Endpoints (default ``127.0.0.1:9640``; see :class:`HealthSettings`):
   503 otherwise. JSON ``{"alive": bool, "seconds_since_beat": float}``.
 - ``GET /readyz`` — 200 or 503 with JSON ``{"ready": bool, "reasons": [...], "warnings": [...],
   "checks": {name: {"ok": bool, "detail": str, "warning": str|null}}}``.
-- ``GET /metrics`` — Prometheus text format of :class:`connector.metrics.Metrics`.
+- ``GET /metrics`` — Prometheus text format of :class:`connector.service.metrics.Metrics`.
 
 The listener binds to loopback by default: it exposes queue sizes and timings, not secrets, but
 a monitoring agent on the same host (or a reverse proxy) is the intended reader.
@@ -38,10 +38,11 @@ from pathlib import Path
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from connector.config import HealthConfig
 from connector.errors import CertificateError, ConnectorError
-from connector.metrics import Metrics
+from connector.service.metrics import Metrics
 
-log = structlog.get_logger("connector.health")
+log = structlog.get_logger("connector.service.health")
 
 DAY = 86400.0
 
@@ -69,6 +70,19 @@ class HealthSettings:
     min_free_disk_bytes: int = 512 * 1024 * 1024
     # Not ready when our clock and the axis's HTTP Date differ by more than this.
     max_clock_skew_seconds: float = 120.0
+
+    @classmethod
+    def from_config(cls, health: HealthConfig, certificate_warning_days: float = 30.0) -> HealthSettings:
+        """The thresholds the ``health:`` section sets (the warning days come from ``certificate:``)."""
+        readiness = health.readiness
+        return cls(
+            enabled=health.enabled, host=health.host, port=health.port,
+            liveness_timeout_seconds=readiness.liveness_timeout_seconds,
+            certificate_warning_days=certificate_warning_days,
+            certificate_min_days=readiness.certificate_min_days,
+            axis_poll_intervals=readiness.axis_poll_intervals,
+            min_free_disk_bytes=readiness.min_free_disk_mb * 1024 * 1024,
+            max_clock_skew_seconds=readiness.max_clock_skew_seconds)
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ class Metrics:
     """All the connector's metrics, registered in ``self.registry``.
 
     The daemon makes one instance and passes it to the pipelines and to
-    :class:`connector.health.HealthMonitor` (which keeps the certificate, poll, journal and
+    :class:`connector.service.health.HealthMonitor` (which keeps the certificate, poll, journal and
     readiness gauges in step with its state). Methods are thread-safe (prometheus-client's are).
     """
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from connector.dms.folder_retention import purge_archive_dir
+from connector.dms.folder.retention import purge_archive_dir
 from connector.journal import OutgoingState
 from connector.logs import get_logger
 
@@ -50,7 +50,7 @@ def run_retention(runtime: Any) -> dict[str, int]:
     def keep(item_id: str) -> bool:
         """Pending items keep their bytes; a failed one as long as its ``failed/`` copy is
         kept, so that `retry` can still send the very same package."""
-        record = journal.find_outgoing(item_id)
+        record = journal.outgoing.find_outgoing(item_id)
         if record is None:
             return False
         if record.state is OutgoingState.FAILED:
@@ -106,7 +106,7 @@ def purge_cli_spool(directory: Path, journal: Any, older_than: dt.timedelta, *,
 def _cli_item_finished(journal: Any, name: str) -> bool:
     fingerprint = name.split(".", 1)[0]
     for kind in ("package", "document"):
-        record = journal.find_by_source("cli", f"{kind}:{fingerprint}")
+        record = journal.outgoing.find_by_source("cli", f"{kind}:{fingerprint}")
         if record is not None:
             if record.state is OutgoingState.FAILED and record.package_sha256 is None:
                 return False  # a retry would package it from this very file

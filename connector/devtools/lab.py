@@ -1,6 +1,6 @@
 """A two-agency lab on loopback — the README's quick start, and the harness of the e2e tests.
 
-WHY one module for both: the demo (``scripts/demo.sh`` → ``python -m connector.demo``), the
+WHY one module for both: the demo (``scripts/demo.sh`` → ``python -m connector.devtools.lab``), the
 end-to-end tests (``tests/e2e``) and the end-to-end benchmark (``bench/e2e_bench.py``) all need
 the same thing — throwaway certificates, an axis simulator with two agencies, and one real
 ``edxml-connector run`` process per agency with a config that points at it — and they must agree
@@ -39,7 +39,13 @@ from typing import Any
 
 import yaml
 
-from connector.devcerts import AGENCY_A_ORGAN_ID, AGENCY_B_ORGAN_ID, DevCerts, make_dev_certs, trust_config
+from connector.devtools.devcerts import (
+    AGENCY_A_ORGAN_ID,
+    AGENCY_B_ORGAN_ID,
+    DevCerts,
+    make_dev_certs,
+    trust_config,
+)
 from connector.errors import ConnectorError
 
 STOP_GRACE_SECONDS = 10.0
@@ -773,7 +779,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m connector.demo",
+        prog="python -m connector.devtools.lab",
         description="Two agencies exchange documents through a local axis simulator.")
     parser.add_argument("work", nargs="?", type=Path,
                         help="work folder (default: a new folder under ./demo-run/)")

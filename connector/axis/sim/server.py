@@ -39,9 +39,9 @@ from urllib.parse import urlsplit
 
 from connector.axis import protocol as p
 from connector.axis.errors import AxisSettingsError, RequestVerificationError
-from connector.axis.sim_agencies import AgencyBook, AgencyEntry, load_agencies
-from connector.axis.sim_faults import FaultConfig, FaultInjector
-from connector.axis.sim_store import Delivery, SimulatorStore
+from connector.axis.sim.agencies import AgencyBook, AgencyEntry, load_agencies
+from connector.axis.sim.faults import FaultConfig, FaultInjector
+from connector.axis.sim.store import Delivery, SimulatorStore
 from connector.edxml.xmlparse import DEFAULT_MAX_PACKAGE_SIZE, ParseLimits
 
 log = logging.getLogger("connector.axis.sim")
@@ -204,8 +204,8 @@ class AxisSimulator:
         return handler(agency, request, body)
 
     def _send(self, agency: AgencyEntry, request: p.VerifiedRequest, body: bytes) -> _Outcome:
-        from connector.edxml.reader import read_package  # the edXML library's reader
         from connector.edxml.model import DocumentPackage, StatusPackage
+        from connector.edxml.reader import read_package  # the edXML library's reader
         from connector.errors import EdxmlError
 
         assert self.store is not None

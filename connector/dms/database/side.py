@@ -37,7 +37,6 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Connection, Engine
 
 from connector import fsutil
-from connector.dms import database_incoming as incoming
 from connector.dms.base import (
     Failure,
     IncomingDocument,
@@ -47,7 +46,15 @@ from connector.dms.base import (
     OutgoingKind,
     Receipt,
 )
-from connector.dms.database_rows import (
+from connector.dms.database import incoming
+from connector.dms.database.mapping import (
+    AttachmentsMapping,
+    DmsDatabaseSettings,
+    OutgoingDocumentsMapping,
+    OutgoingStatusesMapping,
+    _Source,
+)
+from connector.dms.database.rows import (
     RowProblem,
     column_for_error,
     metadata_fields,
@@ -57,20 +64,13 @@ from connector.dms.database_rows import (
     status_request,
     text_of,
 )
-from connector.dms.database_sql import (
+from connector.dms.database.sql import (
     connect_args_for,
     ready_condition,
     supports_skip_locked,
     table_ref,
     to_db_value,
     typed_table,
-)
-from connector.dms.db_mapping import (
-    AttachmentsMapping,
-    DmsDatabaseSettings,
-    OutgoingDocumentsMapping,
-    OutgoingStatusesMapping,
-    _Source,
 )
 from connector.errors import ConnectorError, InputError
 from connector.schemas.document import parse_document_metadata

@@ -33,7 +33,7 @@ from pathlib import Path
 import structlog
 
 from connector import fsutil
-from connector.dms.folder_claims import ClaimName
+from connector.dms.folder.claims import ClaimName
 
 log = structlog.get_logger(__name__)
 

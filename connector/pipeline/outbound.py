@@ -53,6 +53,7 @@ from connector.dms.base import (
     Receipt,
     StatusRequest,
 )
+from connector.edxml.model import StatusCode
 from connector.errors import (
     CertificateError,
     InputError,
@@ -65,9 +66,10 @@ from connector.journal import (
     OutgoingState,
     Packaged,
 )
+from connector.journal.package_store import PackageStore, sha256_of
 from connector.logs import get_logger
-from connector.outbound_build import PackageBuilder
-from connector.package_store import PackageStore, sha256_of
+from connector.pipeline import statuses
+from connector.pipeline.outbound_build import PackageBuilder, unknown_recipients_reason
 from connector.runtime import CONNECTOR_SOURCE, Runtime
 
 log = get_logger(__name__)
@@ -181,12 +183,12 @@ class Outbound:
             except Exception as error:  # one item must not stop the others
                 self._intake_failed(side, item, error)
         try:
-            records = self.journal.enqueue_many([new for _, new in described])
+            records = self.journal.outgoing.enqueue_many([new for _, new in described])
         except Exception:
             records = None
         for index, (item, new) in enumerate(described):
             try:
-                record = records[index] if records is not None else self.journal.enqueue(
+                record = records[index] if records is not None else self.journal.outgoing.enqueue(
                     new.source, new.source_ref, new.kind, document_id=new.document_id,
                     business_type=new.business_type, recipients=new.recipients, meta=new.meta)
                 self._take(side, item, record, list(new.recipients))
@@ -257,32 +259,26 @@ class Outbound:
         if item.kind is OutgoingKind.STATUS and item.status is not None:
             request = item.status
             if not request.to:
-                sender = self.sender_of_received(request.document_id)
-                if sender is None:
+                addressees = _default_addressees(self.journal, request)
+                if not addressees:
                     item.problem = InputError(
-                        f"no recipient: the status names no 'to' and no received document has "
-                        f"DocumentId {request.document_id!r}", file=item.display_name,
-                        element="to", hint="add 'to: [ORGAN_ID]' to the status file")
+                        f"no recipient: the status names no 'to' and the journal has no "
+                        f"document with DocumentId {request.document_id!r} to answer",
+                        file=item.display_name, element="to",
+                        hint="add 'to: [ORGAN_ID]' to the status file")
                     return item.kind.value, request.document_id, None, [], meta
-                request.to = [sender]
+                request.to = addressees
             meta["status"] = request.to_json()
             return OutgoingKind.STATUS.value, request.document_id, None, list(request.to), meta
         return item.kind.value, None, None, [], meta
-
-    def sender_of_received(self, document_id: str) -> str | None:
-        """The sender of the first received document with ``document_id`` (whom a status
-        without ``to`` answers)."""
-        record = self.journal.find_received(document_id)
-        return None if record is None else record.sender
 
     def enqueue_status(self, key: str, request: StatusRequest, *,
                        reason: str | None = None) -> OutgoingRecord:
         """An outgoing status the connector itself decided on (01 on arrival, 02 on a refusal
         from quarantine): source ``connector``, ``key`` makes it idempotent."""
-        record = self.journal.enqueue(
-            CONNECTOR_SOURCE, key, OutgoingKind.STATUS.value, document_id=request.document_id,
-            recipients=list(request.to), meta={"status": request.to_json(),
-                                               "display_name": key, "reason": reason})
+        record = statuses.enqueue_status(self.journal, request, source=CONNECTOR_SOURCE,
+                                         source_ref=key, display_name=key,
+                                         meta={"reason": reason})
         log.info("outgoing_enqueued", item_id=record.id, source=CONNECTOR_SOURCE, source_ref=key,
                  kind="status", code=request.code, document_id=request.document_id,
                  to=list(request.to))
@@ -290,7 +286,7 @@ class Outbound:
         return record
 
     def _fail_now(self, record: OutgoingRecord, reason: str) -> None:
-        failed = self.journal.record_attempt_failed(record.id, reason, permanent=True)
+        failed = self.journal.outgoing.record_attempt_failed(record.id, reason, permanent=True)
         log.error("outgoing_failed", item_id=record.id, document_id=record.document_id,
                   reason=reason, attempts=failed.attempts)
         self._tell_side_failed(failed)
@@ -383,7 +379,7 @@ class Outbound:
             claimed = len(self._inflight)
         if claimed > self.threads:
             return 0  # every thread is busy and the queue still holds a batch
-        records = self.journal.claim_for_sending(2 * self.threads - claimed)
+        records = self.journal.outgoing.claim_for_sending(2 * self.threads - claimed)
         for record in records:
             with self._lock:
                 self._inflight.add(record.id)
@@ -466,7 +462,7 @@ class Outbound:
                 transmitted = self._transmit(record, just_stored=packaged is not None)
             except BaseException:
                 if packaged is not None:
-                    record = self.journal.record_packaged(record.id, packaged)
+                    record = self.journal.outgoing.record_packaged(record.id, packaged)
                 raise
         except _Released:
             pass
@@ -497,7 +493,7 @@ class Outbound:
         if self.health is not None:
             self.health.record_axis_success()
         recording = time.monotonic()
-        sent = self.journal.record_sent(record.id, doc_id, packaged=packaged)
+        sent = self.journal.outgoing.record_sent(record.id, doc_id, packaged=packaged)
         now = time.monotonic()
         # Where the time went: waiting for a send slot, the HTTP request, the journal commit.
         log.info("outgoing_sent", item_id=record.id, document_id=sent.document_id,
@@ -513,7 +509,7 @@ class Outbound:
             self.health.record_axis_failure(error)
         delay = retry_delay(record.attempts, self.settings.retry_initial_seconds,
                             self.settings.retry_max_seconds, self._rng)
-        after = self.journal.record_attempt_failed(record.id, error,
+        after = self.journal.outgoing.record_attempt_failed(record.id, error,
                                                    retry_at=utcnow() + dt.timedelta(seconds=delay))
         if after.state is OutgoingState.FAILED:
             log.error("outgoing_failed", item_id=record.id, document_id=record.document_id,
@@ -541,7 +537,7 @@ class Outbound:
 
     def _release(self, record: OutgoingRecord, reason: str, *, wait: float | None = None) -> None:
         retry_at = utcnow() + (dt.timedelta(seconds=wait) if wait is not None else RELEASE_WAIT)
-        self.journal.release_claim(record.id, retry_at=retry_at, reason=reason)
+        self.journal.outgoing.release_claim(record.id, retry_at=retry_at, reason=reason)
         log.info("outgoing_released", item_id=record.id, reason=reason)
 
     def _count_send(self, outcome: str) -> None:
@@ -642,6 +638,12 @@ class _Transmitted(NamedTuple):
 
 
 def _unknown_reason(unknown: list[str]) -> str:
-    return (f"unknown recipient OrganId(s) {', '.join(unknown)}: the axis's agency list does not "
-            "have them — correct 'to' and send again")
+    return f"{unknown_recipients_reason(unknown)} — correct 'to' and send again"
 
+
+def _default_addressees(journal: Any, request: StatusRequest) -> list[str]:
+    try:
+        code = StatusCode(request.code)
+    except ValueError:  # refused when it is packaged, with the reason
+        return []
+    return statuses.default_addressees(journal, code, request.document_id)

@@ -15,20 +15,23 @@ the other takes its stamped name — without a lock held across the fsyncs.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from connector import fsutil
 from connector.dms.base import Failure, OutgoingItem, Receipt
-from connector.dms.folder_claims import ClaimName
-from connector.dms.folder_layout import ExchangeLayout
-from connector.dms.folder_outbox import PACKAGE_SUFFIX
+from connector.dms.folder.claims import ClaimName
+from connector.dms.folder.layout import ExchangeLayout
+from connector.dms.folder.outbox import PACKAGE_SUFFIX
+from connector.edxml.model import StatusCode
 from connector.errors import ConnectorError
-from connector.schemas.receipt import receipt_file
+from connector.schemas.receipt import ReceiptFile, RecipientStatus
 
 log = structlog.get_logger(__name__)
 
@@ -276,3 +279,22 @@ def put_back(layout: ExchangeLayout, item: OutgoingItem) -> Path:
                              file=str(target),
                              hint="someone moved it by hand; put it back in outbox/ to send it anew")
     return target
+
+
+def receipt_file(receipt: Receipt, *, name: str, source_ref: str,
+                 now: dt.datetime | None = None) -> ReceiptFile:
+    """Turn the core's :class:`Receipt` into the file model, filling missing status labels."""
+    recipients: dict[str, RecipientStatus] = {}
+    for organ_id, raw in receipt.recipients.items():
+        entry: dict[str, Any] = dict(raw or {})
+        code = entry.get("status")
+        if code and not entry.get("label"):
+            try:
+                entry["label"] = StatusCode(str(code)).label_en
+            except ValueError:
+                pass
+        recipients[organ_id] = RecipientStatus.model_validate(entry)
+    return ReceiptFile(name=name, journal_id=receipt.journal_id, document_id=receipt.document_id,
+                       state=receipt.state, axis_doc_id=receipt.axis_doc_id,
+                       sent_at=receipt.sent_at, recipients=recipients,
+                       updated_at=now or dt.datetime.now(dt.timezone.utc), source_ref=source_ref)

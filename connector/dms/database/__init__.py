@@ -1,0 +1,1 @@
+"""The DMS database agency side: claims, write-back, idempotent inserts, the YAML mapping."""

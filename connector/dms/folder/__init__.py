@@ -1,0 +1,1 @@
+"""The folder contract's agency side: outbox claims, sent/failed results, the inbox, the watcher."""

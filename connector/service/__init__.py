@@ -1,0 +1,1 @@
+"""The running daemon: its loop and schedules, health and readiness, metrics, systemd notify."""
