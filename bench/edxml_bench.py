@@ -202,7 +202,8 @@ def main(argv=None) -> int:
                                      ("verify", "verify bytes peak RSS / attachment", None),
                                      ("verify-file", "verify file peak RSS / attachment", None),
                                      ("verify-signxml", "verify signxml peak RSS / attachment", None)):
-            samples = [memory(kind, size, certs.directory, temporary) for _ in range(5 if kind == "build" else 3)]
+            runs = 5 if kind == "build" else 3
+            samples = [memory(kind, size, certs.directory, temporary) for _ in range(runs)]
             ratio = statistics.median(s["ratio"] for s in samples)
             results.append(_line(f"{figure} ({size // (1 << 20)} MB)", ratio, "x attachment size",
                                  target=target, runs=len(samples),

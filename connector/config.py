@@ -184,7 +184,8 @@ class TrustConfig(_Section):
     crl_folder: Path | None = Field(
         default=None, description="CRLs (DER or PEM) dropped here by IT staff, for issuers of signers")
     signer_map_file: Path | None = Field(
-        default=None, description="which certificate signs for which OrganId (YAML); none: every signer unbound")
+        default=None,
+        description="which certificate signs for which OrganId (YAML); none: every signer unbound")
     fetch_revocation: bool = Field(
         default=True, description="fetch CRLs and OCSP answers the certificates name, in the background")
 

@@ -27,8 +27,8 @@ def register(subparsers) -> None:
         "run", help="run the connector daemon (outbound and inbound pipelines)",
         description="Run the connector until SIGTERM/SIGINT: takes documents from the agency side, "
                     "signs and sends them, polls the axis, stores and delivers what arrives. "
-                    "SIGHUP reloads the certificate, the trust store and the log level. Logs are JSON lines on "
-                    "stdout.")
+                    "SIGHUP reloads the certificate, the trust store and the log level. Logs are JSON "
+                    "lines on stdout.")
     run.add_argument("--config", required=True, metavar="FILE", type=Path,
                      help="the connector's YAML configuration")
     run.add_argument("--instance", default=None, metavar="NAME",

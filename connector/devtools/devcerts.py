@@ -65,9 +65,10 @@ def make_dev_certs(directory: str | Path, *, ca_name: str = "edXML connector dev
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
     ca_key = _new_key()
-    ca_subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_name),
-                            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "edXML connector (development only)"),
-                            x509.NameAttribute(NameOID.COUNTRY_NAME, "VN")])
+    ca_subject = x509.Name([
+        x509.NameAttribute(NameOID.COMMON_NAME, ca_name),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "edXML connector (development only)"),
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "VN")])
     ca_cert = (
         x509.CertificateBuilder()
         .subject_name(ca_subject).issuer_name(ca_subject)
@@ -129,7 +130,8 @@ def _signer_map(entries: list[tuple[AgencyCert, x509.Certificate]]) -> str:
     """The trust.signer_map_file for the dev agencies: each certificate by its fingerprint."""
     lines = ["# Which agency each dev certificate signs for (trust.signer_map_file).", "signers:"]
     for agency, cert in entries:
-        lines += [f"  - organ_id: {agency.organ_id}", f"    sha256: {cert.fingerprint(hashes.SHA256()).hex().upper()}"]
+        fingerprint = cert.fingerprint(hashes.SHA256()).hex().upper()
+        lines += [f"  - organ_id: {agency.organ_id}", f"    sha256: {fingerprint}"]
     return "\n".join(lines) + "\n"
 
 
@@ -155,7 +157,8 @@ def _agency_cert(key, ca_key, ca_cert, organ_id: str, name: str,
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH,
                                               ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                       critical=False)
         .sign(ca_key, hashes.SHA256())
     )
 

@@ -216,7 +216,8 @@ def put_back(root: etree._Element, token: str, lifts: list[Lift], source: ByteSo
             if value and token in value:
                 for marker in re.findall(re.escape(token) + r"N\d+Z", value):
                     lift = by_marker[marker]
-                    value = value.replace(marker, b"".join(bytes(p) for p in lift.pieces(source)).decode("ascii"))
+                    text = b"".join(bytes(piece) for piece in lift.pieces(source)).decode("ascii")
+                    value = value.replace(marker, text)
                     restored.add(marker)
                 setattr(node, attribute, value)
     return [lift for lift in lifts if lift.placeholder not in restored]

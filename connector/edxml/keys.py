@@ -49,7 +49,8 @@ class SigningKey:
             private_key = serialization.load_pem_private_key(key_bytes, password=secret)
         except TypeError as error:
             # Raised both for "encrypted but no password" and "password given but not encrypted".
-            needs = "is encrypted: give its password" if secret is None else "is not encrypted: drop the password"
+            needs = ("is encrypted: give its password" if secret is None
+                     else "is not encrypted: drop the password")
             raise CertificateError(f"private key {needs}", file=str(key_path),
                                    hint="use --password-file or EDXML_KEY_PASSWORD") from error
         except ValueError as error:
@@ -167,7 +168,8 @@ def _as_bytes(password: bytes | str | None) -> bytes | None:
 def _same_public_key(private_key, certificate: x509.Certificate) -> bool:
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
     der = serialization.Encoding.DER
-    return private_key.public_key().public_bytes(der, spki) == certificate.public_key().public_bytes(der, spki)
+    ours = private_key.public_key().public_bytes(der, spki)
+    return ours == certificate.public_key().public_bytes(der, spki)
 
 
 def _split_leaf(private_key, certificates: list[x509.Certificate], file: str):

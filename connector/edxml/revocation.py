@@ -77,7 +77,8 @@ def load_crl_folder(folder: str | Path) -> list[x509.CertificateRevocationList]:
     for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in {".crl", ".pem", ".der"}):
         data = path.read_bytes()
         try:
-            crls.append(x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data))
+            crls.append(x509.load_pem_x509_crl(data) if b"-----BEGIN" in data
+                        else x509.load_der_x509_crl(data))
         except ValueError as error:
             raise ConfigError(f"not a readable CRL: {error}", file=str(path),
                               hint="give CRL files in DER or PEM form, or remove this one") from error
@@ -113,7 +114,8 @@ class RevocationChecker:
     """Answers from the CRL folder and the background fetcher's cache (``online``; None when
     fetching is off)."""
 
-    def __init__(self, folder_crls: list[x509.CertificateRevocationList], online: OnlineSources | None) -> None:
+    def __init__(self, folder_crls: list[x509.CertificateRevocationList],
+                 online: OnlineSources | None) -> None:
         self.folder_crls = folder_crls
         self.online = online
 
@@ -139,7 +141,8 @@ class RevocationChecker:
             entry = crl.get_revoked_certificate_by_serial_number(certificate.serial_number)
             if entry is not None and entry.revocation_date_utc <= moment:
                 return RevocationAnswer(Revocation.REVOKED, (
-                    f"the certificate of {who} was revoked on {entry.revocation_date_utc:%Y-%m-%d %H:%M:%S} UTC "
+                    f"the certificate of {who} was revoked on "
+                    f"{entry.revocation_date_utc:%Y-%m-%d %H:%M:%S} UTC "
                     f"(CRL of {issuer.subject.rfc4514_string()})"), revoked_at=entry.revocation_date_utc)
         ocsp = self.online.cached_ocsp(certificate, issuer) if self.online and responder else None
         if ocsp is not None and _fresh(ocsp.this_update, ocsp.next_update, moment):
@@ -151,8 +154,9 @@ class RevocationChecker:
                 return RevocationAnswer(Revocation.GOOD, f"not revoked (OCSP responder {responder})")
         fresh = [crl for crl in crls if _fresh(crl.last_update_utc, crl.next_update_utc, moment)]
         if fresh:
-            return RevocationAnswer(Revocation.GOOD, f"not revoked (CRL of {issuer.subject.rfc4514_string()}, "
-                                                     f"next update {_when(fresh[0].next_update_utc)})")
+            return RevocationAnswer(Revocation.GOOD,
+                                    f"not revoked (CRL of {issuer.subject.rfc4514_string()}, "
+                                    f"next update {_when(fresh[0].next_update_utc)})")
         if self.online is not None and (urls or responder):
             self.online.request(urls, responder, certificate, issuer)
         return RevocationAnswer(Revocation.UNKNOWN, _unknown_reason(who, issuer, crls, urls, responder,

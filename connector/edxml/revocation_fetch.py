@@ -155,7 +155,9 @@ class RevocationFetcher:
 
     def _fetch_crl(self, url: str) -> x509.CertificateRevocationList:
         data = self._get("GET", url)
-        return x509.load_pem_x509_crl(data) if data.lstrip().startswith(b"-----BEGIN") else x509.load_der_x509_crl(data)
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_crl(data)
+        return x509.load_der_x509_crl(data)
 
     def _fetch_ocsp(self, url: str, certificate: x509.Certificate, issuer: x509.Certificate) -> OcspAnswer:
         request = ocsp.OCSPRequestBuilder().add_certificate(certificate, issuer, hashes.SHA1()).build()

@@ -60,7 +60,8 @@ class _Entry(BaseModel):
                 raise ValueError(f"subject fields must be among {', '.join(SUBJECT_FIELDS)}"
                                  + (f" (not {', '.join(unknown)})" if unknown else ""))
         if self.sha256 is not None and len(fingerprint_text(self.sha256)) != 64:
-            raise ValueError("sha256 must be a certificate's SHA-256 fingerprint: 64 hex digits, colons optional")
+            raise ValueError("sha256 must be a certificate's SHA-256 fingerprint: 64 hex digits, "
+                             "colons optional")
         return self
 
 
@@ -100,7 +101,8 @@ class SignerBindings:
         found = set(self.by_fingerprint.get(fingerprint(certificate), ()))
         subject = certificate.subject
         for fields, organ_id in self.by_subject:
-            if all(any(a.value == value for a in subject.get_attributes_for_oid(oid)) for oid, value in fields):
+            if all(any(attribute.value == value for attribute in subject.get_attributes_for_oid(oid))
+                   for oid, value in fields):
                 found.add(organ_id)
         if self.organ_id_field is not None:
             found.update(str(a.value) for a in subject.get_attributes_for_oid(self.organ_id_field))
@@ -116,7 +118,8 @@ def load_signer_bindings(path: str | Path) -> SignerBindings:
         raise ConfigError(f"cannot read the signer mapping: {error.strerror or error}", file=str(path),
                           hint="check trust.signer_map_file and the file's permissions") from error
     except yaml.YAMLError as error:
-        raise ConfigError(f"the signer mapping is not valid YAML: {error}", file=str(path), hint=_HINT) from error
+        raise ConfigError(f"the signer mapping is not valid YAML: {error}", file=str(path),
+                          hint=_HINT) from error
     try:
         parsed = _MappingFile.model_validate(raw)
     except ValidationError as error:

@@ -63,8 +63,9 @@ __all__ = [
     "ALGORITHMS", "algorithm_warning", "sign_package", "sign_package_file", "new_digest", "canonical_without",
     "fill_signature",
     # re-exported: the XMLDSig vocabulary, verification and trust
-    "XMLDSIG", "DS", "EXC_C14N", "ENVELOPED", "LIFT_THRESHOLD", "SignatureState", "VerificationResult",
-    "verify_package", "verify_package_file", "verify_package_signxml", "verify_low_memory", "load_trust_bundle",
+    "XMLDSIG", "DS", "EXC_C14N", "ENVELOPED", "LIFT_THRESHOLD", "SignatureState",
+    "VerificationResult", "verify_package", "verify_package_file", "verify_package_signxml",
+    "verify_low_memory", "load_trust_bundle",
 ]
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ def sign_package_file(source: str | Path, destination: str | Path, key: SigningK
     replacing any signature, without holding its base64 text twice in memory: long
     ``ContentTransferEncoded`` texts are lifted out of the tree, digested and written back in
     pieces (see :func:`connector.edxml.writer.write_package_to`). Returns warnings."""
-    spec = _algorithm(algorithm)
+    _algorithm(algorithm)  # an unknown algorithm is refused before any work
     key.check_validity()
     source, destination = Path(source), Path(destination)
     root = _parse_file(source, limits)
@@ -150,7 +151,8 @@ def canonical_without(root: etree._Element, signature: etree._Element) -> bytes:
     parent = signature.getparent()
     index = parent.index(signature)
     previous = signature.getprevious()
-    saved_text, saved_previous_tail, tail = parent.text, previous.tail if previous is not None else None, signature.tail
+    saved_text, tail = parent.text, signature.tail
+    saved_previous_tail = previous.tail if previous is not None else None
     parent.remove(signature)  # lxml drops the tail with the element: re-attach it
     if tail:
         if previous is not None:
@@ -291,8 +293,9 @@ def _parse_file(path: Path, limits: ParseLimits) -> etree._Element:
         raise EdxmlError(f"cannot read the package: {error.strerror}", file=str(path),
                          hint="check the path and its permissions") from error
     if size > limits.max_package_size:
-        raise PackageTooLarge(f"package is {size} bytes, more than the limit of {limits.max_package_size} bytes",
-                              file=str(path), hint="raise edxml.max_package_size if this size is expected")
+        raise PackageTooLarge(f"package is {size} bytes, more than the limit of "
+                              f"{limits.max_package_size} bytes", file=str(path),
+                              hint="raise edxml.max_package_size if this size is expected")
     refuse_doctype(prolog, file=str(path))
     try:
         tree = etree.parse(str(path), hardened_parser())

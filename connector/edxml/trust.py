@@ -60,7 +60,8 @@ def claimed_signing_time(root: etree._Element) -> dt.datetime:
     latest = None
     for element in root.iter(f"{_NS}Timestamp"):
         try:
-            moment = parse_timestamp(element.text or "").replace(tzinfo=VIETNAM_TZ).astimezone(dt.timezone.utc)
+            moment = (parse_timestamp(element.text or "").replace(tzinfo=VIETNAM_TZ)
+                      .astimezone(dt.timezone.utc))
         except ValueError:
             continue
         latest = moment if latest is None or moment > latest else latest
@@ -195,4 +196,6 @@ def signer_problem(leaf: x509.Certificate, supplied: list[x509.Certificate],
 
 
 def as_utc(moment: dt.datetime) -> dt.datetime:
-    return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment.astimezone(dt.timezone.utc)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(dt.timezone.utc)

@@ -57,7 +57,8 @@ class TrustStore:
         return cls(load_trust_bundle(trust), sources={"bundle": str(trust)})
 
     @classmethod
-    def from_files(cls, bundle: Path | None, *, crl_folder: Path | None = None, signer_map: Path | None = None,
+    def from_files(cls, bundle: Path | None, *, crl_folder: Path | None = None,
+                   signer_map: Path | None = None,
                    fetcher: RevocationFetcher | None = None) -> TrustStore | None:
         """The daemon's store: both questions asked. No mapping file binds nothing (every
         signer ``unbound``); no CRL folder and no fetcher leaves revocation ``unknown``. Bad
@@ -96,8 +97,8 @@ class TrustStore:
         if self.bindings is not None:
             bound = tuple(sorted(self.bindings.bound_to(leaf)))
             if not bound:
-                notes.append(("unbound", f"no binding in the signer mapping ties the certificate of {subject} "
-                                         "to an agency (trust.signer_map_file)"))
+                notes.append(("unbound", "no binding in the signer mapping ties the certificate of "
+                                         f"{subject} to an agency (trust.signer_map_file)"))
             elif sender is not None and sender not in bound:
                 notes.append(("wrong-signer", f"the certificate of {subject} is bound to {', '.join(bound)}, "
                                               f"not to the sender {sender} named in From"))

@@ -155,7 +155,8 @@ def verify_package_signxml(data: bytes, *, trust: Trust = None, limits: ParseLim
 
 
 def verify_low_memory(source: bytes | str | Path, *, trust: Trust = None,
-                      limits: ParseLimits = ParseLimits(), at: dt.datetime | None = None, file: str | None = None,
+                      limits: ParseLimits = ParseLimits(), at: dt.datetime | None = None,
+                      file: str | None = None,
                       threshold: int = LIFT_THRESHOLD) -> VerificationResult | None:
     """Verify like :func:`verify_package_signxml`, with the same outcome and reason, but
     without the document's long base64 texts (``threshold`` characters or more) in memory:
@@ -171,8 +172,9 @@ def verify_low_memory(source: bytes | str | Path, *, trust: Trust = None,
     with ByteSource.of(path if path is not None else source) as byte_source:
         if byte_source.size > limits.max_package_size:
             raise PackageTooLarge(
-                f"package is {byte_source.size} bytes, more than the limit of {limits.max_package_size} bytes",
-                file=file, hint="raise edxml.max_package_size in the configuration if this size is expected")
+                f"package is {byte_source.size} bytes, more than the limit of "
+                f"{limits.max_package_size} bytes", file=file,
+                hint="raise edxml.max_package_size in the configuration if this size is expected")
         token = new_token()
         root, lifts, warnings, digest_source = None, [], [], byte_source
         runs = find_base64_runs(byte_source, threshold) if ascii_compatible(byte_source) else []
@@ -271,12 +273,14 @@ def _verify_root(root: etree._Element, warnings: list[str], trust: Trust, at: dt
             f"(checked at {moment:%Y-%m-%d %H:%M:%S} UTC)"))
     store = TrustStore.of(trust)
     if store is None:
-        return dataclasses.replace(base, state=SignatureState.UNTRUSTED,
-                                   reason="sound signature, but no trust bundle given to check the certificate")
+        return dataclasses.replace(
+            base, state=SignatureState.UNTRUSTED,
+            reason="sound signature, but no trust bundle given to check the certificate")
     try:
         chain = validated_chain(leaf, certificates[1:], store.anchors, moment)
     except ChainProblem as trouble:
-        return dataclasses.replace(base, state=SignatureState.UNTRUSTED, reason=f"sound signature, but {trouble}")
+        return dataclasses.replace(base, state=SignatureState.UNTRUSTED,
+                                   reason=f"sound signature, but {trouble}")
     judgement = store.judge(chain, _sender(root), moment)
     return dataclasses.replace(base, state=SignatureState(judgement.state), reason=judgement.reason,
                                warnings=(*base.warnings, *judgement.warnings), bound_to=judgement.bound_to,
@@ -340,7 +344,8 @@ def _parse_for_verification(data: bytes, limits: ParseLimits, file: str | None):
 def _without_xmldsig(root: etree._Element, warnings: tuple[str, ...]) -> VerificationResult:
     others = [e for e in root.iter() if isinstance(e.tag, str) and etree.QName(e).localname == "Signature"]
     if not others:
-        return VerificationResult(SignatureState.ABSENT, "the package carries no signature", warnings=warnings)
+        return VerificationResult(SignatureState.ABSENT, "the package carries no signature",
+                                  warnings=warnings)
     element = others[0]
     namespace = etree.QName(element).namespace or "no namespace"
     reason = (f"SDK-style signature: the Signature element is in the {namespace} namespace, "
@@ -383,7 +388,8 @@ def _signature_shape(signature: etree._Element) -> VerificationResult:
     digest = signature.find(f"{DS}SignedInfo/{DS}Reference/{DS}DigestMethod")
     algorithm = (method.get("Algorithm") or "").rsplit("#", 1)[-1] if method is not None else None
     digest_algorithm = (digest.get("Algorithm") or "").rsplit("#", 1)[-1] if digest is not None else None
-    return VerificationResult(SignatureState.INVALID, "", algorithm=algorithm, digest_algorithm=digest_algorithm)
+    return VerificationResult(SignatureState.INVALID, "", algorithm=algorithm,
+                              digest_algorithm=digest_algorithm)
 
 
 def _check_signature(root: etree._Element, signature: etree._Element, leaf: x509.Certificate) -> str | None:

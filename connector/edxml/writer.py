@@ -277,7 +277,8 @@ def _build_document(package: DocumentPackage, settings: WriterSettings,
     if package.other_info is not None:
         other = package.other_info
         element = _sub(message, "OtherInfo")
-        for name, value in (("Priority", other.priority), ("SphereOfPromulgation", other.sphere_of_promulgation),
+        for name, value in (("Priority", other.priority),
+                            ("SphereOfPromulgation", other.sphere_of_promulgation),
                             ("TyperNotation", other.typer_notation),
                             ("PromulgationAmount", other.promulgation_amount),
                             ("PageAmount", other.page_amount), ("Direction", other.direction)):
@@ -385,7 +386,8 @@ def _organization(parent: etree._Element, name: str, organization: Organization 
     organization = organization or Organization()
     element = _sub(parent, name)
     _text(element, "OrganId", organization.organ_id)
-    pair = (("OrganName", organization.organ_name), ("OrganizationInCharge", organization.organization_in_charge))
+    pair = (("OrganName", organization.organ_name),
+            ("OrganizationInCharge", organization.organization_in_charge))
     for tag, value in (pair if status_order else pair[::-1]):
         _text(element, tag, value)
     _text(element, "OrganAdd", organization.organ_add)
@@ -428,7 +430,8 @@ def _date(parent: etree._Element, name: str, value: dt.date | None) -> None:
         _text(parent, name, format_date(value) if isinstance(value, dt.date) else str(value))
 
 
-def _timestamp(parent: etree._Element, name: str, value: dt.datetime | None, settings: WriterSettings) -> None:
+def _timestamp(parent: etree._Element, name: str, value: dt.datetime | None,
+               settings: WriterSettings) -> None:
     if value is not None:
         _text(parent, name, format_timestamp(value, settings.timezone))
 
@@ -512,7 +515,8 @@ def _validate_document(package: DocumentPackage) -> None:
                               f"Bussiness/BussinessDocumentInfo/ReceiverList/Receiver[{index}]/OrganId")
         for index, replacement in enumerate(business.replacement_info_list or (), start=1):
             for organ_id in replacement.organ_ids:
-                _require_organ_id(organ_id, f"Bussiness/ReplacementInfoList/ReplacementInfo[{index}]/OrganIdList")
+                _require_organ_id(
+                    organ_id, f"Bussiness/ReplacementInfoList/ReplacementInfo[{index}]/OrganIdList")
     content_ids: set[str] = set()
     for index, attachment in enumerate(package.attachments, start=1):
         if not attachment.name:
@@ -530,7 +534,8 @@ def _validate_status(package: StatusPackage) -> None:
     response = package.response_for
     _require_organ_id(response.organ_id if response else None, "MessageHeader/ResponseFor/OrganId")
     if not response or not response.document_id:
-        raise InputError("the status must name the document it answers", element="MessageHeader/ResponseFor/DocumentId",
+        raise InputError("the status must name the document it answers",
+                         element="MessageHeader/ResponseFor/DocumentId",
                          hint="give the DocumentId of the original document")
     code = package.status_code.value if hasattr(package.status_code, "value") else package.status_code
     if not (isinstance(code, str) and len(code) == 2 and code.isdigit()):

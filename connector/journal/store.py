@@ -7,9 +7,10 @@ crash is a no-op, so every step may be redone safely.
 
 Delivery guarantee (outbound): at-least-once. An item is claimed (``sending``) before the request
 to the axis and marked ``sent`` after the answer. If the process dies in between, the item is found
-in ``sending`` and sent again (``outgoing.recover_interrupted`` at start-up, or ``outgoing.claim_for_sending`` once a
-claim is older than ``stale_after``); the same stored bytes go out, and receivers de-duplicate on
-the axis DocId and on (sender, DocumentId, business type, package SHA-256).
+in ``sending`` and sent again (``outgoing.recover_interrupted`` at start-up, or
+``outgoing.claim_for_sending`` once a claim is older than ``stale_after``); the same stored bytes
+go out, and receivers de-duplicate on the axis DocId and on (sender, DocumentId, business type,
+package SHA-256).
 
 Inbound: a document is acknowledged to the axis only after ``record_stored`` committed, and
 ``find_duplicate`` plus the unique axis DocId make a redelivery harmless.
@@ -273,7 +274,8 @@ class Journal:
                 counts["events"] += conn.execute(delete(t.events).where(e.item_id.in_(chunk))).rowcount
             counts["statuses"] = 0
             for chunk in _chunks(out_ids):
-                counts["statuses"] += conn.execute(delete(t.statuses).where(s.outgoing_id.in_(chunk))).rowcount
+                counts["statuses"] += conn.execute(
+                    delete(t.statuses).where(s.outgoing_id.in_(chunk))).rowcount
                 conn.execute(delete(t.deliveries).where(t.deliveries.c.outgoing_id.in_(chunk)))
                 conn.execute(delete(t.outgoing).where(o.id.in_(chunk)))
             for chunk in _chunks(in_ids):

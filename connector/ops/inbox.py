@@ -110,7 +110,8 @@ def document_from_journal(record: IncomingRecord, *, note: str | None = None) ->
     signature: dict[str, Any] = {"state": record.signature_state or "unknown"}
     if isinstance(meta.get("signature"), dict):
         signature.update(meta["signature"])
-    warnings = [str(w) for w in meta.get("warnings", []) if w] if isinstance(meta.get("warnings"), list) else []
+    listed = meta.get("warnings")
+    warnings = [str(w) for w in listed if w] if isinstance(listed, list) else []
     if note:
         warnings.append(note)
     links = meta.get("links") if isinstance(meta.get("links"), dict) else {}
@@ -138,7 +139,8 @@ def redeliver(ctx: OpsContext, key: str, *, now: dt.datetime | None = None) -> s
     _require_document(record)
     if record.duplicate_of:
         raise InputError(f"received item {record.id} is a duplicate of {record.duplicate_of}",
-                         hint=f"redeliver the original: edxml-connector inbox redeliver {record.duplicate_of}")
+                         hint="redeliver the original: edxml-connector inbox redeliver "
+                              f"{record.duplicate_of}")
     if record.quarantined:
         raise InputError(f"received item {record.id} is in quarantine",
                          hint=f"release it instead: edxml-connector quarantine release {record.id}")

@@ -41,8 +41,8 @@ def check_state_filter(state: str | None, direction: str | None) -> None:
     valid = {"out": {s.value for s in OutgoingState}, "in": {s.value for s in IncomingState},
              None: set(ALL_STATES)}[direction]
     if state not in valid:
-        raise InputError(f"--state {state!r} is not a state of "
-                         f"{'outgoing' if direction == 'out' else 'incoming' if direction == 'in' else 'any'} items",
+        kind = {"out": "outgoing", "in": "incoming"}.get(direction, "any")
+        raise InputError(f"--state {state!r} is not a state of {kind} items",
                          hint="use one of " + ", ".join(sorted(valid)))
 
 
@@ -102,7 +102,8 @@ def collect_status(journal: Journal, *, state: str | None = None, direction: str
         "counts": journal.counts_by_state(),
         "oldest_pending_age_seconds": None if age is None else round(age.total_seconds(), 1),
         "last_axis_contact": _iso(contact),
-        "last_axis_contact_age_seconds": None if contact is None else round((now - contact).total_seconds(), 1),
+        "last_axis_contact_age_seconds":
+            None if contact is None else round((now - contact).total_seconds(), 1),
         "last_poll": _iso(poll),
         "outbox_refused": _outbox_refused(journal),
         "filter": {"state": state, "direction": direction, "limit": limit},

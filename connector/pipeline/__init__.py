@@ -1,1 +1,2 @@
-"""The core: documents out (intake, package, send) and in (poll, fetch, verify, store, acknowledge, deliver)."""
+"""The core: documents out (intake, package, send) and in (poll, fetch, verify, store,
+acknowledge, deliver)."""

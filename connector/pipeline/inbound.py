@@ -410,7 +410,8 @@ class Inbound:
                                        for o in originals]}
         document = self._incoming_document(record, summary, lifecycle)
         state = document.signature.get("state", "unverifiable")
-        action = "deliver" if state == "valid" else self.settings.inbox.signature_policy.action_for(state).value
+        policy = self.settings.inbox.signature_policy
+        action = "deliver" if state == "valid" else policy.action_for(state).value
         if action == "quarantine":
             reason = f"signature {state}: {document.signature.get('reason') or 'no detail'}"
             self._quarantine(record, document, reason)

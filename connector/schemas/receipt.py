@@ -8,7 +8,6 @@ status changes, so a DMS can poll one small file per item instead of talking to 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 

@@ -42,6 +42,7 @@ from connector.runtime import Runtime
 from connector.service import sdnotify
 from connector.service.health import (
     HealthMonitor,
+    HealthServer,
     HealthSettings,
     certificate_status,
     clock_skew_from_date,
@@ -70,15 +71,22 @@ class Daemon:
         self.reload_event = threading.Event()
         self.ready_event = threading.Event()
         self._db_due = threading.Event()
-        self.outbound = None
-        self.inbound = None
-        self.metrics = None
-        self.health = None
-        self._health_server = None
-        self._watcher = None
-        self._scheduler = None
+        self._health_settings = HealthSettings.from_config(
+            settings.health, float(settings.certificate.expiry_warning_days))
+        exchange = settings.exchange
+        disk_paths = [settings.state_dir]
+        if exchange is not None and exchange.enabled:
+            disk_paths.append(exchange.root)
+        self.metrics = Metrics()
+        self.health = HealthMonitor(self._health_settings, self.metrics, disk_paths=disk_paths,
+                                    poll_interval_seconds=settings.schedules.axis_poll_seconds)
+        self._notifier = sdnotify.Notifier()
+        # Made by _start(), which opens the journal first; the loops run only after it.
+        self._pipelines: tuple[Outbound, Inbound] | None = None
+        self._health_server: HealthServer | None = None
+        self._watcher: Any = None
+        self._scheduler: BackgroundScheduler | None = None
         self._outbound_thread: threading.Thread | None = None
-        self._notifier = None
         self._counts: dict | None = None
         # Watchdog: when each worker loop last proved it is turning (monotonic seconds), and
         # when the outbound loop started its current turn (None: waiting, which is not stuck).
@@ -131,15 +139,6 @@ class Daemon:
     def _start(self) -> None:
         settings = self.settings
         runtime = self._open_runtime()
-        self._notifier = sdnotify.Notifier()
-        self.metrics = Metrics()
-        disk_paths = [settings.state_dir]
-        if runtime.folder is not None:
-            disk_paths.append(settings.exchange.root)
-        self.health = HealthMonitor(
-            HealthSettings.from_config(settings.health, float(settings.certificate.expiry_warning_days)),
-            self.metrics, disk_paths=disk_paths,
-            poll_interval_seconds=settings.schedules.axis_poll_seconds)
         self._load_certificate()
         self._check_journal()
         self._hook_axis_responses()
@@ -154,17 +153,16 @@ class Daemon:
         except Exception as error:
             log.warning("agency_list_unavailable", error=describe_error(error),
                         note="recipients are checked by the axis until the list loads")
-        self.outbound = Outbound(runtime, metrics=self.metrics, health=self.health)
-        self.inbound = Inbound(runtime, self.outbound, metrics=self.metrics, health=self.health)
-        self._health_server = start_health_server(
-            HealthSettings.from_config(settings.health, float(settings.certificate.expiry_warning_days)),
-            self.health, self.metrics)
+        outbound = Outbound(runtime, metrics=self.metrics, health=self.health)
+        inbound = Inbound(runtime, outbound, metrics=self.metrics, health=self.health)
+        self._pipelines = (outbound, inbound)
+        self._health_server = start_health_server(self._health_settings, self.health, self.metrics)
         self._outbound_thread = threading.Thread(target=self._outbound_loop, name="outbound",
                                                  daemon=True)
         self._outbound_thread.start()
         exchange = settings.exchange
-        if runtime.folder is not None and exchange.watch:
-            self._watcher = runtime.folder.watcher(self.outbound.wake.set,
+        if runtime.folder is not None and exchange is not None and exchange.watch:
+            self._watcher = runtime.folder.watcher(outbound.wake.set,
                                                    rescan_seconds=exchange.rescan_seconds)
             self._watcher.start()
         self._scheduler = self._schedule()
@@ -172,7 +170,20 @@ class Daemon:
         self._notifier.ready(self._status_text())
         self.ready_event.set()
 
-    def _schedule(self):
+    @property
+    def outbound(self) -> Outbound:
+        return self._started()[0]
+
+    @property
+    def inbound(self) -> Inbound:
+        return self._started()[1]
+
+    def _started(self) -> tuple[Outbound, Inbound]:
+        if self._pipelines is None:
+            raise RuntimeError("the daemon's pipelines are used before it started")
+        return self._pipelines
+
+    def _schedule(self) -> BackgroundScheduler:
         schedules = self.settings.schedules
         scheduler = BackgroundScheduler(timezone=dt.timezone.utc,
                                         job_defaults={"coalesce": True, "max_instances": 1,
@@ -320,9 +331,10 @@ class Daemon:
         try:
             key = self.runtime.signing_key
         except CertificateError as error:
-            if not _certificate_out_of_dates(self.settings):
+            dates = _certificate_dates(self.settings)
+            if dates is None or not _certificate_out_of_dates(self.settings):
                 raise  # unreadable, or refused for another reason than its dates
-            not_before, not_after, subject = _certificate_dates(self.settings)
+            not_before, not_after, subject = dates
             log.error("certificate_unusable_at_start", error=error.one_line(),
                       note="the daemon runs without signing until a renewed certificate is "
                            "installed and the service reloaded")
@@ -370,8 +382,7 @@ class Daemon:
             self._last_refresh = time.monotonic()
         self._counts = counts
         self._watch_certificate()
-        if self._notifier is not None:
-            self._notifier.status(self._status_text())
+        self._notifier.status(self._status_text())
 
     def _watch_certificate(self) -> None:
         """The moment the certificate expires, say so loudly once (the daily check repeats it)
@@ -397,7 +408,7 @@ class Daemon:
         text = (f"outgoing: {pending} pending, {out.get('sent', 0)} sent, "
                 f"{out.get('failed', 0)} failed; incoming: {inc.get('delivered', 0)} delivered, "
                 f"{inc.get('quarantined', 0)} quarantined")
-        if self.outbound is not None and self.outbound.paused:
+        if self._pipelines is not None and self.outbound.paused:
             text += "; sending paused (axis refused our credentials)"
         if self._signing_blocked:
             text += "; SIGNING STOPPED (certificate expired: renew and reload)"
@@ -432,16 +443,15 @@ class Daemon:
     # ============================================================================ stopping
     def _stop(self) -> int:
         deadline = time.monotonic() + STOP_BUDGET_SECONDS
-        if self._notifier is not None:
-            self._notifier.stopping("stopping: finishing the sends in flight")
+        self._notifier.stopping("stopping: finishing the sends in flight")
         if self._watcher is not None:
             self._watcher.stop(timeout=1.0)
-        if self.inbound is not None:
+        if self._pipelines is not None:
             self.inbound.stopping.set()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         clean = True
-        if self.outbound is not None:
+        if self._pipelines is not None:
             self.outbound.wake.set()
             clean = self.outbound.shutdown(SEND_GRACE_SECONDS)
         if self._outbound_thread is not None:
@@ -506,8 +516,10 @@ def _certificate_dates(settings: Settings) -> tuple[dt.datetime, dt.datetime, st
         if config.p12_file is not None:
             _key, certificate, _extra = pkcs12.load_key_and_certificates(
                 Path(config.p12_file).read_bytes(), password.encode() if password else None)
-        else:
+        elif config.cert_file is not None:
             certificate = x509.load_pem_x509_certificates(Path(config.cert_file).read_bytes())[0]
+        else:
+            return None
     except (OSError, ValueError, TypeError, IndexError):
         return None
     if certificate is None:

@@ -18,7 +18,7 @@ import pytest
 
 from connector.cli.daemon_commands import check_command
 
-from .conftest import PDF, A, B, document_metadata, drop_bundle, write_config
+from .conftest import PDF, A, document_metadata, drop_bundle, write_config
 
 PROJECT = Path(__file__).resolve().parents[2]
 

@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, text
 from connector.journal import IncomingState, OutgoingState
 from connector.pipeline.outbound_build import PackageBuilder
 
-from .conftest import PDF, B, document_metadata, drop_bundle, inbox_entries, open_agency
+from .conftest import PDF, B, document_metadata, drop_bundle, inbox_entries
 
 pytestmark = pytest.mark.postgres
 

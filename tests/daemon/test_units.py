@@ -6,8 +6,6 @@ import datetime as dt
 import os
 import time
 
-import pytest
-
 from connector.journal.package_store import PackageStore
 from connector.pipeline.outbound import retry_delay
 from connector.pipeline.retention import purge_archive

@@ -51,7 +51,8 @@ CASES = {
                     ["broken-yaml/document.yaml", "YAML"]),
     "missing-attachment": (document_metadata(["000.00.00.H41"], "403", "thiếu tệp",
                                              attachments=[{"file": "không có.pdf"}]),
-                           {"khác.pdf": b"%PDF"}, ["missing-attachment/document.yaml", "attachments.", "không có.pdf"]),
+                           {"khác.pdf": b"%PDF"},
+                           ["missing-attachment/document.yaml", "attachments.", "không có.pdf"]),
     "unknown-recipient": (document_metadata(["000.00.00.Z99"], "404", "không ai nhận"),
                           {"a.pdf": b"%PDF"}, ["000.00.00.Z99"]),
 }

@@ -32,7 +32,8 @@ def document(attachments: list[bytes]) -> DocumentPackage:
         business=Business(BusinessType.NEW, "Văn bản điện tử mới", "0",
                           staff_info=StaffInfo("Văn thư", "B", "vt@gov.vn", "0912")),
         attachments=[Attachment(name=f"scan-{index}.pdf", content_type="application/pdf",
-                                content_id=str(index + 1), data=data) for index, data in enumerate(attachments)])
+                                content_id=str(index + 1), data=data)
+                     for index, data in enumerate(attachments)])
 
 
 @pytest.fixture(scope="session")

@@ -55,7 +55,8 @@ class Authority:
         key = new_key()
         builder = _builder(_name(name), _name(name), key, key,
                            NOW - dt.timedelta(days=30), NOW + dt.timedelta(days=3650))
-        builder = (builder.add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        builder = (builder
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
                    .add_extension(usage(key_cert_sign=True, crl_sign=True), critical=True))
         return cls(name, key, builder.sign(key, hashes.SHA256()))
 
@@ -70,9 +71,11 @@ class Authority:
 
     def issue_signer(self, cn: str = "000.00.00.G22", *, key_usage: x509.KeyUsage | None = None,
                      ca: bool = False, crl_url: str | None = None, ocsp_url: str | None = None,
-                     not_before: dt.datetime | None = None, not_after: dt.datetime | None = None) -> SigningKey:
+                     not_before: dt.datetime | None = None,
+                     not_after: dt.datetime | None = None) -> SigningKey:
         key = new_key()
-        builder = _builder(_name(cn), self.cert.subject, key, self.key, not_before or NOW - dt.timedelta(days=10),
+        builder = _builder(_name(cn), self.cert.subject, key, self.key,
+                           not_before or NOW - dt.timedelta(days=10),
                            not_after or NOW + dt.timedelta(days=365))
         builder = builder.add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         builder = builder.add_extension(key_usage or usage(digital_signature=True, content_commitment=True),
@@ -81,8 +84,10 @@ class Authority:
             builder = builder.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
                 [x509.UniformResourceIdentifier(crl_url)], None, None, None)]), critical=False)
         if ocsp_url:
-            builder = builder.add_extension(x509.AuthorityInformationAccess([x509.AccessDescription(
-                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url))]), critical=False)
+            responder = x509.AccessDescription(AuthorityInformationAccessOID.OCSP,
+                                               x509.UniformResourceIdentifier(ocsp_url))
+            builder = builder.add_extension(x509.AuthorityInformationAccess([responder]),
+                                            critical=False)
         cert = builder.sign(self.key, hashes.SHA256())
         return SigningKey(private_key=key, certificate=cert, chain=tuple(self.chain), source=f"{cn}.p12")
 
@@ -117,7 +122,8 @@ class Authority:
                            NOW - dt.timedelta(days=1), NOW + dt.timedelta(days=30))
         builder = builder.add_extension(usage(digital_signature=True), critical=True)
         if eku:
-            builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
+            builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]),
+                                            critical=False)
         return key, builder.sign(self.key, hashes.SHA256())
 
     def pem(self, path: Path) -> Path:
@@ -126,8 +132,9 @@ class Authority:
 
 
 def _builder(subject, issuer, key, issuer_key, not_before, not_after) -> x509.CertificateBuilder:
-    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
-               .serial_number(x509.random_serial_number()).not_valid_before(not_before).not_valid_after(not_after)
+    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(not_before).not_valid_after(not_after)
                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False))
     if subject != issuer:
         builder = builder.add_extension(

@@ -112,7 +112,8 @@ def _crlf_wrapped(make_package, key, tmp_path) -> bytes:
 
 
 CASES = {
-    # name: (build(make_package, key, tmp_path) -> bytes, expected state, expected reason prefix, xmlsec1 accepts)
+    # name: (build(make_package, key, tmp_path) -> bytes, expected state, expected reason prefix,
+    #        xmlsec1 accepts)
     "signed in memory": (_signed, SignatureState.VALID, "signed by", True),
     "streamed-signed": (_streamed, SignatureState.VALID, "signed by", True),
     "rsa-sha1": (lambda m, k, t: _signed(m, k, t, "rsa-sha1"), SignatureState.VALID, "signed by", True),
@@ -131,7 +132,8 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_low_memory_and_signxml_agree_on_our_packages(case, make_package, agency_key, dev_certs, tmp_path, xmlsec1):
+def test_low_memory_and_signxml_agree_on_our_packages(case, make_package, agency_key, dev_certs,
+                                                       tmp_path, xmlsec1):
     build, state, reason, xmlsec_ok = CASES[case]
     data = build(make_package, agency_key, tmp_path)
     from_bytes, from_file, reference = both_paths(data, tmp_path, trust=dev_certs.ca_cert)
@@ -151,8 +153,10 @@ def test_trust_outcomes_agree(make_package, agency_key, dev_certs, tmp_path, tmp
     assert verify_low_memory(data, trust=other.ca_cert, threshold=THRESHOLD).reason.endswith("(unknown CA)")
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).resolve().parents[3] / "shared" / "interop"
-                                                        / "sdk-samples").glob("*.edxml")))
+SDK_SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "interop" / "sdk-samples"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SDK_SAMPLES.glob("*.edxml")))
 def test_sdk_samples_agree_and_are_unverifiable_or_absent(name, interop_dir, tmp_path):
     data = (interop_dir / "sdk-samples" / name).read_bytes()
     from_bytes, from_file, reference = both_paths(data, tmp_path)
@@ -199,7 +203,8 @@ def test_other_shapes_fall_back_to_signxml(change, make_package, agency_key, dev
     data = change(original)
     assert data != original
     assert verify_low_memory(data, trust=dev_certs.ca_cert, threshold=THRESHOLD) is None
-    assert verify_package(data, trust=dev_certs.ca_cert) == verify_package_signxml(data, trust=dev_certs.ca_cert)
+    assert (verify_package(data, trust=dev_certs.ca_cert)
+            == verify_package_signxml(data, trust=dev_certs.ca_cert))
 
 
 def test_schema_invalid_signature_is_malformed_in_both(make_package, agency_key, dev_certs, tmp_path):
@@ -224,7 +229,8 @@ def _random_document(rng: random.Random) -> bytes:
         elif kind < 0.6:
             pieces.append(rng.choice([b"<a>", b"</a>", b"<b x=\"1>2\">", b"</b>", b"<c/>"]))
         elif kind < 0.8:
-            pieces.append(rng.choice([b"&amp;", b"&#65;", b"\xc3\xa1", b"<!-- >AAA< -->", b"<![CDATA[A>B]]>"]))
+            pieces.append(rng.choice([b"&amp;", b"&#65;", b"\xc3\xa1", b"<!-- >AAA< -->",
+                                      b"<![CDATA[A>B]]>"]))
         else:
             pieces.append(b">" + b"Q" * rng.choice((10, 1023, 1024, 3000)) + rng.choice([b"<", b"&", b">"]))
     return b"".join(pieces) + b"</root>"
@@ -235,8 +241,8 @@ def test_find_base64_runs_matches_a_regex_oracle(seed):
     rng = random.Random(seed)
     document = _random_document(rng)
     threshold = rng.choice((300, 1024, 4096))
-    expected = [(m.start(), m.end() - m.start()) for m in re.finditer(rb"(?<=>)[" + _ALLOWED + rb"]+(?=<)", document)
-                if m.end() - m.start() >= threshold]
+    runs = re.finditer(rb"(?<=>)[" + _ALLOWED + rb"]+(?=<)", document)
+    expected = [(m.start(), m.end() - m.start()) for m in runs if m.end() - m.start() >= threshold]
     assert find_base64_runs(ByteSource(document), threshold) == expected
 
 
@@ -252,7 +258,8 @@ def test_raw_lifting_only_for_utf8_or_ascii(head, expected):
 
 
 # -- the automatic choice, files, limits ---------------------------------------------------------------
-def test_large_package_is_verified_without_its_attachment_in_memory(make_package, agency_key, dev_certs, tmp_path):
+def test_large_package_is_verified_without_its_attachment_in_memory(make_package, agency_key,
+                                                                     dev_certs, tmp_path):
     """Above the default threshold verify_package and verify_package_file take the low-memory path:
     Python-side allocations stay far below the attachment's base64 size, while the signxml path
     copies the document (tracemalloc counts Python objects only, enough to tell the two apart)."""

@@ -40,7 +40,8 @@ def test_a_chain_through_an_intermediate_ca_is_valid(make_package, root, tmp_pat
 
 def test_an_agency_certificate_used_as_an_issuer_is_untrusted(make_package, root, tmp_path):
     """An agency's own certificate (not a CA) issues itself a certificate in another's name."""
-    agency = root.issue_ca("000.00.00.H41", ca=False, key_usage=usage(digital_signature=True, key_cert_sign=True))
+    agency = root.issue_ca("000.00.00.H41", ca=False,
+                           key_usage=usage(digital_signature=True, key_cert_sign=True))
     forged = agency.issue_signer("000.00.00.G22")
     for result in _outcomes(make_package, forged, root, tmp_path):
         assert result.state is SignatureState.UNTRUSTED

@@ -85,7 +85,8 @@ def test_a_crl_forged_with_another_key_under_the_cas_name_is_ignored(make_packag
 
 def test_an_out_of_date_crl_cannot_tell(make_package, ca, tmp_path):
     stale = ca.crl([], last_update=NOW - dt.timedelta(days=20), next_update=NOW - dt.timedelta(days=13))
-    result = verify_package(_signed(make_package, ca.issue_signer()), trust=_store(ca, tmp_path, crls=[stale]))
+    result = verify_package(_signed(make_package, ca.issue_signer()),
+                            trust=_store(ca, tmp_path, crls=[stale]))
     assert result.state is SignatureState.REVOCATION_UNKNOWN and "is out of date" in result.reason
 
 
@@ -131,9 +132,10 @@ def test_an_unreachable_distribution_point_is_not_asked_again_for_a_while(make_p
     assert server.requests == ["/ca.crl"]
 
 
-@pytest.mark.parametrize("status, outcome", [(ocsp.OCSPCertStatus.GOOD, SignatureState.VALID),
-                                             (ocsp.OCSPCertStatus.REVOKED, SignatureState.REVOKED),
-                                             (ocsp.OCSPCertStatus.UNKNOWN, SignatureState.REVOCATION_UNKNOWN)])
+@pytest.mark.parametrize("status, outcome", [
+    (ocsp.OCSPCertStatus.GOOD, SignatureState.VALID),
+    (ocsp.OCSPCertStatus.REVOKED, SignatureState.REVOKED),
+    (ocsp.OCSPCertStatus.UNKNOWN, SignatureState.REVOCATION_UNKNOWN)])
 def test_the_ocsp_responder_answers(make_package, ca, tmp_path, server, fetcher, status, outcome):
     signer = ca.issue_signer(ocsp_url=f"{server.base}/ocsp")
     when = NOW - dt.timedelta(hours=3)

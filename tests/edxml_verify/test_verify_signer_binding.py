@@ -40,13 +40,15 @@ def _signed(make_package, key) -> bytes:
 
 def test_a_certificate_bound_to_from_is_valid(make_package, ca, tmp_path):
     signer = ca.issue_signer("Văn thư VPCP")
-    store = _store(ca, tmp_path, f"signers:\n  - organ_id: {FROM}\n    sha256: {fingerprint(signer.certificate)}\n")
+    store = _store(ca, tmp_path,
+                   f"signers:\n  - organ_id: {FROM}\n    sha256: {fingerprint(signer.certificate)}\n")
     for result in _all_paths(_signed(make_package, signer), tmp_path, store):
         assert result.state is SignatureState.VALID and result.bound_to == (FROM,)
         assert f"bound to {FROM}" in result.reason
 
 
-def test_another_agencys_trusted_certificate_signing_in_froms_name_is_wrong_signer(make_package, ca, tmp_path):
+def test_another_agencys_trusted_certificate_signing_in_froms_name_is_wrong_signer(make_package, ca,
+                                                                                   tmp_path):
     hostile = ca.issue_signer("Văn thư Khánh Hòa")
     colon_fingerprint = ":".join(fingerprint(hostile.certificate)[i:i + 2] for i in range(0, 64, 2)).lower()
     store = _store(ca, tmp_path, f"signers:\n  - organ_id: {OTHER}\n    sha256: '{colon_fingerprint}'\n")
@@ -58,13 +60,15 @@ def test_another_agencys_trusted_certificate_signing_in_froms_name_is_wrong_sign
 
 def test_binding_by_subject_fields_and_by_the_field_that_holds_the_organ_id(make_package, ca, tmp_path):
     by_subject = ca.issue_signer("Văn thư VPCP")
-    store = _store(ca, tmp_path, f"signers:\n  - organ_id: {FROM}\n    subject: {{CN: 'Văn thư VPCP', C: VN}}\n")
+    store = _store(ca, tmp_path,
+                   f"signers:\n  - organ_id: {FROM}\n    subject: {{CN: 'Văn thư VPCP', C: VN}}\n")
     assert verify_package(_signed(make_package, by_subject), trust=store).state is SignatureState.VALID
     partial = ca.issue_signer("Văn thư khác")  # C matches, CN does not: every listed field must
     assert verify_package(_signed(make_package, partial), trust=store).state is SignatureState.UNBOUND
 
     store = _store(ca, tmp_path, "organ_id_in_subject: CN\n")
-    assert verify_package(_signed(make_package, ca.issue_signer(FROM)), trust=store).state is SignatureState.VALID
+    result = verify_package(_signed(make_package, ca.issue_signer(FROM)), trust=store)
+    assert result.state is SignatureState.VALID
     result = verify_package(_signed(make_package, ca.issue_signer(OTHER)), trust=store)
     assert result.state is SignatureState.WRONG_SIGNER
 
@@ -78,7 +82,8 @@ def test_a_certificate_the_mapping_does_not_name_is_unbound(make_package, ca, tm
 def test_an_untrusted_certificate_is_not_looked_up(make_package, ca, tmp_path):
     """A fingerprint entry does not make an unknown CA's certificate trusted."""
     stranger = Authority.root("Other CA").issue_signer()
-    store = _store(ca, tmp_path, f"signers:\n  - organ_id: {FROM}\n    sha256: {fingerprint(stranger.certificate)}\n")
+    store = _store(ca, tmp_path,
+                   f"signers:\n  - organ_id: {FROM}\n    sha256: {fingerprint(stranger.certificate)}\n")
     assert verify_package(_signed(make_package, stranger), trust=store).state is SignatureState.UNTRUSTED
 
 

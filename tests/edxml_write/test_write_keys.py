@@ -18,8 +18,8 @@ from connector.errors import CertificateError
 def test_dev_certs_files_and_permissions(dev_certs):
     for path in dev_certs.files():
         assert path.is_file(), path
-    for secret in (dev_certs.ca_key, dev_certs.agency_a.key, dev_certs.agency_a.p12, dev_certs.agency_a.password_file,
-                   dev_certs.agency_b.key, dev_certs.expired_key):
+    for secret in (dev_certs.ca_key, dev_certs.agency_a.key, dev_certs.agency_a.p12,
+                   dev_certs.agency_a.password_file, dev_certs.agency_b.key, dev_certs.expired_key):
         assert stat.S_IMODE(secret.stat().st_mode) == 0o600, secret
     b = SigningKey.from_pem(dev_certs.agency_b.key, dev_certs.agency_b.cert)
     assert "CN=000.00.00.H41" in b.subject

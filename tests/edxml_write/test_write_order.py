@@ -26,7 +26,8 @@ from connector.edxml.reader import read_package
 from connector.edxml.writer import WriterSettings, prepare_package, write_package, write_package_to
 from connector.errors import InputError
 
-SDK_SAMPLES = sorted((Path(__file__).resolve().parents[3] / "shared" / "interop" / "sdk-samples").glob("*.edxml"))
+SDK_SAMPLES = sorted((Path(__file__).resolve().parents[3] / "shared" / "interop" / "sdk-samples")
+                     .glob("*.edxml"))
 # status.edxml is the one SDK status sample with a different child order (From, ResponseFor,
 # StaffInfo); the nine code-specific samples agree with each other and we follow them.
 ORDER_SAMPLES = [p for p in SDK_SAMPLES if p.name != "status.edxml"]
@@ -77,9 +78,10 @@ def test_namespace_layout_mirrors_the_sample(document):
     data = write_package(document)
     assert data.startswith(b'<?xml version="1.0" encoding="UTF-8"?>\n<edXML xmlns="' + NAMESPACE.encode())
     assert b'<edXML:edXMLEnvelope xmlns:edXML="' + NAMESPACE.encode() + b'">' in data
-    assert b"<AttachmentEncoded>" in data and b"<Attachment>" in data and b"<ContentId>cid:209</ContentId>" in data
-    assert re.search(rb'<edXML:ContentTransferEncoded xmlns:edXML="[^"]+">[A-Za-z0-9+/=]+</edXML:ContentTransferEncoded>',
-                     data)
+    assert b"<AttachmentEncoded>" in data and b"<Attachment>" in data
+    assert b"<ContentId>cid:209</ContentId>" in data
+    assert re.search(rb'<edXML:ContentTransferEncoded xmlns:edXML="[^"]+">[A-Za-z0-9+/=]+'
+                     rb'</edXML:ContentTransferEncoded>', data)
     assert b"<edXML:Subject>" in data
     assert "Sở TT&amp;TT Hải Phòng &lt;test&gt;".encode() in data  # escaped, UTF-8
 
@@ -98,8 +100,8 @@ def test_dates_and_timestamps_use_the_wire_formats(document):
 
 def test_status_package_layout():
     status = StatusPackage(
-        from_=Organization("000.00.00.H41", "UBND tỉnh Nghệ An", "UBND tỉnh Nghệ An", "Vinh", "a@b.vn", "1", "2",
-                           "nghean.gov.vn"),
+        from_=Organization("000.00.00.H41", "UBND tỉnh Nghệ An", "UBND tỉnh Nghệ An", "Vinh",
+                           "a@b.vn", "1", "2", "nghean.gov.vn"),
         response_for=ResponseFor("000.00.00.G22", "7816/VPCP-TTĐT", dt.date(2015, 9, 30),
                                  "000.00.00.G22,2015/09/30,7816/VPCP-TTĐT"),
         status_code=StatusCode.ACCEPTED, staff_info=StaffInfo("Văn thư", "Trâm", "a@b.vn", "0912"),
@@ -121,7 +123,8 @@ def test_round_trip_is_the_identity_and_keeps_empty_versus_absent(document):
 def test_document_id_is_generated_by_the_convention(document):
     package = dataclasses.replace(document, document_id=None)
     assert prepare_package(package).document_id == "000.00.00.G22,2024/05/06,7816/VPCP-TTĐT"
-    assert read_package(write_package(package)).package.document_id == "000.00.00.G22,2024/05/06,7816/VPCP-TTĐT"
+    document_id = read_package(write_package(package)).package.document_id
+    assert document_id == "000.00.00.G22,2024/05/06,7816/VPCP-TTĐT"
     with pytest.raises(InputError, match="Code/CodeNumber") as error:
         write_package(dataclasses.replace(package, code=None))
     assert "DocumentId" in error.value.one_line()
@@ -132,10 +135,11 @@ def test_content_ids_are_generated_and_match_the_manifest(document):
         Attachment(name="a.txt", content_type="text/plain", data=b"one"),
         Attachment(name="b.txt", content_type="text/plain", data=b"two")])
     root = etree.fromstring(write_package(package))
-    references = [e.text for e in root.iter(f"{{{NAMESPACE}}}ContentId") if etree.QName(e.getparent()).localname
-                  == "Reference"]
-    attachments = [e.text for e in root.iter(f"{{{NAMESPACE}}}ContentId") if etree.QName(e.getparent()).localname
-                   == "Attachment"]
+    def content_ids(parent: str) -> list[str]:
+        return [e.text for e in root.iter(f"{{{NAMESPACE}}}ContentId")
+                if etree.QName(e.getparent()).localname == parent]
+
+    references, attachments = content_ids("Reference"), content_ids("Attachment")
     assert references == attachments and len(set(references)) == 2
     assert all(re.fullmatch(r"cid:[0-9a-f-]{36}", cid) for cid in references)
     encoded = [base64.b64decode(e.text) for e in root.iter(f"{{{NAMESPACE}}}ContentTransferEncoded")]
@@ -143,11 +147,14 @@ def test_content_ids_are_generated_and_match_the_manifest(document):
 
 
 @pytest.mark.parametrize(("change", "element"), [
-    (lambda p: dataclasses.replace(p, from_=Organization(organ_id="28.22.H17")), "MessageHeader/From/OrganId"),
+    (lambda p: dataclasses.replace(p, from_=Organization(organ_id="28.22.H17")),
+     "MessageHeader/From/OrganId"),
     (lambda p: dataclasses.replace(p, from_=Organization(organ_id=None)), "MessageHeader/From/OrganId"),
     (lambda p: dataclasses.replace(p, to=[Organization(organ_id="000.00.00.H41"),
-                                          Organization(organ_id="01.02.G22")]), "MessageHeader/To[2]/OrganId"),
-    (lambda p: dataclasses.replace(p, to=[Organization(organ_id="000.00.00.H41")] * 2), "MessageHeader/To[2]/OrganId"),
+                                          Organization(organ_id="01.02.G22")]),
+     "MessageHeader/To[2]/OrganId"),
+    (lambda p: dataclasses.replace(p, to=[Organization(organ_id="000.00.00.H41")] * 2),
+     "MessageHeader/To[2]/OrganId"),
     (lambda p: dataclasses.replace(p, to=[]), "MessageHeader/To"),
     (lambda p: dataclasses.replace(p, subject=None), "MessageHeader/Subject"),
     (lambda p: dataclasses.replace(p, subject="x" * 501), "MessageHeader/Subject"),
@@ -180,7 +187,8 @@ def test_streaming_writer_unsigned_is_byte_identical(document, tmp_path):
 
 
 def test_missing_attachment_file_is_an_input_error(document, tmp_path):
-    package = dataclasses.replace(document, attachments=[Attachment(name="gone.pdf", path=tmp_path / "gone.pdf")])
+    package = dataclasses.replace(
+        document, attachments=[Attachment(name="gone.pdf", path=tmp_path / "gone.pdf")])
     with pytest.raises(InputError, match="does not exist"):
         write_package_to(package, tmp_path / "out.edxml")
     assert not (tmp_path / "out.edxml").exists()

@@ -86,8 +86,10 @@ def test_streaming_signed_package_verifies_and_matches_signxml_structure(documen
 
 TAMPERS = {
     "Subject": (b"<edXML:Subject>V/v", b"<edXML:Subject>V/V"),
-    "From/OrganId": (b"<edXML:OrganId>000.00.00.G22</edXML:OrganId>", b"<edXML:OrganId>000.00.00.G23</edXML:OrganId>"),
-    "To/OrganId": (b"<edXML:OrganId>000.00.00.H41</edXML:OrganId>", b"<edXML:OrganId>000.00.00.H42</edXML:OrganId>"),
+    "From/OrganId": (b"<edXML:OrganId>000.00.00.G22</edXML:OrganId>",
+                     b"<edXML:OrganId>000.00.00.G23</edXML:OrganId>"),
+    "To/OrganId": (b"<edXML:OrganId>000.00.00.H41</edXML:OrganId>",
+                   b"<edXML:OrganId>000.00.00.H42</edXML:OrganId>"),
     "DocumentId": (b"<edXML:DocumentId>000.00.00.G22,2024", b"<edXML:DocumentId>000.00.00.G22,2025"),
     "CodeNumber": (b"<edXML:CodeNumber>7816<", b"<edXML:CodeNumber>7817<"),
     "PromulgationDate": (b"<edXML:PromulgationDate>2024/05/06<", b"<edXML:PromulgationDate>2024/05/07<"),
@@ -140,7 +142,8 @@ def test_sha1_mode_verifies_and_warns(document, agency_key, dev_certs, tmp_path,
     path = tmp_path / "sha1.edxml"
     path.write_bytes(signed)
     assert xmlsec_verify(xmlsec1, dev_certs.ca_cert, path).returncode == 0
-    streamed = write_package_to(document, tmp_path / "sha1-stream.edxml", signer=agency_key, algorithm="rsa-sha1")
+    streamed = write_package_to(document, tmp_path / "sha1-stream.edxml", signer=agency_key,
+                                algorithm="rsa-sha1")
     assert streamed.warnings and verify_package((tmp_path / "sha1-stream.edxml").read_bytes(),
                                                 trust=dev_certs.ca_cert).state is SignatureState.VALID
 
@@ -195,7 +198,8 @@ def test_resigning_replaces_the_sdk_signature(interop_dir, agency_key, dev_certs
     again = sign_package(signed, agency_key)
     for data in (signed, again):
         root = etree.fromstring(data, etree.XMLParser(huge_tree=True))
-        signatures = [e for e in root.iter() if isinstance(e.tag, str) and etree.QName(e).localname == "Signature"]
+        signatures = [e for e in root.iter()
+                      if isinstance(e.tag, str) and etree.QName(e).localname == "Signature"]
         assert [s.tag for s in signatures] == [f"{DS}Signature"]
         assert verify_package(data, trust=dev_certs.ca_cert, at=dt.datetime.now(dt.timezone.utc)).state \
             is SignatureState.VALID

@@ -158,7 +158,8 @@ def test_backup_of_postgresql_says_pg_dump(pg_schema_url):
 def test_purge_forgets_old_finished_items_but_keeps_dedupe_window_and_pending(journal):
     old = T0 - dt.timedelta(days=100)
     sent = journal.outgoing.enqueue("folder", "old-sent", "document", recipients=["A"], now=old)
-    journal.outgoing.mark_packaged(sent.id, package_path="/p", sha256="1" * 64, size=1, document_id="D1", now=old)
+    journal.outgoing.mark_packaged(sent.id, package_path="/p", sha256="1" * 64, size=1,
+                                   document_id="D1", now=old)
     journal.outgoing.claim_for_sending(1, now=old)
     journal.outgoing.record_sent(sent.id, "axis-1", now=old)
     journal.recipients.record_recipient_status("D1", "A", "01", at=old, now=old)

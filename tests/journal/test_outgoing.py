@@ -179,7 +179,8 @@ def test_recipient_status_updates_latest_item_and_keeps_history(journal):
     journal.outgoing.mark_packaged(new.id, package_path="/p", sha256="11" * 32, size=1,
                           document_id=old.document_id, now=T0 + dt.timedelta(hours=1))
     t1, t2 = T0 + dt.timedelta(hours=2), T0 + dt.timedelta(hours=3)
-    updated = journal.recipients.record_recipient_status(old.document_id, A, "01", description="Đã đến", at=t1)
+    updated = journal.recipients.record_recipient_status(old.document_id, A, "01",
+                                                         description="Đã đến", at=t1)
     assert updated.id == new.id
     journal.recipients.record_recipient_status(old.document_id, A, "03", at=t2)
     # late, out of order (another 01, older than the 03; the same (01, t1) again would be a redelivery)
@@ -187,7 +188,8 @@ def test_recipient_status_updates_latest_item_and_keeps_history(journal):
     delivery = {d.organ_id: d for d in journal.outgoing.get_outgoing(new.id).deliveries}[A]
     assert delivery.status_code == "03" and delivery.status_at == t2
     # B only received the first version: its status goes to that one
-    for_b = journal.recipients.record_recipient_status(old.document_id, B, "02", description="sai địa chỉ", at=t2)
+    for_b = journal.recipients.record_recipient_status(old.document_id, B, "02",
+                                                       description="sai địa chỉ", at=t2)
     assert for_b.id == old.id
     assert {d.organ_id: d.status_code for d in for_b.deliveries}[B] == "02"
     history = journal.recipients.statuses(old.document_id)

@@ -32,7 +32,8 @@ def _status_package(journal, axis_doc_id):
 
 
 def _current(journal, item_id):
-    return {d.organ_id: (d.status_code, d.status_at) for d in journal.outgoing.get_outgoing(item_id).deliveries}[A]
+    deliveries = journal.outgoing.get_outgoing(item_id).deliveries
+    return {d.organ_id: (d.status_code, d.status_at) for d in deliveries}[A]
 
 
 def test_a_status_redelivered_after_a_crash_is_recorded_once(journal):

@@ -1,7 +1,8 @@
 """Helpers of tests/service (a uniquely named module: other test folders have a
-``conftest`` of their own). The daemon as systemd and monitoring see it: a real ``edxml-connector run`` process (or a
-``Daemon`` in a thread when a test must reach inside), a real axis simulator on loopback, a
-notify socket the test owns, and the health listener scraped over HTTP.
+``conftest`` of their own). The daemon as systemd and monitoring see it: a real
+``edxml-connector run`` process (or a ``Daemon`` in a thread when a test must reach inside), a
+real axis simulator on loopback, a notify socket the test owns, and the health listener scraped
+over HTTP.
 
 The simulator is in this process so that a test can stop it and start it again on the same
 port (the "axis down, axis back" story of issue 5).
