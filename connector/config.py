@@ -35,6 +35,7 @@ from pydantic import (
     model_validator,
 )
 
+from connector.dms.database.mapping import DmsDatabaseSettings
 from connector.errors import ConfigError
 from connector.schemas.document import ORGAN_ID_PATTERN
 from connector.secrets import SecretSourceError, read_secret
@@ -44,13 +45,6 @@ DEFAULT_JOURNAL_URL = "sqlite:////var/lib/edxml-connector/journal.db"
 DEFAULT_EXCHANGE_ROOT = DEFAULT_STATE_DIR / "exchange"
 EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "config" / "connector.example.yaml"
 _HINT = "see config/connector.example.yaml, which documents every key"
-
-try:  # the DMS database mapping is its own module; see connector/dms/database/mapping.py
-    from connector.dms.database.mapping import DmsDatabaseSettings
-except ModuleNotFoundError as _missing:  # pragma: no cover - only while that module is absent
-    if _missing.name != "connector.dms.database.mapping":
-        raise
-    DmsDatabaseSettings = dict  # type: ignore[misc,assignment]
 
 
 class _Section(BaseModel):
@@ -534,7 +528,7 @@ class Settings(_Section):
     state_dir: Path = DEFAULT_STATE_DIR
     timezone: str = Field(default="Asia/Ho_Chi_Minh", description="for timestamps we write")
     exchange: FoldersConfig | None = Field(default_factory=FoldersConfig)
-    database: DmsDatabaseSettings | None = None  # type: ignore[valid-type]
+    database: DmsDatabaseSettings | None = None
     schedules: SchedulesConfig = Field(default_factory=SchedulesConfig)
     inbox: InboxConfig = Field(default_factory=InboxConfig)
     outbound: OutboundConfig = Field(default_factory=OutboundConfig)

@@ -35,7 +35,7 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     """``os.write`` until every byte is written: one call may write fewer than asked."""
     view = memoryview(data)
     while view:

@@ -21,12 +21,13 @@ the key password, as loaded) is cut out of every string, the event text and trac
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import logging.handlers
 import os
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -143,7 +144,8 @@ class SecretRedactor:
             return self.redact_value(f"{type(value).__name__}: {value}")
         return value
 
-    def __call__(self, logger: Any, method_name: str, event_dict: dict) -> dict:
+    def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+                 ) -> MutableMapping[str, Any]:
         for key in list(event_dict):
             if key.startswith("_"):  # structlog's own bookkeeping (_record, _from_structlog)
                 continue
@@ -187,7 +189,8 @@ def _shared_processors() -> list:
 FIRST_FIELDS = ("timestamp", "level", "logger", "event")
 
 
-def _fixed_fields_first(logger: Any, method_name: str, event_dict: dict) -> dict:
+def _fixed_fields_first(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+                        ) -> MutableMapping[str, Any]:
     """Put the fixed fields first, so that a line reads well in ``journalctl`` too."""
     ordered = {key: event_dict.pop(key) for key in FIRST_FIELDS if key in event_dict}
     ordered.update(event_dict)
@@ -210,7 +213,8 @@ _OUR_HANDLER = "_edxml_connector_handler"
 
 
 def configure_logging(level: str | int = "info", *, json_lines: bool = True,
-                      stream: TextIO | None = None, file: str | os.PathLike | None = None,
+                      stream: TextIO | io.TextIOBase | None = None,
+                      file: str | os.PathLike | None = None,
                       file_max_bytes: int = 10 * 1024 * 1024, file_backup_count: int = 5,
                       secrets: Iterable[str | bytes] = ()) -> None:
     """Set up logging for the process. Safe to call again (a reload replaces our handlers).
@@ -264,7 +268,7 @@ def _skip_unused_record_fields() -> None:
     standard library need not look them up for every record — the "Optimization" switches of
     the logging HOWTO. Finding the caller walks the stack: at five lines per document it was
     a visible part of the daemon's CPU."""
-    logging._srcfile = None  # type: ignore[attr-defined]  # documented: no sys._getframe()
+    logging._srcfile = None  # documented: no sys._getframe()
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

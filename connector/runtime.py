@@ -58,8 +58,11 @@ def load_signing_key(settings: Settings):
     password = secret.get_secret_value() if secret is not None else None
     if config.p12_file is not None:
         key = SigningKey.from_pkcs12(config.p12_file, password)
-    else:
+    elif config.key_file is not None and config.cert_file is not None:
         key = SigningKey.from_pem(config.key_file, config.cert_file, password)
+    else:  # the settings refuse this already; said again for a Settings built in code
+        raise ConfigError("certificate: give p12_file, or key_file with cert_file",
+                          element="certificate")
     check_signer(key, settings.trust.bundle_file)
     return key
 

@@ -43,3 +43,12 @@ def xmlsec1() -> str:
     if path is None:
         pytest.skip("xmlsec1 is not installed (apt-get install xmlsec1); scripts/test.sh installs it")
     return path
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The suite runs in a random order (pytest-randomly); say which, even under ``-q``, so a
+    failure that depends on the order can be run again in exactly that order."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if seed is not None and config.pluginmanager.hasplugin("randomly"):
+        terminalreporter.write_line(f"test order: random, seed {seed} "
+                                    f"(again in that order: --randomly-seed={seed})")

@@ -294,7 +294,7 @@ class AxisClient:
             digest_hex = p.hash_file_sdk(data)
             size = len(data)
 
-            def body() -> bytes:
+            def body() -> bytes | _PackageBody:
                 return data + p.SEND_BODY_TRAILER
         else:
             path = Path(package)
@@ -306,7 +306,7 @@ class AxisClient:
             digest_hex = p.sdk_hex(digest)
             size = path.stat().st_size
 
-            def body() -> _PackageBody:
+            def body() -> bytes | _PackageBody:
                 return _PackageBody(path, p.SEND_BODY_TRAILER)
 
         params: dict[str, str] = {"from": self.settings.sender, "servicetype": p.SERVICE_TYPE,
@@ -443,8 +443,8 @@ class AxisClient:
         reply = self._json_call(operation, {})
         count = reply.body.get("count")
         try:
-            return int(count)
-        except (TypeError, ValueError):
+            return int(count if isinstance(count, int | str) else "")
+        except ValueError:
             raise TransientAxisError(f"{operation} reply has no integer count",
                                      operation=operation) from None
 
@@ -611,9 +611,9 @@ def _network_cause(error: Exception) -> str:
     cause: object = error
     while True:
         inner = getattr(cause, "reason", None)
-        if inner is None and getattr(cause, "args", None) and isinstance(
-                cause.args[0], BaseException):
-            inner = cause.args[0]
+        args = getattr(cause, "args", None)
+        if inner is None and args and isinstance(args[0], BaseException):
+            inner = args[0]
         if inner is None or inner is cause or not isinstance(inner, BaseException):
             break
         cause = inner

@@ -40,7 +40,7 @@ MEBIBYTE = 1024 * 1024
 
 # --------------------------------------------------------------------------- schema registry
 
-_SCHEMAS: dict[str, type] = {}
+_SCHEMAS: dict[str, Any] = {}
 
 
 def register_schema(name: str, model_class: type) -> None:
@@ -466,6 +466,8 @@ def _pack_take_back(args: argparse.Namespace, metadata: DocumentMetadata, key,
     if args.files:
         raise InputError("a take-back request carries no attachments", file=source,
                          element="take_back", hint="drop the FILE arguments")
+    if metadata.take_back is None:
+        raise InputError("the document.yaml asks for no take-back", file=source, element="take_back")
     sender = packaging.sender_of(metadata, source=source)
     staff = metadata.business.staff
     packages = packaging.build_take_back(metadata.take_back, sender, staff=staff)
@@ -537,7 +539,7 @@ def status_package_command(args: argparse.Namespace) -> int:
     status = packaging.status_for(original, from_=model.Organization(organ_id=args.from_organ_id),
                                   code=args.code, to=args.to, description=args.description)
     write_package_file(status, args.out, None, "rsa-sha256")
-    code = status.status_code
+    code = model.StatusCode(status.status_code)
     print(f"Wrote {args.out}: status {code.value} ({code.label_en}) for {original.document_id} "
           f"to {status.response_for.organ_id}")
     return 0

@@ -11,6 +11,7 @@ stderr so that stdout stays parseable.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import shutil
 import sys
@@ -37,7 +38,7 @@ def _config(parser: argparse.ArgumentParser) -> None:
                         help="the connector's configuration (connector.yaml)")
 
 
-class _Stderr:
+class _Stderr(io.TextIOBase):
     """sys.stderr looked up at each write (it may be replaced after logging is set up)."""
 
     def write(self, text: str) -> int:

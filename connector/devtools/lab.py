@@ -104,7 +104,7 @@ class ManagedProcess:
 
     def start(self) -> ManagedProcess:
         if self.running:
-            raise LabError(f"{self.name} is already running (pid {self.popen.pid})")
+            raise LabError(f"{self.name} is already running (pid {self.pid})")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             log.write(f"---- start #{self.starts + 1}: {' '.join(self.argv)}\n".encode())
@@ -697,10 +697,10 @@ def run_demo(base: Path, *, timeout: float = 120.0) -> dict[str, Any]:
             attachments=[{"file": "To trinh 45.pdf"},
                          {"file": "Phụ lục 1.docx", "description": "Phụ lục kèm theo"}]),
             {"To trinh 45.pdf": pdf_bytes("Tờ trình 45"), "Phụ lục 1.docx": b"PK\x03\x04demo"})
+        weekly = document_metadata([b.organ_id], "678", "Báo cáo tuần (gói soạn sẵn)")
+        weekly["from"] = {"organ_id": a.organ_id, "organ_name": a.name}
         package = pack_package(
-            document_metadata([b.organ_id], "678", "Báo cáo tuần (gói soạn sẵn)",
-                              **{"from": {"organ_id": a.organ_id, "organ_name": a.name}}),
-            {"bao-cao-tuan.pdf": pdf_bytes("Báo cáo tuần")}, lab.base / "ready-package",
+            weekly, {"bao-cao-tuan.pdf": pdf_bytes("Báo cáo tuần")}, lab.base / "ready-package",
             p12=a.p12, password_file=a.password_file)
         a.drop_package("bao-cao-tuan.edxml", package)
 
@@ -760,7 +760,7 @@ def run_demo(base: Path, *, timeout: float = 120.0) -> dict[str, Any]:
 
 def _history_codes(node: AgencyNode, code: str) -> list[str]:
     """DocumentIds for which ``node`` received status ``code`` (its inbox/statuses.jsonl)."""
-    return [s.get("document_id") for s in node.received_statuses() if s.get("code") == code]
+    return [str(s.get("document_id")) for s in node.received_statuses() if s.get("code") == code]
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

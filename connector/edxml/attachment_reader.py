@@ -166,7 +166,8 @@ class AttachmentReader(ElementReader):
         del texts
         element.text = None
         if not text.isascii():
-            raise self.bad_base64(text, line, path, re.search(r"[^\x00-\x7f]", text).start())
+            first = re.search(r"[^\x00-\x7f]", text)
+            raise self.bad_base64(text, line, path, first.start() if first else 0)
         if any(ch in text for ch in _BASE64_WHITESPACE):
             encoded: str | bytes = text.encode("ascii").translate(None, b" \t\r\n")
         else:

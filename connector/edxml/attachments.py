@@ -133,6 +133,8 @@ def _zip_one(name: str, data: bytes | None, path: Path | None) -> bytes:
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
         if data is not None:
             archive.writestr(_entry_info(entry_name), data)
+        elif path is None:
+            raise ValueError("an attachment needs its bytes or its path")
         else:
             info = zipfile.ZipInfo.from_file(path, arcname=entry_name)
             info.compress_type = zipfile.ZIP_DEFLATED

@@ -52,9 +52,16 @@ class ByteSource:
     (``os.pread``: nothing is kept)."""
 
     def __init__(self, data: bytes | None = None, path: Path | None = None) -> None:
-        self._view = memoryview(data) if data is not None else None
-        self._fd = os.open(path, os.O_RDONLY) if path is not None else None
-        self.size = len(self._view) if self._view is not None else os.fstat(self._fd).st_size
+        self._view: memoryview | None = None
+        self._fd: int | None = None
+        if data is not None:
+            self._view = memoryview(data)
+            self.size = len(self._view)
+        elif path is not None:
+            self._fd = os.open(path, os.O_RDONLY)
+            self.size = os.fstat(self._fd).st_size
+        else:
+            raise ValueError("give the bytes or the path of the package")
 
     @classmethod
     def of(cls, source: bytes | Path) -> ByteSource:
@@ -63,6 +70,8 @@ class ByteSource:
     def read(self, offset: int, length: int) -> bytes | memoryview:
         if self._view is not None:
             return self._view[offset:offset + length]
+        if self._fd is None:
+            raise ValueError("the package file is closed")
         return os.pread(self._fd, length, offset)
 
     def iter_range(self, offset: int, length: int, chunk: int = _IO_CHUNK) -> Iterator[bytes | memoryview]:

@@ -9,6 +9,8 @@ Oddities become warnings; only the caller decides what is fatal (via :meth:`Elem
 
 from __future__ import annotations
 
+from collections.abc import Set
+
 from lxml import etree
 
 from connector.edxml.identifiers import organ_id_problem, parse_date, parse_timestamp
@@ -42,7 +44,7 @@ class ElementReader:
         return EdxmlError(message, file=self.file, line=line, element=element, hint=hint)
 
     def children(self, parent: etree._Element, path: str, known: set[str],
-                 *, foreign_ok: set[str] = frozenset()) -> dict[str, list[etree._Element]]:
+                 *, foreign_ok: Set[str] = frozenset()) -> dict[str, list[etree._Element]]:
         """Group the element children of ``parent`` by local name; warn about unknown ones."""
         groups: dict[str, list[etree._Element]] = {}
         for child in parent:
@@ -99,7 +101,7 @@ class ElementReader:
         try:
             return parse_date(value)
         except ValueError:
-            self.warn(f"{path}/{name} {value!r} (line {element.sourceline}) is not a date in "
+            self.warn(f"{path}/{name} {value!r} (line {line_of(element)}) is not a date in "
                       "yyyy/MM/dd or dd/MM/yyyy; ignored")
             return None
 
@@ -111,7 +113,7 @@ class ElementReader:
         try:
             return parse_timestamp(value)
         except ValueError:
-            self.warn(f"{path}/{name} {value!r} (line {element.sourceline}) is not a timestamp "
+            self.warn(f"{path}/{name} {value!r} (line {line_of(element)}) is not a timestamp "
                       "in yyyy/MM/dd HH:mm:ss or dd/MM/yyyy HH:mm:ss; ignored")
             return None
 
@@ -126,3 +128,7 @@ class ElementReader:
             self.warn(f"{path} is {len(value)} characters long, more than the {limit} allowed")
 
     # ---- structure ----------------------------------------------------------------------
+
+
+def line_of(element: etree._Element | None) -> int | None:
+    return element.sourceline if element is not None else None

@@ -24,7 +24,7 @@ _READ_TIMESTAMP_FORMATS = ("%Y/%m/%d %H:%M:%S", "%d/%m/%Y %H:%M:%S", "%Y-%m-%dT%
 
 
 def is_valid_organ_id(value: str | None) -> bool:
-    return bool(value) and ORGAN_ID_PATTERN.match(value) is not None
+    return value is not None and ORGAN_ID_PATTERN.match(value) is not None
 
 
 def organ_id_problem(value: str | None) -> str | None:

@@ -12,7 +12,9 @@ signxml, and the reasons are the signxml path's own, word for word.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
@@ -44,7 +46,7 @@ _C14N_URIS = frozenset(m.value for m in CanonicalizationMethod)
 # verifying's _digest_matches with C14N 1.0 — the same bytes.
 _DEFAULT_REFERENCE_C14N = SignatureConfiguration().default_reference_c14n_method.value
 # The RSA methods signxml accepts under our configuration, with the hash each one signs with.
-_RSA_HASHES = {
+_RSA_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     SignatureMethod.RSA_SHA1.value: hashes.SHA1,
     SignatureMethod.RSA_SHA224.value: hashes.SHA224,
     SignatureMethod.RSA_SHA256.value: hashes.SHA256,
@@ -66,7 +68,7 @@ class _SupportedShape:
     signature_hash: type[hashes.HashAlgorithm]
     enveloped: bool
     c14n: str
-    digest_hash: object
+    digest_hash: Callable[[], Any]  # a hashlib constructor
     digest_value: bytes
 
 
@@ -101,7 +103,8 @@ def _supported_shape(signature: etree._Element) -> _SupportedShape | str | None:
     digest_method = reference.find(f"{DS}DigestMethod")
     digest_value = reference.find(f"{DS}DigestValue")
     value = copy_.find(f"{DS}SignatureValue")
-    digest_hash = HASH_BY_URI.get(digest_method.get("Algorithm") if digest_method is not None else None)
+    digest_uri = digest_method.get("Algorithm") if digest_method is not None else None
+    digest_hash = HASH_BY_URI.get(digest_uri) if digest_uri else None
     if digest_hash is None or digest_value is None or not digest_value.text or value is None:
         return None
     try:  # signxml and our digest recheck decode these slightly differently: insist they agree

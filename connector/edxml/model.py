@@ -308,6 +308,11 @@ class DocumentPackage:
     def business_type(self) -> BusinessType:
         return self.business.business_doc_type if self.business else BusinessType.NEW
 
+    @property
+    def recipient_ids(self) -> list[str]:
+        """The OrganIds in ``To`` (a recipient without one is refused by the writer)."""
+        return [organization.organ_id for organization in self.to if organization.organ_id]
+
 
 @dataclass
 class StatusPackage:

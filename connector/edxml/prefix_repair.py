@@ -61,7 +61,7 @@ def parse_package(data: bytes, *, limits: ParseLimits = ParseLimits(),
             raise _not_well_formed(fatal[0] if fatal else None, error, file) from syntax
         prefixes = _prefixes_to_declare(undefined, data)
         repaired = _declare_on_root(data, prefixes) if prefixes else None
-        if repaired is None:
+        if prefixes is None or repaired is None:
             raise _not_well_formed(undefined[0], error, file) from syntax
         del data
         tree = parse_bytes(repaired, limits=limits, file=file)
@@ -150,6 +150,8 @@ def _repair_warnings(undefined, prefixes: dict[str, str]) -> list[str]:
                 if (m := _UNDEFINED_PREFIX.search(entry.message)) and m.group("prefix") == prefix]
         first = uses[0]
         match = _UNDEFINED_PREFIX.search(first.message)
+        if match is None:  # cannot be: every use was selected by this search
+            continue
         where = match.group("element") + (f"/@{match.group('attribute')}" if match.group("attribute")
                                            else "")
         warnings.append(

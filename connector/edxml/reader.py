@@ -31,7 +31,7 @@ from pathlib import Path
 from lxml import etree
 
 from connector.edxml.attachment_reader import AttachmentReader
-from connector.edxml.element_reader import ElementReader, split_tag
+from connector.edxml.element_reader import ElementReader, line_of, split_tag
 from connector.edxml.lifted_package import LiftedTexts, parse_file_lifted
 from connector.edxml.model import (
     LEGACY_NAMESPACE,
@@ -168,7 +168,7 @@ class _PackageReader(ElementReader):
             if body is not None or encoded_blocks or hdr.get("TraceHeaderList"):
                 self.warn("a status package carries a body, attachments or a TraceHeaderList; "
                           "they are ignored")
-            package = self.read_status(message_header, mh_path)
+            package: DocumentPackage | StatusPackage = self.read_status(message_header, mh_path)
         elif ("To" not in peek and body is None and not encoded_blocks
               and not hdr.get("TraceHeaderList") and peek & {"Timestamp", "Description"}):
             raise self.error("this status package has no StatusCode", element=f"{mh_path}/StatusCode",
@@ -222,7 +222,7 @@ class _PackageReader(ElementReader):
                              line=message_header.sourceline,
                              hint="a document package must name at least one receiver in To")
         recipients: list[Organization] = []
-        seen: dict[str, int] = {}
+        seen: dict[str | None, int] = {}
         for index, element in enumerate(to_elements, start=1):
             path = f"{mh_path}/To[{index}]" if len(to_elements) > 1 else f"{mh_path}/To"
             organization = self.read_organization(element, path, role="To")
@@ -351,7 +351,7 @@ class _PackageReader(ElementReader):
             except ValueError:
                 raise self.error(f"BussinessDocType {raw_type!r} is not one of 0 (new), 1 (revoke), "
                                  "2 (update), 3 (replace)", element=f"{path}/{type_name}",
-                                 line=type_element.sourceline,
+                                 line=line_of(type_element),
                                  hint="the package's purpose is unknown; ask the sender") from None
         reason_element, reason_name = self.either(bg, ("BussinessDocReason", "BusinessDocReason"),
                                                   path)
@@ -414,7 +414,7 @@ class _PackageReader(ElementReader):
         raw_code = self.text(code_element, f"{mh_path}/StatusCode")
         if not raw_code:
             raise self.error("StatusCode is empty", element=f"{mh_path}/StatusCode",
-                             line=code_element.sourceline,
+                             line=line_of(code_element),
                              hint="a status needs a two-digit StatusCode (01-06, 13, 15, 16)")
         code: StatusCode | str
         normalized = raw_code.zfill(2) if raw_code.isdigit() and len(raw_code) == 1 else raw_code

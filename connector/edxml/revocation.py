@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from cryptography import x509
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
+from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from connector.errors import ConfigError
 
@@ -88,7 +88,7 @@ def load_crl_folder(folder: str | Path) -> list[x509.CertificateRevocationList]:
 def distribution_points(certificate: x509.Certificate) -> list[str]:
     """The http(s) URLs of the certificate's CRL distribution points."""
     try:
-        points = certificate.extensions.get_extension_for_oid(ExtensionOID.CRL_DISTRIBUTION_POINTS).value
+        points = certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     except x509.ExtensionNotFound:
         return []
     return [name.value for point in points for name in (point.full_name or [])
@@ -98,7 +98,7 @@ def distribution_points(certificate: x509.Certificate) -> list[str]:
 def ocsp_responder(certificate: x509.Certificate) -> str | None:
     """The http(s) URL of the OCSP responder the certificate names, if any."""
     try:
-        access = certificate.extensions.get_extension_for_oid(ExtensionOID.AUTHORITY_INFORMATION_ACCESS).value
+        access = certificate.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
     except x509.ExtensionNotFound:
         return None
     for description in access:

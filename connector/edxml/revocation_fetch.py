@@ -208,7 +208,7 @@ def _check_responder(response: ocsp.OCSPResponse, issuer: x509.Certificate) -> N
 def _names_responder(response: ocsp.OCSPResponse, certificate: x509.Certificate) -> bool:
     if response.responder_name is not None:
         return response.responder_name == certificate.subject
-    key_hash = x509.SubjectKeyIdentifier.from_public_key(certificate.public_key()).digest  # type: ignore[arg-type]
+    key_hash = x509.SubjectKeyIdentifier.from_public_key(certificate.public_key()).digest
     return response.responder_key_hash == key_hash
 
 

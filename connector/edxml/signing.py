@@ -142,7 +142,7 @@ def sign_package_file(source: str | Path, destination: str | Path, key: SigningK
 
 # -- building blocks shared with the streaming writer --------------------------------------------
 def new_digest(algorithm: str):
-    return hashlib.new(_algorithm(algorithm).hash.name)
+    return hashlib.new(_algorithm(algorithm).hash().name)
 
 
 def canonical_without(root: etree._Element, signature: etree._Element) -> bytes:

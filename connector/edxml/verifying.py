@@ -167,23 +167,24 @@ def verify_low_memory(source: bytes | str | Path, *, trust: Trust = None,
     method, a certificate in KeyInfo and nothing else to check) or a placeholder that ended up
     where C14N would not write it once; the caller then asks signxml. Parse errors are the
     reader's (the package is re-parsed the reader's way when the quick parse fails)."""
-    path = Path(source) if isinstance(source, str | Path) else None
-    file = file or (str(path) if path is not None else None)
-    with ByteSource.of(path if path is not None else source) as byte_source:
+    given: bytes | Path = Path(source) if isinstance(source, str | Path) else source
+    file = file or (str(given) if isinstance(given, Path) else None)
+    with ByteSource.of(given) as byte_source:
         if byte_source.size > limits.max_package_size:
             raise PackageTooLarge(
                 f"package is {byte_source.size} bytes, more than the limit of "
                 f"{limits.max_package_size} bytes", file=file,
                 hint="raise edxml.max_package_size in the configuration if this size is expected")
         token = new_token()
-        root, lifts, warnings, digest_source = None, [], [], byte_source
+        root, lifts, warnings = None, [], []
+        digest_source: ByteSource | None = byte_source
         runs = find_base64_runs(byte_source, threshold) if ascii_compatible(byte_source) else []
         if runs:
             root, lifts = _quick_parse(byte_source, runs, token, limits, file)
             if root is not None:
                 lifts = put_back(root, token, lifts, byte_source, _read_by_verification)
         if root is None:
-            data = source if path is None else read_limited(path, limits, file=file)
+            data = given if isinstance(given, bytes) else read_limited(given, limits, file=file)
             root, warnings = _parse_for_verification(data, limits, file)
             del data
             lifts = lift_long_texts(root, token, threshold, skip=_read_by_verification)

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from lxml import etree
 
@@ -76,13 +77,16 @@ class WriterSettings:
 
 
 # -- public API -----------------------------------------------------------------------------------
-def prepare_package(package: Package) -> Package:
+_P = TypeVar("_P", bound=DocumentPackage | StatusPackage)
+
+
+def prepare_package(package: _P) -> _P:
     """A copy of ``package`` with what the writer would generate filled in: the DocumentId by the
     convention and a ``cid`` for every attachment without one. Call it first when you need to know
     those values (to record them) before or after writing."""
     if isinstance(package, StatusPackage):
         return package
-    changes = {}
+    changes: dict[str, Any] = {}
     if package.document_id is None:
         changes["document_id"] = conventional_document_id(package)
     if any(attachment.content_id is None for attachment in package.attachments):
@@ -101,15 +105,15 @@ def conventional_document_id(package: DocumentPackage) -> str:
     date = package.promulgation_info.date if package.promulgation_info else None
     number = package.code.number if package.code else None
     notation = package.code.notation if package.code else None
+    if organ_id and date and number and notation:
+        return make_document_id(organ_id, date, number, notation)
     missing = [name for name, value in (("From/OrganId", organ_id),
                                         ("PromulgationInfo/PromulgationDate", date),
                                         ("Code/CodeNumber", number),
                                         ("Code/CodeNotation", notation)) if not value]
-    if missing:
-        raise InputError(f"cannot generate the DocumentId: {', '.join(missing)} missing",
-                         element="MessageHeader/DocumentId",
-                         hint="give document_id explicitly or fill in the missing fields")
-    return make_document_id(organ_id, date, number, notation)
+    raise InputError(f"cannot generate the DocumentId: {', '.join(missing)} missing",
+                     element="MessageHeader/DocumentId",
+                     hint="give document_id explicitly or fill in the missing fields")
 
 
 def write_package(package: Package, *, settings: WriterSettings | None = None) -> bytes:
@@ -170,7 +174,7 @@ def write_package_to(package: Package, path: str | Path, *, signer=None, algorit
     size = fsutil.replace_streamed(path, _interleave(serialize(root), placeholders, attachments),
                                    fsync=fsync)
     return WrittenPackage(path, size, getattr(package, "document_id", None),
-                          tuple(a.content_id for a in attachments), signer is not None, tuple(warnings))
+                          tuple(a.content_id or "" for a in attachments), signer is not None, tuple(warnings))
 
 
 def serialize(root: etree._Element) -> bytes:
@@ -476,7 +480,7 @@ def _require_organ_id(value: str | None, element: str) -> None:
         raise InputError("agency identifier missing", element=element,
                          hint="give the QCVN 102:2016 identifier, e.g. 000.00.00.G22")
     if not is_valid_organ_id(value):
-        raise InputError(organ_id_problem(value), element=element,
+        raise InputError(organ_id_problem(value) or "not a valid OrganId", element=element,
                          hint="use the identifier exactly as issued (NNN.NN.NN.ANN)")
 
 
@@ -491,7 +495,7 @@ def _validate_document(package: DocumentPackage) -> None:
     if not package.to:
         raise InputError("a document needs at least one recipient", element="MessageHeader/To",
                          hint="add a To organisation")
-    seen: set[str] = set()
+    seen: set[str | None] = set()
     for index, organization in enumerate(package.to, start=1):
         _require_organ_id(organization.organ_id, f"MessageHeader/To[{index}]/OrganId")
         if organization.organ_id in seen:

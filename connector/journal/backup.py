@@ -37,7 +37,10 @@ def backup(journal: Journal, target_file: str | os.PathLike[str]) -> Path:
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     raw = journal.engine.raw_connection()
     try:
-        source: sqlite3.Connection = raw.driver_connection
+        source = raw.driver_connection
+        if not isinstance(source, sqlite3.Connection):
+            raise ConnectorError("only an SQLite journal is backed up this way",
+                                 hint="back a PostgreSQL journal up with pg_dump")
         destination = sqlite3.connect(str(temporary), isolation_level=None)
         try:
             source.backup(destination)

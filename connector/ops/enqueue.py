@@ -110,8 +110,8 @@ def send(ctx: OpsContext, target: str | os.PathLike[str]) -> list[OutgoingRecord
                      file=str(path), hint="give a .edxml package or a bundle folder with document.yaml")
 
 
-def _check_has_recipient(package: model.DocumentPackage, file: str) -> None:
-    if not any(item.organ_id for item in package.to):
+def _check_has_recipient(recipients: list[str], file: str) -> None:
+    if not recipients:
         raise InputError("the package has no recipient", file=file, element="To/OrganId",
                          hint="add a To with the receiver's OrganId")
 
@@ -158,7 +158,7 @@ def _send_package(ctx: OpsContext, path: Path) -> OutgoingRecord:
                          hint="send statuses with `edxml-connector status-send`")
     load_agency_list(ctx)
     ready = builder.checked_ready_package(path, str(path))
-    _check_has_recipient(ready.package, str(path))
+    _check_has_recipient(ready.recipients, str(path))
     fingerprint = _digest_file(path)
     spooled = spool_dir(ctx) / f"{fingerprint}.edxml"
     if not spooled.exists():
@@ -195,7 +195,7 @@ def _send_bundle(ctx: OpsContext, bundle: Path) -> OutgoingRecord:
     builder = PackageBuilder(ctx.runtime)
     load_agency_list(ctx)
     package = builder.checked_document(metadata, files, str(metadata_path))
-    _check_has_recipient(package, str(metadata_path))
+    _check_has_recipient(package.recipient_ids, str(metadata_path))
     spooled = spool_dir(ctx) / f"{fingerprint}.edxml"
     if not spooled.exists():
         builder.write_signed(package, spooled)

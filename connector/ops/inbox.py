@@ -50,7 +50,8 @@ def describe_incoming(record: IncomingRecord) -> dict[str, Any]:
     location = record.delivered_location or record.quarantine_location
     on_disk = _folder_metadata(location)
     meta = record.meta
-    summary = meta.get("summary") if isinstance(meta.get("summary"), dict) else {}
+    listed_summary = meta.get("summary")
+    summary: dict[str, Any] = listed_summary if isinstance(listed_summary, dict) else {}
     lifecycle = on_disk.get("lifecycle") or meta.get("lifecycle") or []
     present = None
     if location and not location.startswith(DATABASE_LOCATION_PREFIX):
@@ -114,7 +115,8 @@ def document_from_journal(record: IncomingRecord, *, note: str | None = None) ->
     warnings = [str(w) for w in listed if w] if isinstance(listed, list) else []
     if note:
         warnings.append(note)
-    links = meta.get("links") if isinstance(meta.get("links"), dict) else {}
+    listed_links = meta.get("links")
+    links: dict[str, Any] = listed_links if isinstance(listed_links, dict) else {}
     received_at = record.stored_at or record.created_at
     if isinstance(meta.get("received_at"), str):
         try:

@@ -38,10 +38,11 @@ def check_state_filter(state: str | None, direction: str | None) -> None:
     """Refuse a state that no item of the chosen direction can have (a typo shows nothing)."""
     if state is None:
         return
-    valid = {"out": {s.value for s in OutgoingState}, "in": {s.value for s in IncomingState},
-             None: set(ALL_STATES)}[direction]
+    valid: set[str] = ({s.value for s in OutgoingState} if direction == "out"
+                       else {s.value for s in IncomingState} if direction == "in"
+                       else set(ALL_STATES))
     if state not in valid:
-        kind = {"out": "outgoing", "in": "incoming"}.get(direction, "any")
+        kind = {"out": "outgoing", "in": "incoming"}.get(direction or "", "any")
         raise InputError(f"--state {state!r} is not a state of {kind} items",
                          hint="use one of " + ", ".join(sorted(valid)))
 

@@ -55,7 +55,7 @@ from connector.edxml.model import DocumentPackage, StatusPackage
 from connector.edxml.reader import read_package
 from connector.edxml.signing import verify_package_file
 from connector.edxml.summary import summarize
-from connector.errors import EdxmlError, PackageTooLarge, describe_error
+from connector.errors import EdxmlError, InputError, PackageTooLarge, describe_error
 from connector.journal import (
     KV_LAST_AXIS_CONTACT,
     KV_LAST_POLL,
@@ -367,7 +367,7 @@ class Inbound:
     def _package_of(self, record: IncomingRecord):
         cached = self._read_cache.get(record.id)
         if cached is None:
-            cached = read_package(Path(record.package_path), limits=self.runtime.limits,
+            cached = read_package(_stored_path(record), limits=self.runtime.limits,
                                   file=f"axis docId {record.axis_doc_id}")
             self._read_cache[record.id] = cached
         return cached
@@ -378,7 +378,7 @@ class Inbound:
         return IncomingDocument(
             journal_id=record.id, axis_doc_id=record.axis_doc_id,
             received_at=record.stored_at or dt.datetime.now(dt.timezone.utc),
-            package_path=Path(record.package_path), summary=summary, signature=signature,
+            package_path=_stored_path(record), summary=summary, signature=signature,
             warnings=list(record.meta.get("warnings") or []), lifecycle=lifecycle or {})
 
     def _deliver_document(self, record: IncomingRecord) -> None:
@@ -404,7 +404,7 @@ class Inbound:
         originals = self._originals(record, result.package)
         lifecycle: dict[str, Any] = {}
         if originals:
-            lifecycle = {"event": LIFECYCLE_EVENTS[record.business_type],
+            lifecycle = {"event": LIFECYCLE_EVENTS[record.business_type or 0],
                          "originals": [{"journal_id": o.id, "document_id": o.document_id,
                                         "location": o.delivered_location or o.quarantine_location}
                                        for o in originals]}
@@ -426,7 +426,7 @@ class Inbound:
                      sender=record.sender, to=str(location), to_state="delivered",
                      duration_ms=_ms(started))
         for original in originals:
-            self._record_event(record, LIFECYCLE_EVENTS[record.business_type], original,
+            self._record_event(record, LIFECYCLE_EVENTS[record.business_type or 0], original,
                                {"business_type": record.business_type,
                                 "axis_doc_id": record.axis_doc_id,
                                 "reason": _business_reason(result.package)})
@@ -641,3 +641,11 @@ __all__ = ["Inbound"]
 def _ms(started: float) -> float:
     """Milliseconds since ``started`` (``time.monotonic()``), for the ``duration_ms`` log field."""
     return round((time.monotonic() - started) * 1000, 1)
+
+
+def _stored_path(record: IncomingRecord) -> Path:
+    """Where the item's package is stored (every item past ``stored`` has one)."""
+    if not record.package_path:
+        raise InputError(f"incoming item {record.id} has no stored package",
+                         hint="`edxml-connector inbox list` shows its state")
+    return Path(record.package_path)

@@ -585,7 +585,7 @@ class Outbound:
                              hint="copy it back from the server that packaged it, or `cancel` the "
                                   "item and send the document again")
         digest = record.package_sha256 if just_stored else sha256_of(path)[0]
-        if digest != record.package_sha256:
+        if digest is None or digest != record.package_sha256:
             raise InputError("the stored package changed on disk since it was packaged",
                              file=str(path), hint="restore it from a backup, or cancel the item "
                                                   "and send the document again")

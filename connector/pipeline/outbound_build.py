@@ -29,7 +29,7 @@ from typing import Any
 from connector import fsutil
 from connector.dms.base import OutgoingItem, OutgoingKind, StatusRequest
 from connector.edxml import model
-from connector.edxml.model import DocumentPackage
+from connector.edxml.model import DocumentPackage, StatusPackage
 from connector.edxml.reader import read_package
 from connector.edxml.signing import (
     SignatureState,
@@ -53,6 +53,7 @@ class ReadyPackage:
     """A ready package that passed :meth:`PackageBuilder.checked_ready_package`."""
 
     package: model.DocumentPackage | model.StatusPackage
+    recipients: list[str]
     needs_signing: bool
 
 
@@ -105,7 +106,7 @@ class PackageBuilder:
                 files[name] = path
         try:
             package = self.checked_document(item.metadata, files, item.display_name)
-            recipients = [organization.organ_id for organization in package.to]
+            recipients = package.recipient_ids
             existed = store.outgoing_path(record.id).exists()
             # fsync=False: put_outgoing fsyncs the written file itself before publishing it
             # (one flush of the package, not two).
@@ -126,7 +127,7 @@ class PackageBuilder:
         package = build_document(metadata, files, agency=self.runtime.agency,
                                  convention=self.runtime.zip_convention, source=label)
         package = prepare_package(package)
-        self.check_recipients([organization.organ_id for organization in package.to], label)
+        self.check_recipients(package.recipient_ids, label)
         return package
 
     def write_signed(self, package: DocumentPackage, path: Path, *, fsync: bool = True) -> None:
@@ -137,7 +138,8 @@ class PackageBuilder:
                          algorithm=self.runtime.settings.certificate.algorithm.value, fsync=fsync)
 
     def _stored_document_id(self, path: Path) -> str | None:
-        return read_package(path, limits=self.runtime.limits).package.document_id
+        package = read_package(path, limits=self.runtime.limits).package
+        return package.document_id if isinstance(package, DocumentPackage) else None
 
     # -- ready packages ----------------------------------------------------------------------------
     def ready_package(self, record: OutgoingRecord, path: Path, display: str | None) -> Built:
@@ -145,15 +147,14 @@ class PackageBuilder:
         ready = self.checked_ready_package(path, label)
         package = ready.package
         store = self.runtime.store
-        if not isinstance(package, DocumentPackage):
-            to = package.response_for.organ_id
+        if isinstance(package, StatusPackage):
+            [to] = ready.recipients
             stored = store.put_outgoing_set(record.id, [(to, path.read_bytes())])
-            return Built(stored, package.response_for.document_id or "", None, [to],
-                         signed=False)
+            document_id = package.response_for.document_id if package.response_for else None
+            return Built(stored, document_id or "", None, [to], signed=False)
         stored = store.put_outgoing(record.id, lambda target: self.sign_or_copy(ready, path, target))
         return Built(stored, package.document_id or "", int(package.business_type),
-                     [organization.organ_id for organization in package.to],
-                     signed=ready.needs_signing)
+                     ready.recipients, signed=ready.needs_signing)
 
     def checked_ready_package(self, path: Path, label: str) -> ReadyPackage:
         """A package the DMS or an operator made, read and checked as the axis and the receivers
@@ -174,8 +175,8 @@ class PackageBuilder:
                 raise InputError("the status package names no addressee", file=label,
                                  element="ResponseFor/OrganId", hint="add ResponseFor/OrganId")
             self.check_recipients([to], label)
-            return ReadyPackage(package, needs_signing=False)
-        self.check_recipients([organization.organ_id for organization in package.to], label)
+            return ReadyPackage(package, [to], needs_signing=False)
+        self.check_recipients(package.recipient_ids, label)
         verification = _verify_file(path, data_limits, label)
         state = verification.state
         if state is SignatureState.INVALID:
@@ -183,8 +184,8 @@ class PackageBuilder:
                              f"({verification.reason})", file=label, element="Signature",
                              hint="sign it again (`edxml-connector sign`), or remove the "
                                   "signature and let the connector sign")
-        return ReadyPackage(package, needs_signing=state in (SignatureState.ABSENT,
-                                                             SignatureState.UNVERIFIABLE))
+        return ReadyPackage(package, package.recipient_ids,
+                            needs_signing=state in (SignatureState.ABSENT, SignatureState.UNVERIFIABLE))
 
     def sign_or_copy(self, ready: ReadyPackage, source: Path, target: Path) -> None:
         """``source`` at ``target``: signed when it needs a signature, else byte for byte."""
@@ -225,6 +226,8 @@ class PackageBuilder:
 
     def take_back(self, record: OutgoingRecord, item: OutgoingItem) -> Built:
         """Status 13 to each receiver named in ``take_back``."""
+        if item.metadata is None:
+            raise InputError(f"the item {item.display_name} has no document.yaml to take back from")
         return self.status_set(record, take_back_request(item.metadata))
 
     # -- checks ------------------------------------------------------------------------------------

@@ -412,7 +412,8 @@ class HealthMonitor:
         if self.metrics is not None:
             self.metrics.set_certificate_expiry(state.certificate_not_after, now)
             self.metrics.set_signing_blocked(not status.can_sign)
-        if status.level == "warning":
+        if (status.level == "warning" and status.seconds_left is not None
+                and state.certificate_not_after is not None):
             log.warning("certificate_expiring", days_left=round(status.seconds_left / DAY, 1),
                         not_after=state.certificate_not_after.isoformat(),
                         subject=state.certificate_subject, detail=status.message)

@@ -64,7 +64,10 @@ def test_refused_credentials_pause_sending_without_spending_attempts(make_agency
     assert not list((a.exchange / "failed").glob("cv*"))
     # The operator fixes the secret; after the pause the same item goes out on its first attempt.
     object.__setattr__(a.runtime.axis.settings, "secret", "secret-of-a")
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while a.outbound.paused:  # the pause ends by itself (auth_pause_seconds)
+        assert time.monotonic() < deadline, "the pause did not end"
+        time.sleep(0.01)
     a.cycle()
     record = a.journal.outgoing.get_outgoing(record.id)
     assert record.state is OutgoingState.SENT and record.attempts == 1

@@ -207,8 +207,11 @@ def test_settle_seconds_waits_until_the_entry_stops_changing(exchange):
         with open(growing, "ab") as handle:
             handle.write(b"</edXML>")
         assert side.claim_ready() == []
-        time.sleep(0.35)
-        (item,) = side.claim_ready()
+        deadline = time.monotonic() + 10
+        while not (claimed := side.claim_ready()):  # taken once unchanged for settle_seconds
+            assert time.monotonic() < deadline, "never claimed"
+            time.sleep(0.02)
+        (item,) = claimed
         assert item.package_path.read_bytes() == b"<edXML></edXML>"
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -153,7 +152,11 @@ def test_expired_certificate_stops_signing_loudly_and_loses_nothing(new_lab):
     lab.wait_for(lambda: [r for r in a.status_json("--direction", "out")["items"]
                           if r["name"] == "cho-ky"], what="the document in the journal",
                  seen=lambda: a.entries("work"))
-    time.sleep(3)  # several outbound cycles: it must neither fail nor leave unsigned
+    # Two attempts to sign it, each stopped (the item waits in the journal): it must neither
+    # fail nor leave unsigned.
+    lab.wait_for(lambda: a.process.log_text().count('"signing_stopped"') >= 2,
+                 what="two attempts stopped for want of a valid certificate",
+                 seen=lambda: a.process.log_text().count('"signing_stopped"'))
     assert a.error_files() == {} and a.entries("sent") == []
     assert not [t for t in lab.sim.transfers() if t["sender"] == a.organ_id]
 

@@ -22,13 +22,17 @@ NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 _KEYS: list[rsa.RSAPrivateKey] = []
 
 
-def new_key() -> rsa.RSAPrivateKey:
-    """Fresh RSA keys are slow to make: the tests share a few (each certificate still differs)."""
-    if len(_KEYS) < 6:
-        _KEYS.append(rsa.generate_private_key(public_exponent=65537, key_size=2048))
-        return _KEYS[-1]
-    _KEYS.append(_KEYS.pop(0))
-    return _KEYS[-1]
+def new_key(*, unlike: rsa.RSAPrivateKey | None = None) -> rsa.RSAPrivateKey:
+    """Fresh RSA keys are slow to make: the tests share a few (each certificate still differs).
+    ``unlike``: a key this one must not be — the issuer's, for a certificate or a forgery whose
+    point is another key (the pool comes round again after six keys, whatever the test order)."""
+    while True:
+        if len(_KEYS) < 6:
+            _KEYS.append(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        else:
+            _KEYS.append(_KEYS.pop(0))
+        if unlike is None or _KEYS[-1] is not unlike:
+            return _KEYS[-1]
 
 
 def usage(**granted: bool) -> x509.KeyUsage:
@@ -61,7 +65,7 @@ class Authority:
         return cls(name, key, builder.sign(key, hashes.SHA256()))
 
     def issue_ca(self, name: str, *, ca: bool = True, key_usage: x509.KeyUsage | None = None) -> Authority:
-        key = new_key()
+        key = new_key(unlike=self.key)
         builder = _builder(_name(name), self.cert.subject, key, self.key,
                            NOW - dt.timedelta(days=20), NOW + dt.timedelta(days=1000))
         builder = builder.add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
@@ -73,7 +77,7 @@ class Authority:
                      ca: bool = False, crl_url: str | None = None, ocsp_url: str | None = None,
                      not_before: dt.datetime | None = None,
                      not_after: dt.datetime | None = None) -> SigningKey:
-        key = new_key()
+        key = new_key(unlike=self.key)
         builder = _builder(_name(cn), self.cert.subject, key, self.key,
                            not_before or NOW - dt.timedelta(days=10),
                            not_after or NOW + dt.timedelta(days=365))
@@ -117,7 +121,7 @@ class Authority:
         return builder.sign(signer_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
     def ocsp_responder_cert(self, *, eku: bool = True) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
-        key = new_key()
+        key = new_key(unlike=self.key)
         builder = _builder(_name(f"{self.name} OCSP"), self.cert.subject, key, self.key,
                            NOW - dt.timedelta(days=1), NOW + dt.timedelta(days=30))
         builder = builder.add_extension(usage(digital_signature=True), critical=True)

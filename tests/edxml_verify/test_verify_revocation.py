@@ -77,7 +77,7 @@ def test_a_fresh_crl_that_does_not_list_the_signer_makes_it_good(make_package, c
 def test_a_crl_forged_with_another_key_under_the_cas_name_is_ignored(make_package, ca, tmp_path):
     """A CRL that claims the CA's name but is not signed by it says nothing: not good, not revoked."""
     signer = ca.issue_signer()
-    store = _store(ca, tmp_path, crls=[ca.crl([], signed_by=new_key())])
+    store = _store(ca, tmp_path, crls=[ca.crl([], signed_by=new_key(unlike=ca.key))])
     result = verify_package(_signed(make_package, signer), trust=store)
     assert result.state is SignatureState.REVOCATION_UNKNOWN
     assert "no CRL of" in result.reason and "names no CRL distribution point" in result.reason

@@ -51,13 +51,24 @@ def wheelhouse(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory, wheelhouse, example_config) -> Path:
-    prefix = tmp_path_factory.mktemp("prefix")
+def install(prefix: Path, wheelhouse: Path, example_config: Path) -> Path:
     result = run(INSTALL, "--prefix", prefix, "--no-create-user", "--wheelhouse", wheelhouse,
                  "--example-config", example_config)
     assert result.returncode == 0, result.stderr
     assert "systemctl was skipped" in result.stderr
+    return prefix
+
+
+AT_INSTALL: dict[str, int] = {}
+"""What the shared installation looked like right after install.sh, before any test changed it
+(the tests run in any order)."""
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory, wheelhouse, example_config) -> Path:
+    prefix = install(tmp_path_factory.mktemp("prefix"), wheelhouse, example_config)
+    AT_INSTALL["axis-secret bytes"] = (
+        prefix / "etc/edxml-connector/credentials/axis-secret").stat().st_size
     return prefix
 
 
@@ -97,7 +108,7 @@ def test_layout_and_modes(installed):
     for relative, wanted in expected.items():
         assert mode(p / relative) == wanted, f"{relative}: {oct(mode(p / relative))}"
     assert (exchange / "outbox").stat().st_uid == os.getuid()
-    assert (p / "etc/edxml-connector/credentials/axis-secret").stat().st_size == 0
+    assert AT_INSTALL["axis-secret bytes"] == 0  # created empty, for the operator to fill
 
 
 def test_venv_built_at_its_final_path_runs(installed):
@@ -145,7 +156,9 @@ def test_second_run_is_idempotent_and_never_overwrites(installed, wheelhouse, ex
     assert mode(installed / "var/lib/edxml-connector/exchange/outbox") == 0o2770
 
 
-def test_uninstall_keeps_data_and_config(installed):
+def test_uninstall_keeps_data_and_config(tmp_path, wheelhouse, example_config):
+    # Its own installation: the shared one must stay whole for the tests that run after this.
+    installed = install(tmp_path / "prefix", wheelhouse, example_config)
     data = installed / "var/lib/edxml-connector/exchange/sent/kept.edxml"
     data.write_text("<edXML/>")
     result = run(INSTALL, "--prefix", installed, "--no-create-user", "--uninstall")

@@ -108,6 +108,16 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
 
 
+def never(predicate, seconds: float, what: str, interval: float = 0.05) -> None:
+    """Fail as soon as ``predicate()`` holds within ``seconds``: for what must NOT happen in a
+    window (the window is the deadline; the check ends early on the first sign)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            raise AssertionError(f"{what} happened within {seconds} s")
+        time.sleep(interval)
+
+
 def http_get(url: str) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -230,7 +240,8 @@ class DaemonProcess:
     def alive(self) -> bool:
         """True while running; a daemon that died is a failure with its last lines shown."""
         if self.process.poll() is not None:
-            time.sleep(0.2)
+            for reader in self._readers:  # its last lines: the pipes end once it has exited
+                reader.join(timeout=5)
             raise AssertionError(f"daemon exited {self.process.returncode}: "
                                  + "\n".join((self.lines + self.stderr)[-20:]))
         return True

@@ -241,15 +241,16 @@ class AxisSimulator:
                         f"package From/OrganId {sender!r} is not the OrganId of systemid "
                         f"{agency.systemid!r} ({agency.organ_id})", 401)
         if isinstance(parsed, StatusPackage):
-            recipients = [parsed.response_for.organ_id] if parsed.response_for else []
+            recipients = ([parsed.response_for.organ_id]
+                          if parsed.response_for and parsed.response_for.organ_id else [])
             code = parsed.status_code
             title = f"status {getattr(code, 'value', code)}"
             notation = parsed.response_for.code or "" if parsed.response_for else ""
             document_id = parsed.response_for.document_id or "" if parsed.response_for else ""
         else:
-            recipients = _recipients_header(request.get("to"))
-            if recipients is None:
-                recipients = [organ.organ_id for organ in parsed.to]
+            named = _recipients_header(request.get("to"))
+            recipients = named if named is not None else [
+                organ.organ_id for organ in parsed.to if organ.organ_id]
             title = parsed.subject or ""
             notation = ""
             if parsed.code is not None:
@@ -274,7 +275,7 @@ class AxisSimulator:
         messagetype = request.get("messagetype") or "edoc"
         if messagetype not in p.MESSAGE_TYPES:
             raise _fail(p.ERR_BAD_PARAMETER, f"unknown messagetype {messagetype!r}")
-        bounds = []
+        bounds: list[float | None] = []
         for name in ("fromDate", "toDate"):
             value = request.get(name)
             if value:
@@ -498,7 +499,8 @@ class _Handler(BaseHTTPRequestHandler):
         record: dict[str, Any] = {"method": method, "op": operation, "systemid": None,
                                   "http": None, "result": None, "code": None, "doc_id": None,
                                   "fault": None}
-        self._record, self._started = record, started
+        self._record: dict[str, Any] | None = record
+        self._started = started
         try:
             if admin:  # admin calls get their line too (who changed the faults, and when)
                 self._admin(method, path[len(_ADMIN_PREFIX):])

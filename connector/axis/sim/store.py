@@ -106,6 +106,8 @@ class SimulatorStore:
                     (message_type, sender, systemid, sha256, len(data), title, notation,
                      document_id, now))
                 doc_id = cursor.lastrowid
+                if doc_id is None:
+                    raise RuntimeError("SQLite gave no id for the stored document")
                 self._db.executemany(
                     "INSERT INTO deliveries (doc_id, recipient, updated) VALUES (?,?,?)",
                     [(doc_id, recipient, now) for recipient in recipients])

@@ -185,6 +185,7 @@ class _Source(_Strict):
     id_column: str = "id"
     order_by: str | None = Field(default=None, description="default: id_column")
     claims: ClaimsMapping = Field(default_factory=ClaimsMapping)
+    columns: dict[str, str] = Field(default_factory=dict)  # each source names its own
 
     _default_table: typing.ClassVar[str] = ""
 

@@ -164,7 +164,7 @@ def recipients_from_rows(rows: list[Mapping[str, Any]],
     return recipients
 
 
-def status_request(row: Mapping[str, Any], mapping: OutgoingStatusesMapping) -> StatusRequest:
+def status_request(row: Mapping[Any, Any], mapping: OutgoingStatusesMapping) -> StatusRequest:
     """A status-table row -> StatusRequest, checked enough that a bad row fails at once."""
     columns = mapping.columns
 

@@ -342,7 +342,7 @@ class DatabaseSide:
         return item
 
     def _fill_document(self, connection: Connection, mapping: OutgoingDocumentsMapping,
-                       row_id: Any, row: Mapping[str, Any], item: OutgoingItem,
+                       row_id: Any, row: Mapping[Any, Any], item: OutgoingItem,
                        where: str) -> None:
         raw = metadata_fields(row, mapping)
         if mapping.recipients.table:
@@ -425,19 +425,20 @@ class DatabaseSide:
             entries.append(entry)
             contents.append((name, content))
         if all(isinstance(content, Path) for _, content in contents):
-            return entries, [], [content for _, content in contents]  # type: ignore[misc]
+            return entries, [], [content for _, content in contents if isinstance(content, Path)]
         # Mixed or all BLOBs: hand everything over as bytes so the order is one list.
-        blobs = []
+        blobs: list[tuple[str, bytes]] = []
         for index, (name, content) in enumerate(contents):
             if isinstance(content, Path):
                 entries[index]["file"] = name
                 with fsutil.open_sendable(content) as handle:
-                    content = handle.read()
-            blobs.append((name, content))
+                    blobs.append((name, handle.read()))
+            else:
+                blobs.append((name, content))
         return entries, blobs, []
 
     def _child_rows(self, connection: Connection, table_name: str, foreign_key: str,
-                    row_id: Any, columns: list[str], order_by: str | None) -> list[Mapping[str, Any]]:
+                    row_id: Any, columns: list[str], order_by: str | None) -> list[Mapping[Any, Any]]:
         table = table_ref(table_name, foreign_key, *columns, *([order_by] if order_by else []))
         statement = sa.select(*table.c).where(table.c[foreign_key] == row_id)
         if order_by:

@@ -285,7 +285,8 @@ class InboxWriter:
                         files: list[AttachmentFile],
                         warnings: list[str], *, quarantine_info: dict[str, Any] | None) -> None:
         summary = document.summary or {}
-        business = summary.get("business") if isinstance(summary.get("business"), dict) else {}
+        listed = summary.get("business")
+        business: dict[str, Any] = listed if isinstance(listed, dict) else {}
         signature = dict(document.signature or {})
         signature.setdefault("state", "unknown")
         metadata = InboxMetadata(
@@ -307,7 +308,7 @@ class InboxWriter:
             label = StatusCode(status.code).label_en
         except ValueError:
             label = None
-        line = {
+        line: dict[str, Any] = {
             "journal_id": status.journal_id, "axis_doc_id": status.axis_doc_id,
             "received_at": _iso(status.received_at), "from": status.from_organ_id,
             "document_id": status.document_id, "code": status.code, "label": label,
@@ -389,6 +390,6 @@ def _business_name(code: object) -> str | None:
     from connector.edxml.model import BusinessType
 
     try:
-        return BusinessType(int(code)).name.lower()  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        return BusinessType(int(code) if isinstance(code, int | str) else -1).name.lower()
+    except ValueError:
         return None

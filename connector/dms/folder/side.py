@@ -285,7 +285,7 @@ class FolderSide:
         except FileNotFoundError:
             return (0, 0)
 
-    def _changing_work(self, change: Callable[[], None]) -> None:
+    def _changing_work(self, change: Callable[[], object]) -> None:
         """Run one of this process's own changes to work/ and carry ``_work_seen`` over it, so
         that it does not look like another process's change (which makes work/ listed again).
 

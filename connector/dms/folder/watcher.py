@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 from watchdog.events import (
@@ -106,7 +107,9 @@ class _Watches:
     def __init__(self, outbox: str, notify: Callable[[str | None], None]) -> None:
         self.outbox = outbox
         self.notify = notify
-        self.fd = InotifyFD()  # OSError when the instance limit is reached
+        # OSError when the instance limit is reached. Typed Any: watchdog's low-level API wants
+        # its own NewTypes (Mask, CallbackId) for what are plain ints here.
+        self.fd: Any = InotifyFD()
         self._lock = threading.Lock()
         self._paths: dict[int, str] = {}           # watch descriptor -> folder
         self._bundles: dict[str, int] = {}         # not-ready bundle folder -> watch descriptor
