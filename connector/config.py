@@ -21,6 +21,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -36,6 +37,7 @@ from pydantic import (
 )
 
 from connector.dms.database.mapping import DmsDatabaseSettings
+from connector.dms.folder.claims import check_instance
 from connector.errors import ConfigError
 from connector.schemas.document import ORGAN_ID_PATTERN
 from connector.secrets import SecretSourceError, read_secret
@@ -277,25 +279,6 @@ class AxisConfig(_Section):
         assert self.secret is not None
         return self.secret
 
-    def client_settings(self, organ_id: str):
-        """The axis client's settings object (``connector.axis.client.AxisSettings``)."""
-        from connector.axis.client import AxisSettings, RetryPolicy
-
-        extra: dict[str, Any] = {}
-        if self.permanent_codes is not None:
-            extra["permanent_codes"] = frozenset(self.permanent_codes)
-        if self.auth_codes is not None:
-            extra["auth_codes"] = frozenset(self.auth_codes)
-        return AxisSettings(
-            endpoint=self.endpoint, systemid=self.systemid or organ_id,
-            secret=self.resolved_secret().get_secret_value(), organ_id=organ_id,
-            connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
-            ca_bundle=str(self.ca_bundle) if self.ca_bundle else None, proxy=self.proxy,
-            retry=RetryPolicy(max_attempts=self.retry.max_attempts,
-                              max_total_seconds=self.retry.max_total_seconds,
-                              initial_backoff=self.retry.initial_backoff,
-                              max_backoff=self.retry.max_backoff), **extra)
-
 
 # --- journal, folders, schedules ---------------------------------------------------------------
 
@@ -315,7 +298,6 @@ class JournalConfig(_Section):
     def _instance(cls, value: str | None) -> str | None:
         if value in (None, ""):
             return None
-        from connector.dms.folder.claims import check_instance
 
         try:
             return check_instance(value)
@@ -325,6 +307,8 @@ class JournalConfig(_Section):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
+        # SQLAlchemy (≈ 0.2 s) is imported when a URL is checked, not with this module: every
+        # command of the CLI imports it to register its arguments, most never load a config.
         from connector.journal.engine import parse_journal_url
 
         try:
@@ -544,8 +528,6 @@ class Settings(_Section):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
@@ -820,7 +802,7 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 
 def _url_password(url: str) -> str | None:
     """The password inside a database URL (``postgresql+psycopg://user:PASSWORD@host/db``)."""
-    from sqlalchemy.engine import make_url
+    from sqlalchemy.engine import make_url  # as in JournalConfig._url: when a URL is read
     from sqlalchemy.exc import ArgumentError
 
     try:

@@ -22,6 +22,8 @@ import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from connector.errors import InputError
+
 FILE_MODE = 0o640
 """Files the connector writes: readable by the ``edxml`` group (the DMS user), never by others."""
 
@@ -295,7 +297,6 @@ def open_sendable(path: str | os.PathLike[str]):
     :func:`sendable_file_problem` refuses. The checks are made on the opened descriptor
     (``O_NOFOLLOW``, then ``fstat``), so swapping the file for a link after an earlier check
     gains nothing; ``O_NONBLOCK`` keeps a FIFO from blocking the open."""
-    from connector.errors import InputError
 
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)

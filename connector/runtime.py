@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from connector.axis.agency_directory import AgencyDirectory
-from connector.axis.client import AxisClient
-from connector.config import Settings
+from connector.axis.client import AxisClient, AxisSettings, RetryPolicy
+from connector.config import AxisConfig, Settings
 from connector.dms.database.side import DatabaseSide
 from connector.dms.folder.claims import check_instance, default_instance
 from connector.dms.folder.side import FolderSide
@@ -48,6 +48,25 @@ AGENCY_CACHE_FILE = "agencies.json"
 PACKAGE_STORE_DIR = "packages"
 CONNECTOR_SOURCE = "connector"
 """``source`` of outgoing items the connector makes itself (status 01, a refusal 02...)."""
+
+
+def axis_settings(axis: AxisConfig, organ_id: str) -> AxisSettings:
+    """The axis client's settings from the ``axis:`` section, for the agency ``organ_id`` (its
+    systemid too unless ``axis.systemid`` says otherwise). Reads the secret."""
+    extra: dict[str, Any] = {}
+    if axis.permanent_codes is not None:
+        extra["permanent_codes"] = frozenset(axis.permanent_codes)
+    if axis.auth_codes is not None:
+        extra["auth_codes"] = frozenset(axis.auth_codes)
+    return AxisSettings(
+        endpoint=axis.endpoint, systemid=axis.systemid or organ_id,
+        secret=axis.resolved_secret().get_secret_value(), organ_id=organ_id,
+        connect_timeout=axis.connect_timeout, read_timeout=axis.read_timeout,
+        ca_bundle=str(axis.ca_bundle) if axis.ca_bundle else None, proxy=axis.proxy,
+        retry=RetryPolicy(max_attempts=axis.retry.max_attempts,
+                          max_total_seconds=axis.retry.max_total_seconds,
+                          initial_backoff=axis.retry.initial_backoff,
+                          max_backoff=axis.retry.max_backoff), **extra)
 
 
 def load_signing_key(settings: Settings):
@@ -153,7 +172,7 @@ class Runtime:
     def axis_settings(self):
         """The axis client's settings (:class:`connector.axis.client.AxisSettings`). Resolves the
         secret."""
-        settings = self.settings.axis.client_settings(self.settings.agency.organ_id)
+        settings = axis_settings(self.settings.axis, self.settings.agency.organ_id)
         # A download larger than the package limit is cut off while it streams, not stored.
         # One kept-alive connection per send slot, plus the inbound poll's and the agency
         # list's: fewer, and connections beyond the pool are opened and thrown away each time.

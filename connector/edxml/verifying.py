@@ -49,6 +49,7 @@ from connector.edxml.digest_stream import (
 )
 from connector.edxml.low_memory_check import UNSUPPORTED, check_signature_spliced
 from connector.edxml.model import NAMESPACE
+from connector.edxml.reader import parse_package  # the reader owns the repair
 from connector.edxml.trust import ChainProblem, as_utc, claimed_signing_time, validated_chain
 from connector.edxml.trust_store import TrustStore
 from connector.edxml.xmldsig import (
@@ -336,7 +337,6 @@ def _parse_for_verification(data: bytes, limits: ParseLimits, file: str | None):
     """Parse exactly as the reader does, including its repair of undeclared prefixes, so that a
     package the reader accepts with warnings gets a verdict rather than a parse error (a
     repaired package's digest cannot match — which is the truth about it)."""
-    from connector.edxml.reader import parse_package  # the reader owns the repair
 
     tree, warnings = parse_package(data, limits=limits, file=file)
     return tree.getroot(), list(warnings)

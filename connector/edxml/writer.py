@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from lxml import etree
 
 from connector import fsutil
+from connector.edxml import signing
 from connector.edxml.identifiers import (
     VIETNAM_TZ,
     format_date,
@@ -151,7 +152,6 @@ def write_package_to(package: Package, path: str | Path, *, signer=None, algorit
     streamed to disk the same way. The file appears under ``path`` only when complete
     (written to a temporary name, fsynced, renamed).
     """
-    from connector.edxml import signing  # signing imports this module; import late
 
     settings = settings or WriterSettings()
     package = prepare_package(package)
@@ -229,8 +229,6 @@ def build_tree(package: Package, settings: WriterSettings,
     else:
         raise TypeError(f"not an edXML package model: {type(package).__name__}")
     if signature_slot:
-        from connector.edxml import signing
-
         header = root.find(f"{_NS}edXMLEnvelope/{_NS}edXMLHeader")
         etree.SubElement(header, f"{signing.DS}Signature", Id="placeholder",
                          nsmap={"ds": signing.XMLDSIG})

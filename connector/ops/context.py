@@ -15,8 +15,14 @@ from typing import Any
 
 from connector.config import Settings, load_config
 from connector.dms.base import Failure, IncomingDocument, OutgoingItem, OutgoingKind
+from connector.dms.database.side import DatabaseSide
+from connector.dms.folder import results as folder_results
+from connector.dms.folder.claims import ClaimName
+from connector.dms.folder.inbox import InboxWriter
+from connector.dms.folder.layout import ExchangeLayout
 from connector.errors import ConfigError, InputError
 from connector.journal import IncomingRecord, Journal, OutgoingRecord
+from connector.runtime import Runtime
 
 DATABASE_LOCATION_PREFIX = "database:"
 
@@ -27,21 +33,16 @@ class FolderOperations:
     name = "folder"
 
     def __init__(self, root: str | os.PathLike[str], *, zip_limits: Any = None) -> None:
-        from connector.dms.folder.inbox import InboxWriter
-        from connector.dms.folder.layout import ExchangeLayout
-
         self.layout = ExchangeLayout(Path(root))
         self.inbox = InboxWriter(self.layout, zip_limits=zip_limits)
 
     def unclaim(self, item: OutgoingItem) -> None:
         """Put a failed item back into ``work/`` under its claim name; the daemon that claimed
         it hands it out again (its instance still owns the name)."""
-        from connector.dms.folder import results as folder_results
         folder_results.put_back(self.layout, item)
 
     def mark_failed(self, item: OutgoingItem, failure: Failure) -> None:
         """Show an item as failed (``cancel``): into ``failed/`` with its ``.error.txt``."""
-        from connector.dms.folder import results as folder_results
         folder_results.mark_failed(self.layout, item, failure)
 
     def deliver_document(self, document: IncomingDocument) -> str:
@@ -60,8 +61,6 @@ class OpsContext:
     ``with``) when done."""
 
     def __init__(self, settings: Settings, *, instance: str | None = None) -> None:
-        from connector.runtime import Runtime
-
         self.settings = settings
         self.runtime = Runtime(settings, folder_instance=instance)
         self._sides: dict[str, Any] = {}
@@ -122,7 +121,6 @@ class OpsContext:
                 raise ConfigError("the item came from the DMS database, which is not configured "
                                   "here", file=str(self.settings.source or ""),
                                   hint="use the configuration the daemon runs with")
-            from connector.dms.database.side import DatabaseSide
 
             side = DatabaseSide(self.settings.database)
         self._sides[name] = side
@@ -184,8 +182,6 @@ def display_name(record: OutgoingRecord) -> str:
         if value:
             return str(value)
     if record.source == "folder":
-        from connector.dms.folder.claims import ClaimName
-
         claim = ClaimName.parse(record.source_ref)
         if claim is not None:
             return claim.display_name

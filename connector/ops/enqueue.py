@@ -45,7 +45,7 @@ from connector.pipeline import statuses
 from connector.pipeline.outbound_build import PackageBuilder
 from connector.pipeline.packaging import parse_status_code
 from connector.pipeline.statuses import default_addressees, take_back_request
-from connector.runtime import AGENCY_CACHE_FILE
+from connector.runtime import AGENCY_CACHE_FILE, axis_settings
 from connector.schemas.document import load_document_metadata
 
 log = get_logger(__name__)
@@ -132,7 +132,7 @@ def load_agency_list(ctx: OpsContext) -> None:
 
 def _fetched_directory(ctx: OpsContext) -> AgencyDirectory | None:
     try:
-        settings = ctx.settings.axis.client_settings(ctx.settings.agency.organ_id)
+        settings = axis_settings(ctx.settings.axis, ctx.settings.agency.organ_id)
         settings = dataclasses.replace(
             settings, connect_timeout=min(settings.connect_timeout, 5.0),
             read_timeout=min(settings.read_timeout, 15.0),

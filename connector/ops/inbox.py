@@ -21,10 +21,13 @@ from typing import Any
 
 from connector import fsutil
 from connector.dms.base import IncomingDocument
+from connector.edxml.reader import read_package
+from connector.edxml.summary import summarize
 from connector.errors import ConnectorError, EdxmlError, InputError
 from connector.journal import IncomingRecord, IncomingState, MessageType
 from connector.ops.bulk import BULK_LIMIT, BulkResult, apply_to_each
 from connector.ops.context import DATABASE_LOCATION_PREFIX, OpsContext
+from connector.ops.enqueue import enqueue_status
 
 REFUSED_FILE = "refused.json"
 REFUSE_CODE = "02"
@@ -91,8 +94,6 @@ def quarantine_list(ctx: OpsContext, *, limit: int = 100) -> list[dict[str, Any]
 def document_from_journal(record: IncomingRecord, *, note: str | None = None) -> IncomingDocument:
     """The :class:`IncomingDocument` the daemon delivered, rebuilt from the journal row and the
     stored package (its header is read again; the signature outcome is the one recorded)."""
-    from connector.edxml.reader import read_package
-    from connector.edxml.summary import summarize
 
     if not record.package_path:
         raise ConnectorError(f"received item {record.id} has no stored package",
@@ -213,7 +214,6 @@ def release_all(ctx: OpsContext, *, progress: Callable[[int], None] | None = Non
 def refuse(ctx: OpsContext, key: str, reason: str, *, now: dt.datetime | None = None):
     """Queue status 02 with ``reason`` to the sender, then mark the item refused. Returns the
     outgoing status item. Safe to repeat: the status is queued once per received item."""
-    from connector.ops.enqueue import enqueue_status
 
     reason = (reason or "").strip()
     if not reason:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from connector.config import Settings
 from connector.schemas.metadata import InboxMetadata
 from connector.schemas.receipt import ReceiptFile
 from connector.schemas.status import StatusDrop
@@ -22,8 +23,6 @@ class ConfigFileSchema:
 
     @classmethod
     def model_json_schema(cls, by_alias: bool = True, **_: Any) -> dict[str, Any]:
-        from connector.config import Settings
-
         schema = Settings.model_json_schema(by_alias=by_alias)
         schema["title"] = "connector.yaml"
         for name, keys in _RESOLVED_ONLY.items():

@@ -158,6 +158,7 @@ def render_status(snapshot: dict[str, Any], *, wide: bool = False):
     """A rich renderable: a summary line per direction, then the item table. Without ``wide``
     the table is made to fit 100 columns: no axis DocId, times as ``MM-DD HH:MM`` (UTC), the
     recipients under the name; the item ID (what every other command takes) is never folded."""
+    # rich (≈ 7 MB, 0.1 s) is loaded when a table is drawn, never for `status --json`.
     from rich import box
     from rich.console import Group
     from rich.table import Table
@@ -223,7 +224,7 @@ def watch_status(collect: Callable[[], dict[str, Any]], console, *,
                  sleep: Callable[[float], None] = time.sleep, wide: bool = False) -> int:
     """Redraw ``render_status(collect())`` every ``interval`` seconds until Ctrl-C (or
     ``max_refreshes``, for tests). Returns the number of refreshes drawn."""
-    from rich.live import Live
+    from rich.live import Live  # as in render_status: only when something is drawn
 
     drawn = 0
     try:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from connector import fsutil
 from connector.dms.folder.retention import purge_archive_dir
 from connector.journal import OutgoingState
 from connector.logs import get_logger
@@ -76,7 +77,6 @@ def purge_cli_spool(directory: Path, journal: Any, older_than: dt.timedelta, *,
     stopped before queueing). A spooled file whose item is still pending is kept: it is what
     the item is packaged from. Temporary files of an interrupted ``send`` go with the same age.
     Returns the names removed."""
-    from connector import fsutil
 
     if not directory.is_dir():
         return []

@@ -12,6 +12,7 @@ import yaml
 
 from connector.config import EXAMPLE_CONFIG, Settings, load_config, substitute_env
 from connector.errors import ConfigError
+from connector.runtime import axis_settings
 from connector.service.health import HealthSettings
 
 EXAMPLE = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
@@ -100,7 +101,7 @@ def test_secrets_never_show(credentials):
 
 def test_runtime_objects_for_the_client_and_health_listener(credentials):
     settings = Settings.example()
-    client = settings.axis.client_settings(settings.agency.organ_id)
+    client = axis_settings(settings.axis, settings.agency.organ_id)
     assert client.secret == "axis-s3cret-value" and client.systemid == "000.00.00.G22"
     assert client.retry.max_attempts == 5
     health = HealthSettings.from_config(settings.health, settings.certificate.expiry_warning_days)

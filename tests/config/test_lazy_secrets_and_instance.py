@@ -10,6 +10,7 @@ import yaml
 
 from connector.config import EXAMPLE_CONFIG, _model_in, load_config
 from connector.errors import ConfigError
+from connector.runtime import axis_settings
 
 EXAMPLE = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
 
@@ -41,7 +42,7 @@ def test_lazy_load_reads_no_secret_until_one_is_used(no_credentials, tmp_path, m
     assert settings.secret_values() == []  # nothing readable here, and no error for it
 
     with pytest.raises(ConfigError) as caught:
-        settings.axis.client_settings(settings.agency.organ_id)
+        axis_settings(settings.axis, settings.agency.organ_id)
     line = caught.value.one_line()
     assert line.startswith(f"{EXAMPLE_CONFIG}: axis.secret_credential: CREDENTIALS_DIRECTORY")
     assert "this command needs the secret" in line
@@ -54,7 +55,7 @@ def test_lazy_load_reads_no_secret_until_one_is_used(no_credentials, tmp_path, m
     (directory / "axis-secret").write_text("axis-s3cret\n")
     (directory / "key-password").write_text("p12-pass\n")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(directory))
-    assert settings.axis.client_settings(settings.agency.organ_id).secret == "axis-s3cret"
+    assert axis_settings(settings.axis, settings.agency.organ_id).secret == "axis-s3cret"
     assert settings.certificate.resolved_password().get_secret_value() == "p12-pass"
     assert sorted(settings.secret_values()) == ["axis-s3cret", "p12-pass"]
 

@@ -287,9 +287,10 @@ def test_tampered_package_is_refused_by_the_sender_and_quarantined_by_the_receiv
 
     from connector.axis.client import AxisClient
     from connector.config import load_config
+    from connector.runtime import axis_settings
 
     settings = load_config(a.config_path)
-    with AxisClient(settings.axis.client_settings(a.organ_id)) as client:
+    with AxisClient(axis_settings(settings.axis, a.organ_id)) as client:
         client.send_edoc(_tampered_package(lab, "410"))
     folder = lab.wait_for(lambda: b.quarantine_folders(), timeout=20,
                           what="the tampered package in B's quarantine/",

@@ -43,8 +43,11 @@ def test_notify_metrics_and_readiness_follow_the_daemon(tmp_path, dev_certs, sim
     assert journal.exists()
     with sqlite3.connect(journal) as db:  # the journal was written before READY
         assert db.execute("select count(*) from kv where key = 'daemon.started_at'").fetchone()[0]
-    ready_message = next(text for _, text in notify_socket.messages if "READY=1" in text)
+    ready_at, ready_message = next((at, text) for at, text in notify_socket.messages
+                                   if "READY=1" in text.splitlines())
     assert "STATUS=outgoing: 0 pending" in ready_message
+    # the pings come from the main loop, which turns only once the daemon is ready
+    assert all(at >= ready_at for at in notify_socket.times("WATCHDOG=1"))
     loaded = [r["event"] for r in daemon.records()]
     assert "health_listening" in loaded  # the certificate and journal were opened before it
 
@@ -92,6 +95,8 @@ def test_notify_metrics_and_readiness_follow_the_daemon(tmp_path, dev_certs, sim
     down_at = time.monotonic()
     drop_bundle(exchange / "outbox", "cv102", to=A, number="102")
     status, body = wait_for(lambda: (r := _ready(daemon))[0] == 503 and r, 15, "/readyz 503")
+    # nothing is lost while the axis is down: the document waits in work/, claimed
+    assert any(p.name.endswith("--cv102") for p in (exchange / "work").iterdir())
     waited = time.monotonic() - down_at
     assert waited >= 2 * 1 - 0.5  # not before K=2 poll intervals of 1 s
     axis = body["checks"]["axis"]

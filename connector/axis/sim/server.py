@@ -42,7 +42,10 @@ from connector.axis.errors import AxisSettingsError, RequestVerificationError
 from connector.axis.sim.agencies import AgencyBook, AgencyEntry, load_agencies
 from connector.axis.sim.faults import FaultConfig, FaultInjector
 from connector.axis.sim.store import Delivery, SimulatorStore
+from connector.edxml.model import DocumentPackage, StatusPackage
+from connector.edxml.reader import read_package  # the edXML library's reader
 from connector.edxml.xmlparse import DEFAULT_MAX_PACKAGE_SIZE, ParseLimits
+from connector.errors import EdxmlError
 
 log = logging.getLogger("connector.axis.sim")
 
@@ -204,10 +207,6 @@ class AxisSimulator:
         return handler(agency, request, body)
 
     def _send(self, agency: AgencyEntry, request: p.VerifiedRequest, body: bytes) -> _Outcome:
-        from connector.edxml.model import DocumentPackage, StatusPackage
-        from connector.edxml.reader import read_package  # the edXML library's reader
-        from connector.errors import EdxmlError
-
         assert self.store is not None
         messagetype = request.get("messagetype") or ""
         if messagetype not in p.MESSAGE_TYPES:

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from connector.errors import ConfigError
+from connector.schemas.document import DocumentMetadata
 
 
 class _Strict(BaseModel):
@@ -491,7 +492,6 @@ def _did_you_mean(name: str, known: typing.Iterable[str]) -> str:
 def document_field_annotation(path: str) -> Any:
     """The type annotation of a dotted ``DocumentMetadata`` path (``from`` for ``from_``), or
     raise KeyError. Used to know which columns hold JSON (lists and nested objects)."""
-    from connector.schemas.document import DocumentMetadata
 
     model: Any = DocumentMetadata
     annotation: Any = None
@@ -527,8 +527,6 @@ def document_path_problem(path: str) -> str | None:
 
 
 def _all_document_paths() -> list[str]:
-    from connector.schemas.document import DocumentMetadata
-
     paths: list[str] = []
 
     def walk(model: Any, prefix: str, depth: int) -> None:

@@ -43,7 +43,7 @@ from connector.edxml.attachments import (
     unique_name,
 )
 from connector.edxml.identifiers import VIETNAM_TZ
-from connector.edxml.model import Attachment, DocumentPackage, StatusCode
+from connector.edxml.model import Attachment, BusinessType, DocumentPackage, StatusCode
 from connector.edxml.reader import read_package
 from connector.errors import ConnectorError
 from connector.schemas.metadata import AttachmentFile, InboxMetadata, LifecycleEntry, SignatureOutcome
@@ -387,7 +387,6 @@ def glob_escape(name: str) -> str:
 def _business_name(code: object) -> str | None:
     """``new``, ``revoke``, ``update`` or ``replace`` (the metadata schema's words) for a
     BussinessDocType; None when the package carries none we know."""
-    from connector.edxml.model import BusinessType
 
     try:
         return BusinessType(int(code) if isinstance(code, int | str) else -1).name.lower()
