@@ -25,7 +25,6 @@ import base64
 import copy
 import dataclasses
 import datetime as dt
-import enum
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,24 +58,12 @@ from connector.edxml.xmldsig import (
     ENVELOPED,
     HASH_BY_URI,
     XMLDSIG,
+    SignatureState,
     remove_keeping_tail,
     signature_mismatch,
 )
 from connector.edxml.xmlparse import ParseLimits, check_depth, hardened_parser, read_limited
 from connector.errors import EdxmlError, PackageTooLarge
-
-
-class SignatureState(str, enum.Enum):
-    VALID = "valid"
-    INVALID = "invalid"
-    ABSENT = "absent"
-    UNVERIFIABLE = "unverifiable"
-    UNTRUSTED = "untrusted"
-    EXPIRED = "expired"
-    REVOKED = "revoked"
-    WRONG_SIGNER = "wrong-signer"
-    REVOCATION_UNKNOWN = "revocation-unknown"
-    UNBOUND = "unbound"
 
 
 @dataclass(frozen=True)

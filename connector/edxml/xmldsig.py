@@ -8,6 +8,7 @@ verification paths are tested to give the *same* reason). One definition each ke
 
 from __future__ import annotations
 
+import enum
 import hashlib
 
 from lxml import etree
@@ -51,3 +52,19 @@ def remove_keeping_tail(element: etree._Element) -> None:
             previous.tail = (previous.tail or "") + tail
         else:
             parent.text = (parent.text or "") + tail
+
+
+class SignatureState(str, enum.Enum):
+    """Outcome of verifying a received package's signature: the verifier's verdict, the
+    journal's ``signature_state`` column and the inbox signature policy's keys."""
+
+    VALID = "valid"
+    INVALID = "invalid"
+    ABSENT = "absent"
+    UNVERIFIABLE = "unverifiable"
+    UNTRUSTED = "untrusted"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    WRONG_SIGNER = "wrong-signer"
+    REVOCATION_UNKNOWN = "revocation-unknown"
+    UNBOUND = "unbound"

@@ -6,6 +6,7 @@ upgrades the schema; its parts (``journal.outgoing``, ``journal.incoming``, ``jo
 :mod:`connector.journal.store` for the guarantees.
 """
 
+from connector.edxml.xmldsig import SignatureState
 from connector.journal.backup import backup
 from connector.journal.errors import InvalidTransition, JournalError, UnknownItem
 from connector.journal.outgoing import DEFAULT_STALE_AFTER, NewOutgoing, Packaged
@@ -23,7 +24,6 @@ from connector.journal.states import (
     MessageType,
     OutgoingKind,
     OutgoingState,
-    SignatureState,
 )
 from connector.journal.store import KV_LAST_AXIS_CONTACT, KV_LAST_POLL, KV_OUTBOX_REFUSED, Journal
 

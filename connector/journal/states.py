@@ -86,17 +86,6 @@ class MessageType(str, enum.Enum):
     STATUS = "status"
 
 
-class SignatureState(str, enum.Enum):
-    """Outcome of verifying a received package's signature (the inbox signature policy keys)."""
-
-    VALID = "valid"
-    INVALID = "invalid"
-    ABSENT = "absent"
-    UNVERIFIABLE = "unverifiable"
-    UNTRUSTED = "untrusted"
-    EXPIRED = "expired"
-
-
 class EventOutcome(str, enum.Enum):
     OK = "ok"
     RETRY = "retry"

@@ -10,6 +10,7 @@ port (the "axis down, axis back" story of issue 5).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -230,8 +231,10 @@ class DaemonProcess:
             return None
         return wait_for(found, timeout, f"log event {name} {match or ''}")
 
-    @property
+    @functools.cached_property
     def health_url(self) -> str:
+        """Where the health listener listens (its log line, read once: at debug level the
+        daemon's output grows by thousands of lines, and each read parses all of them)."""
         return self.wait_event("health_listening")["url"]
 
     def get(self, path: str) -> tuple[int, bytes]:
