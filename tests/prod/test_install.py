@@ -156,9 +156,14 @@ def test_second_run_is_idempotent_and_never_overwrites(installed, wheelhouse, ex
     assert mode(installed / "var/lib/edxml-connector/exchange/outbox") == 0o2770
 
 
-def test_uninstall_keeps_data_and_config(tmp_path, wheelhouse, example_config):
-    # Its own installation: the shared one must stay whole for the tests that run after this.
-    installed = install(tmp_path / "prefix", wheelhouse, example_config)
+def test_uninstall_keeps_data_and_config(installed, tmp_path):
+    # On a copy of the installation (the venv's contents left out: uninstalling only removes
+    # it), so that the shared one stays whole for the tests that run after this one.
+    venv = installed / "opt/edxml-connector/venv"
+    copy = tmp_path / "prefix"
+    shutil.copytree(installed, copy, symlinks=True,
+                    ignore=lambda folder, names: names if Path(folder) == venv else [])
+    installed = copy
     data = installed / "var/lib/edxml-connector/exchange/sent/kept.edxml"
     data.write_text("<edXML/>")
     result = run(INSTALL, "--prefix", installed, "--no-create-user", "--uninstall")

@@ -60,8 +60,9 @@ def test_a_blocked_outbound_loop_stops_the_watchdog_pings(tmp_path, dev_certs, s
     daemon.outbound.wake.set()
     assert entered.wait(5)
     blocked_at = time.monotonic()
-    # Past the 1 s limit, no ping may arrive any more: wait for a 2.5 s silence.
-    wait_for(lambda: time.monotonic() - max(notify_socket.times("WATCHDOG=1")) > 2.5, 10,
+    # Past the 1 s limit, no ping may arrive any more: wait for a 1.5 s silence (three pings
+    # missed at WATCHDOG_USEC=1 s).
+    wait_for(lambda: time.monotonic() - max(notify_socket.times("WATCHDOG=1")) > 1.5, 10,
              "the pings to stop")
     last_ping = max(notify_socket.times("WATCHDOG=1"))
     assert last_ping - blocked_at < 2.0  # they stopped about when the limit passed
@@ -93,10 +94,11 @@ def test_a_stuck_main_loop_stops_the_watchdog_pings(tmp_path, dev_certs, simulat
     daemon.reload_event.set()  # what SIGHUP does; the main loop applies it
     assert entered.wait(5)
     stuck_at = time.monotonic()
-    never(lambda: [at for at in notify_socket.times("WATCHDOG=1") if at > stuck_at + 0.1], 2.5,
+    # WATCHDOG_USEC=1 s: a ping every 0.5 s while the loop turns; 1.5 s without one is three
+    never(lambda: [at for at in notify_socket.times("WATCHDOG=1") if at > stuck_at + 0.1], 1.5,
           "a watchdog ping while the main loop is stuck")
     release.set()
-    wait_for(lambda: max(notify_socket.times("WATCHDOG=1")) > stuck_at + 2.5, 5,
+    wait_for(lambda: max(notify_socket.times("WATCHDOG=1")) > stuck_at + 1.5, 5,
              "the pings to resume")
 
 
