@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 def test_kill_9_during_a_batch_both_ways_loses_and_duplicates_nothing(tmp_path, dev_certs):
     report = run_crash_scenario(tmp_path / "crash", seed=20261123, to_b=16, to_a=8, kills=4,
-                                spread=1.2, converge_timeout=90, certs=dev_certs)
+                                spread=0.8, converge_timeout=90, certs=dev_certs)
     summary = report.as_json()
     assert report.ok, "\n".join(report.problems) + f"\n{summary}"
     assert len(report.kills) == 4
