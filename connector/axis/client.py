@@ -441,10 +441,10 @@ class AxisClient:
     def count_received(self, messagetype: str = "edoc") -> int:
         operation = p.OP_COUNT_STATUS if messagetype == "status" else p.OP_COUNT_EDOC
         reply = self._json_call(operation, {})
-        count = reply.body.get("count")
+        count: Any = reply.body.get("count")
         try:
-            return int(count if isinstance(count, int | str) else "")
-        except ValueError:
+            return int(count)
+        except (TypeError, ValueError):
             raise TransientAxisError(f"{operation} reply has no integer count",
                                      operation=operation) from None
 

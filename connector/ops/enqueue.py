@@ -42,7 +42,7 @@ from connector.journal import OutgoingKind, OutgoingRecord
 from connector.logs import get_logger
 from connector.ops.context import OpsContext
 from connector.pipeline import statuses
-from connector.pipeline.outbound_build import PackageBuilder
+from connector.pipeline.outbound_build import PackageBuilder, ReadyPackage
 from connector.pipeline.packaging import parse_status_code
 from connector.pipeline.statuses import default_addressees, take_back_request
 from connector.runtime import AGENCY_CACHE_FILE, axis_settings
@@ -80,15 +80,15 @@ def spool_dir(ctx: OpsContext) -> Path:
     return directory
 
 
-def _queue_package(ctx: OpsContext, spooled: Path, *, kind: OutgoingKind, fingerprint: str,
-                   display: str, origin: Path) -> OutgoingRecord:
-    """Queue the spooled package and store it as the item's bytes (``packaged``), through the
-    daemon's own package builder (it finds a signed, checked package and copies it)."""
+def _queue_package(ctx: OpsContext, spooled: Path, ready: ReadyPackage, *, kind: OutgoingKind,
+                   fingerprint: str, display: str, origin: Path) -> OutgoingRecord:
+    """Queue the spooled package (checked, signed) and store it as the item's bytes
+    (``packaged``) the way the daemon's package builder stores a ready package."""
     record = ctx.journal.outgoing.enqueue(
         CLI_SOURCE, f"{kind.value}:{fingerprint}", kind,
         meta={"display_name": display, "package_file": str(spooled), "origin": str(origin)})
     if record.needs_packaging:
-        built = PackageBuilder(ctx.runtime).build(record, None)
+        built = PackageBuilder(ctx.runtime).store_ready(record, spooled, ready)
         record = ctx.journal.outgoing.mark_packaged(
             record.id, package_path=str(built.stored.path), sha256=built.stored.sha256,
             size=built.stored.size, document_id=built.document_id,
@@ -152,12 +152,12 @@ def _fetched_directory(ctx: OpsContext) -> AgencyDirectory | None:
 
 def _send_package(ctx: OpsContext, path: Path) -> OutgoingRecord:
     builder = PackageBuilder(ctx.runtime)
-    if not isinstance(read_package(path, limits=ctx.limits, file=str(path)).package,
-                      model.DocumentPackage):
+    package = read_package(path, limits=ctx.limits, file=str(path)).package
+    if not isinstance(package, model.DocumentPackage):
         raise InputError("this is a status package; `send` takes documents", file=str(path),
                          hint="send statuses with `edxml-connector status-send`")
     load_agency_list(ctx)
-    ready = builder.checked_ready_package(path, str(path))
+    ready = builder.checked_ready_package(path, str(path), package)
     _check_has_recipient(ready.recipients, str(path))
     fingerprint = _digest_file(path)
     spooled = spool_dir(ctx) / f"{fingerprint}.edxml"
@@ -170,8 +170,9 @@ def _send_package(ctx: OpsContext, path: Path) -> OutgoingRecord:
             fsutil.durable_rename(staging, spooled)
         finally:
             staging.unlink(missing_ok=True)
-    return _queue_package(ctx, spooled, kind=OutgoingKind.PACKAGE, fingerprint=fingerprint,
-                          display=path.name, origin=path.resolve())
+    return _queue_package(ctx, spooled, dataclasses.replace(ready, needs_signing=False),
+                          kind=OutgoingKind.PACKAGE, fingerprint=fingerprint, display=path.name,
+                          origin=path.resolve())
 
 
 def _send_bundle(ctx: OpsContext, bundle: Path) -> OutgoingRecord:
@@ -197,10 +198,15 @@ def _send_bundle(ctx: OpsContext, bundle: Path) -> OutgoingRecord:
     package = builder.checked_document(metadata, files, str(metadata_path))
     _check_has_recipient(package.recipient_ids, str(metadata_path))
     spooled = spool_dir(ctx) / f"{fingerprint}.edxml"
-    if not spooled.exists():
+    if spooled.exists():  # spooled by an earlier run: its bytes (and DocumentId) are the item
+        written = read_package(spooled, limits=ctx.limits).package
+        package = written if isinstance(written, model.DocumentPackage) else package
+    else:
         builder.write_signed(package, spooled)
         fsutil.fsync_dir(spooled.parent)
-    return _queue_package(ctx, spooled, kind=OutgoingKind.DOCUMENT, fingerprint=fingerprint,
+    return _queue_package(ctx, spooled, ReadyPackage(package, package.recipient_ids,
+                                                     needs_signing=False),
+                          kind=OutgoingKind.DOCUMENT, fingerprint=fingerprint,
                           display=bundle.name, origin=bundle.resolve())
 
 

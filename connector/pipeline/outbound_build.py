@@ -29,6 +29,7 @@ from typing import Any
 from connector import fsutil
 from connector.dms.base import OutgoingItem, OutgoingKind, StatusRequest
 from connector.edxml import model
+from connector.edxml.keys import SigningKey
 from connector.edxml.model import DocumentPackage, StatusPackage
 from connector.edxml.reader import read_package
 from connector.edxml.signing import (
@@ -52,7 +53,7 @@ log = get_logger(__name__)
 class ReadyPackage:
     """A ready package that passed :meth:`PackageBuilder.checked_ready_package`."""
 
-    package: model.DocumentPackage | model.StatusPackage
+    package: DocumentPackage | StatusPackage
     recipients: list[str]
     needs_signing: bool
 
@@ -132,10 +133,14 @@ class PackageBuilder:
 
     def write_signed(self, package: DocumentPackage, path: Path, *, fsync: bool = True) -> None:
         """Write ``package`` to ``path`` signed with the agency's key in one streaming pass."""
+        key, algorithm = self._signer()
+        write_package_to(package, path, signer=key, algorithm=algorithm, fsync=fsync)
+
+    def _signer(self) -> tuple[SigningKey, str]:
+        """The agency's key, refused when out of its validity dates, and the configured algorithm."""
         key = self.runtime.signing_key
         key.check_validity()
-        write_package_to(package, path, signer=key,
-                         algorithm=self.runtime.settings.certificate.algorithm.value, fsync=fsync)
+        return key, self.runtime.settings.certificate.algorithm.value
 
     def _stored_document_id(self, path: Path) -> str | None:
         package = read_package(path, limits=self.runtime.limits).package
@@ -143,8 +148,11 @@ class PackageBuilder:
 
     # -- ready packages ----------------------------------------------------------------------------
     def ready_package(self, record: OutgoingRecord, path: Path, display: str | None) -> Built:
-        label = display or path.name
-        ready = self.checked_ready_package(path, label)
+        return self.store_ready(record, path, self.checked_ready_package(path, display or path.name))
+
+    def store_ready(self, record: OutgoingRecord, path: Path, ready: ReadyPackage) -> Built:
+        """The checked package at ``path`` stored as the item's bytes, signed on the way when it
+        needs a signature."""
         package = ready.package
         store = self.runtime.store
         if isinstance(package, StatusPackage):
@@ -156,13 +164,16 @@ class PackageBuilder:
         return Built(stored, package.document_id or "", int(package.business_type),
                      ready.recipients, signed=ready.needs_signing)
 
-    def checked_ready_package(self, path: Path, label: str) -> ReadyPackage:
-        """A package the DMS or an operator made, read and checked as the axis and the receivers
-        would: its sender is this agency, its recipients are known, and a signature it carries
-        verifies (an unsigned one, or one carrying only an SDK-style placeholder, is signed
-        when stored; one that does not verify is refused: the receivers would quarantine it)."""
+    def checked_ready_package(self, path: Path, label: str,
+                              package: DocumentPackage | StatusPackage | None = None) -> ReadyPackage:
+        """A package the DMS or an operator made, read (unless the caller has read it already:
+        ``package``) and checked as the axis and the receivers would: its sender is this agency,
+        its recipients are known, and a signature it carries verifies (an unsigned one, or one
+        carrying only an SDK-style placeholder, is signed when stored; one that does not verify
+        is refused: the receivers would quarantine it)."""
         data_limits = self.runtime.limits
-        package = read_package(path, limits=data_limits, file=label).package
+        if package is None:
+            package = read_package(path, limits=data_limits, file=label).package
         ours = self.runtime.settings.agency.organ_id
         if package.from_.organ_id != ours:
             raise InputError(f"the package's sender is {package.from_.organ_id!r}, not this "
@@ -190,11 +201,8 @@ class PackageBuilder:
     def sign_or_copy(self, ready: ReadyPackage, source: Path, target: Path) -> None:
         """``source`` at ``target``: signed when it needs a signature, else byte for byte."""
         if ready.needs_signing:
-            key = self.runtime.signing_key
-            key.check_validity()
-            sign_package_file(source, target, key,
-                              algorithm=self.runtime.settings.certificate.algorithm.value,
-                              limits=self.runtime.limits)
+            key, algorithm = self._signer()
+            sign_package_file(source, target, key, algorithm=algorithm, limits=self.runtime.limits)
         else:
             fsutil.copy_file_durably(source, target)
 

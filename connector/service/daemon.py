@@ -332,7 +332,7 @@ class Daemon:
             key = self.runtime.signing_key
         except CertificateError as error:
             dates = _certificate_dates(self.settings)
-            if dates is None or not _certificate_out_of_dates(self.settings):
+            if dates is None or not _out_of_dates(dates):
                 raise  # unreadable, or refused for another reason than its dates
             not_before, not_after, subject = dates
             log.error("certificate_unusable_at_start", error=error.one_line(),
@@ -530,11 +530,13 @@ def _certificate_dates(settings: Settings) -> tuple[dt.datetime, dt.datetime, st
 
 def _certificate_out_of_dates(settings: Settings) -> bool:
     """True when the configured certificate is readable but expired or not yet valid."""
-    dates = _certificate_dates(settings)
+    return _out_of_dates(_certificate_dates(settings))
+
+
+def _out_of_dates(dates: tuple[dt.datetime, dt.datetime, str] | None) -> bool:
     if dates is None:
         return False
-    now = dt.datetime.now(dt.timezone.utc)
-    return not dates[0] <= now <= dates[1]
+    return not dates[0] <= dt.datetime.now(dt.timezone.utc) <= dates[1]
 
 
 def _flush() -> None:
