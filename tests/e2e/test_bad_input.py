@@ -93,26 +93,6 @@ def test_bad_outbox_items_fail_with_a_clear_reason_and_keep_their_files(module_l
                 and any(c in json.dumps(t, ensure_ascii=False) for c in ("401", "402", "403"))]
 
 
-def test_fixed_item_is_sent_after_retry(module_lab):
-    """An operator fixes failed/NAME/document.yaml and runs `retry`: the same item is sent."""
-    lab = module_lab
-    a, b = lab.a, lab.b
-    a.drop_bundle("fix-me", document_metadata([b.organ_id], "405", "sửa rồi gửi lại",
-                                              attachments=[{"file": "thiếu.pdf"}]),
-                  {"có.pdf": pdf_bytes("405")})
-    wait_failed(lab, a, "fix-me")
-    row = failed_row(a, "fix-me")
-    fixed = document_metadata([b.organ_id], "405", "sửa rồi gửi lại")
-    import yaml
-    (a.exchange / "failed" / "fix-me" / "document.yaml").write_text(
-        yaml.safe_dump(fixed, allow_unicode=True), encoding="utf-8")
-    a.cli("retry", row["id"])
-    wait_inbox(lab, b, "405")
-    lab.wait_for(lambda: "fix-me" in a.entries("sent"), what="fix-me in A's sent/",
-                 seen=lambda: (a.entries("work"), a.entries("failed")))
-    assert "fix-me.error.txt" not in a.entries("failed")
-
-
 def test_expired_certificate_stops_signing_loudly_and_loses_nothing(new_lab):
     """An expired certificate: a specific error in the log at start, /readyz 503 naming the
     certificate, the signing_blocked metric, `check` FAIL — and a document dropped meanwhile

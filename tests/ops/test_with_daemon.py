@@ -85,4 +85,5 @@ def test_retry_of_a_failed_folder_item_is_sent_on_the_next_pass(ctx, site, cli, 
     after = ctx.journal.outgoing.get_outgoing(record.id)
     assert after.state is OutgoingState.SENT and after.recipients == [site.peer]
     assert (site.exchange / "sent" / "doc.receipt.json").is_file()
+    assert not (site.exchange / "failed" / "doc.error.txt").exists()  # the reason went with it
     assert len(axis.store.sent_by(site.organ_id, "edoc")) == 1
