@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -129,17 +130,62 @@ class SignatureAlgorithm(str, enum.Enum):
     RSA_SHA1 = "rsa-sha1"
 
 
-class CertificateConfig(_Section):
-    """``certificate:`` — the agency's signing key: a PKCS#12 file, or a PEM key and certificate."""
+class TokenConfig(_Section):
+    """``certificate.token:`` — a key inside a PKCS#11 token or HSM (the key never leaves it).
+    ``edxml-connector token list --module PATH`` shows the labels, serials and ids to put here."""
+
+    module: Path = Field(description="the vendor's PKCS#11 module (.so)")
+    token_label: str | None = None
+    token_serial: str | None = None
+    key_label: str | None = None
+    key_id: str | None = Field(default=None, description="the key's CKA_ID in hex")
+    pin_file: Path | None = None
+    pin_env: str | None = None
+    pin_credential: str | None = None
+    pin: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    _deferred: bool = PrivateAttr(default=False)
+    _config_file: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_pin(cls, data: Any) -> Any:
+        return _refuse_inline(data, ("pin",))
+
+    @model_validator(mode="after")
+    def _one_of_each(self, info: ValidationInfo) -> TokenConfig:
+        if bool(self.token_label) == bool(self.token_serial):
+            raise SecretSourceError("token_label", "give token_label or token_serial (one of them)")
+        if bool(self.key_label) == bool(self.key_id):
+            raise SecretSourceError("key_label", "give key_label or key_id (one of them)")
+        if self.key_id is not None:
+            try:
+                bytes.fromhex(self.key_id)
+            except ValueError:
+                raise SecretSourceError("key_id", f"{self.key_id!r} is not hexadecimal "
+                                                  "(as `token list` prints it)") from None
+        self.pin = _secret(self, "pin", info, required=True)
+        self._deferred = not (info.context or {}).get("resolve_secrets", True)
+        return self
+
+    def resolved_pin(self) -> SecretStr:
+        if self._deferred:
+            self.pin = _resolve_later(self, "certificate.token", "pin", required=True)
+            self._deferred = False
+        assert self.pin is not None
+        return self.pin
+
+
+class KeySourceConfig(_Section):
+    """Where one key and its certificate are: a PKCS#12 file, a PEM key and certificate, or a
+    token (with its certificate from the token or ``cert_file``)."""
 
     p12_file: Path | None = None
     key_file: Path | None = None
     cert_file: Path | None = None
+    token: TokenConfig | None = None
     password_file: Path | None = None
     password_env: str | None = None
     password_credential: str | None = None
-    algorithm: SignatureAlgorithm = SignatureAlgorithm.RSA_SHA256
-    expiry_warning_days: int = Field(default=30, ge=0, le=365)
     password: SecretStr | None = Field(default=None, exclude=True, repr=False)
     _deferred: bool = PrivateAttr(default=False)
     _config_file: str | None = PrivateAttr(default=None)
@@ -149,18 +195,30 @@ class CertificateConfig(_Section):
     def _no_inline_password(cls, data: Any) -> Any:
         return _refuse_inline(data, ("password",))
 
-    @model_validator(mode="after")
-    def _one_form(self, info: ValidationInfo) -> CertificateConfig:
-        if self.p12_file is not None and (self.key_file or self.cert_file):
-            raise SecretSourceError("p12_file", "give either p12_file or key_file + cert_file, not both")
-        if self.p12_file is None:
-            if self.key_file is None:
-                raise SecretSourceError("key_file", "missing: give p12_file, or key_file and cert_file")
-            if self.cert_file is None:
-                raise SecretSourceError("cert_file", "missing: give the PEM certificate next to key_file")
+    def _forms(self) -> list[str]:
+        return [name for name, given in (("p12_file", self.p12_file), ("key_file", self.key_file),
+                                         ("token", self.token)) if given is not None]
+
+    def _check_form(self, others: list[str]) -> None:
+        forms = self._forms() + others
+        if len(forms) > 1:
+            raise SecretSourceError(forms[0], f"give only one of p12_file, key_file + cert_file, "
+                                              f"token{self._more_forms()} (not "
+                                              f"{' and '.join(forms)})")
+        if not forms:
+            raise SecretSourceError("key_file", "missing: give p12_file, key_file and cert_file, "
+                                                f"or token{self._more_forms()}")
+        if self.key_file is not None and self.cert_file is None:
+            raise SecretSourceError("cert_file", "missing: give the PEM certificate next to key_file")
+        if self.p12_file is not None and self.cert_file is not None:
+            raise SecretSourceError("cert_file", "a PKCS#12 file holds its certificate: drop cert_file")
+
+    def _more_forms(self) -> str:
+        return ""
+
+    def _resolve_password(self, info: ValidationInfo) -> None:
         self.password = _secret(self, "password", info, required=False)
         self._deferred = not (info.context or {}).get("resolve_secrets", True)
-        return self
 
     def resolved_password(self) -> SecretStr | None:
         """The key's password (read now if loading skipped the secrets)."""
@@ -168,6 +226,63 @@ class CertificateConfig(_Section):
             self.password = _resolve_later(self, "certificate", "password", required=False)
             self._deferred = False
         return self.password
+
+
+class NextCertificateConfig(KeySourceConfig):
+    """``certificate.next:`` — the renewed key and certificate, and the moment they take over
+    (between two documents, without a reload)."""
+
+    switch_at: AwareDatetime = Field(description="when the next certificate starts signing")
+
+    @model_validator(mode="after")
+    def _one_form(self, info: ValidationInfo) -> NextCertificateConfig:
+        self._check_form([])
+        self._resolve_password(info)
+        return self
+
+
+class CertificateConfig(KeySourceConfig):
+    """``certificate:`` — the agency's signing key: a PKCS#12 file, a PEM key and certificate, a
+    PKCS#11 token, or a ``folder`` of certificates (the newest valid one signs); optionally the
+    ``next`` one with its moment to switch."""
+
+    folder: Path | None = Field(
+        default=None, description="a folder of .p12/.pfx (or .pem key + certificate) files: the "
+                                  "newest valid certificate signs; re-read on reload")
+    next: NextCertificateConfig | None = None
+    algorithm: SignatureAlgorithm = SignatureAlgorithm.RSA_SHA256
+    expiry_warning_days: int = Field(default=30, ge=0, le=365)
+
+    @model_validator(mode="after")
+    def _one_form(self, info: ValidationInfo) -> CertificateConfig:
+        self._check_form(["folder"] if self.folder is not None else [])
+        if self.folder is not None and self.next is not None:
+            raise SecretSourceError("next", "a folder already holds the next certificate: drop next")
+        self._resolve_password(info)
+        return self
+
+    def _more_forms(self) -> str:
+        return " or folder"
+
+    def sources(self) -> list[KeySourceConfig]:
+        """This key and the next one, when given."""
+        return [self] if self.next is None else [self, self.next]
+
+    def secrets(self) -> list[SecretStr | None]:
+        """Every password and PIN these settings hold (for the log redactor)."""
+        found: list[SecretStr | None] = []
+        for source in self.sources():
+            found.append(source.password)
+            if source.token is not None:
+                found.append(source.token.pin)
+        return found
+
+    def remember_file(self, file: str | None) -> None:
+        """Name the config file in the messages of secrets read later (``_resolve_later``)."""
+        for source in self.sources():
+            source._config_file = file
+            if source.token is not None:
+                source.token._config_file = file
 
 
 class TrustConfig(_Section):
@@ -557,7 +672,7 @@ class Settings(_Section):
 
     def secret_values(self) -> list[str]:
         """Every secret value, for the log redactor (never log these)."""
-        values = [secret.get_secret_value() for secret in (self.axis.secret, self.certificate.password)
+        values = [secret.get_secret_value() for secret in (self.axis.secret, *self.certificate.secrets())
                   if secret is not None]
         journal_password = _url_password(self.journal.url)
         if journal_password:
@@ -699,7 +814,7 @@ def settings_from_mapping(data: dict[str, Any], *, file: str | None = None,
     settings._warnings = warnings
     settings._secrets_resolved = resolve_secrets
     settings.axis._config_file = file
-    settings.certificate._config_file = file
+    settings.certificate.remember_file(file)
     if resolve_secrets and settings.database is not None and hasattr(settings.database, "resolved_url"):
         try:  # read the DMS database URL now, so a missing url_file fails at load like any secret
             settings.database.resolved_url()

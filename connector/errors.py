@@ -67,6 +67,21 @@ class CertificateError(SigningError, InputError):
     exit_code = 2
 
 
+class SignerUnavailable(CertificateError):
+    """The signing key cannot be used right now — its token is absent or unreachable. Nobody's
+    document is at fault: the documents wait in the journal and the unit's signing pauses until
+    the token answers again. ``reason`` is the short word readiness and the metric carry."""
+
+    reason = "token-absent"
+
+
+class TokenPinRefused(SignerUnavailable):
+    """The token refused the PIN. Never tried again by itself (a real token locks after a few
+    wrong tries): signing stays paused until the configuration is reloaded."""
+
+    reason = "pin-refused"
+
+
 class ConfigError(InputError):
     """The configuration file is invalid. The message names the key and the fix."""
 

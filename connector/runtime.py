@@ -23,20 +23,25 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+
 from connector.axis.agency_directory import AgencyDirectory
 from connector.axis.client import AxisClient, AxisSettings, RetryPolicy
-from connector.config import AxisConfig, Settings
+from connector.config import AxisConfig, CertificateConfig, KeySourceConfig, Settings
 from connector.dms.database.side import DatabaseSide
 from connector.dms.folder.claims import check_instance, default_instance
 from connector.dms.folder.side import FolderSide
 from connector.edxml import model
 from connector.edxml.attachments import ZipConvention, ZipLimits
+from connector.edxml.keyring import KeyRing, RingEntry, keys_in_folder
 from connector.edxml.keys import SigningKey
 from connector.edxml.revocation_fetch import RevocationFetcher
+from connector.edxml.tokens import TokenKeySpec
 from connector.edxml.trust import load_trust_bundle, signer_problem
 from connector.edxml.trust_store import TrustStore
 from connector.edxml.xmlparse import ParseLimits
-from connector.errors import CertificateError, ConfigError
+from connector.errors import CertificateError, ConfigError, TokenPinRefused
 from connector.journal import Journal
 from connector.journal.package_store import PackageStore
 from connector.logs import get_logger
@@ -69,29 +74,72 @@ def axis_settings(axis: AxisConfig, organ_id: str) -> AxisSettings:
                           max_backoff=axis.retry.max_backoff), **extra)
 
 
-def load_signing_key(settings: Settings):
-    """The agency's key and certificate (PKCS#12 or PEM) with the configured password.
-    Raises :class:`~connector.errors.CertificateError` naming the file (never the password)."""
-    config = settings.certificate
-    secret = config.resolved_password()
+def load_keyring(config: CertificateConfig, bundle: Path | None) -> KeyRing:
+    """Every key the ``certificate:`` section names — the current one and the ``next`` with its
+    moment to switch, or every key in the ``folder`` — checked the way receivers will check
+    them (key usage, chain to our own bundle), whatever their dates: which one signs, and
+    whether any can, is the ring's answer per package (:meth:`KeyRing.active`).
+
+    Raises :class:`~connector.errors.CertificateError` naming the file or token (never the
+    password or PIN); :class:`~connector.errors.SignerUnavailable` when a token is absent.
+    ``bundle`` is our own trust bundle (``trust.bundle_file``), the chains are checked against."""
+    if config.folder is not None:
+        secret = config.resolved_password()
+        keys, problems = keys_in_folder(config.folder, secret.get_secret_value() if secret else None)
+        for problem in problems:
+            log.warning("certificate_file_skipped", problem=problem,
+                        note="the other certificates in the folder are used")
+        if not keys:
+            raise CertificateError("no readable key and certificate in the folder",
+                                   file=str(config.folder),
+                                   hint="put the agency's .p12 (or .pem key + certificate) there")
+        entries = [RingEntry(key) for key in keys]
+        source = str(config.folder)
+    else:
+        entries = [RingEntry(load_key(config))]
+        if config.next is not None:
+            entries.append(RingEntry(load_key(config.next), config.next.switch_at))
+        source = entries[0].key.source
+    now = dt.datetime.now(dt.timezone.utc)
+    for entry in entries:
+        if entry.key.not_after > now:  # an expired key is refused for its dates, per package
+            check_signer(entry.key, bundle, entry.starts())
+    return KeyRing(entries, source=source)
+
+
+def load_key(source: KeySourceConfig) -> SigningKey:
+    """One key and its certificate (PKCS#12, PEM or token), dates not checked."""
+    if source.token is not None:
+        token = source.token
+        spec = TokenKeySpec(module=token.module, token_label=token.token_label,
+                            token_serial=token.token_serial, key_label=token.key_label,
+                            key_id=token.key_id, pin=token.resolved_pin().get_secret_value())
+        return SigningKey.from_token(spec, source.cert_file, check_dates=False)
+    secret = source.resolved_password()
     password = secret.get_secret_value() if secret is not None else None
-    if config.p12_file is not None:
-        key = SigningKey.from_pkcs12(config.p12_file, password)
-    elif config.key_file is not None and config.cert_file is not None:
-        key = SigningKey.from_pem(config.key_file, config.cert_file, password)
-    else:  # the settings refuse this already; said again for a Settings built in code
-        raise ConfigError("certificate: give p12_file, or key_file with cert_file",
-                          element="certificate")
-    check_signer(key, settings.trust.bundle_file)
-    return key
+    if source.p12_file is not None:
+        return SigningKey.from_pkcs12(source.p12_file, password, check_dates=False)
+    if source.key_file is not None and source.cert_file is not None:
+        return SigningKey.from_pem(source.key_file, source.cert_file, password, check_dates=False)
+    # the settings refuse this already; said again for a Settings built in code
+    raise ConfigError("certificate: give p12_file, key_file with cert_file, or token",
+                      element="certificate")
 
 
-def check_signer(key, bundle: Path | None) -> None:
+def load_signing_key(settings: Settings) -> SigningKey:
+    """The key that signs now (see :func:`load_keyring`); raises when none may sign now."""
+    return load_keyring(settings.certificate, settings.trust.bundle_file).active()
+
+
+def check_signer(key, bundle: Path | None, moment: dt.datetime | None = None) -> None:
     """Refuse, with what to do, a certificate that receivers would refuse: one that may not
-    sign, or whose chain does not lead to our own trust bundle (checked when one is set)."""
+    sign, or whose chain does not lead to our own trust bundle (checked when one is set) at
+    ``moment`` — when the key starts signing, kept inside its validity (an expired key is
+    refused for its dates, per package, not here)."""
     anchors = load_trust_bundle(bundle) if bundle is not None else None
-    problem = signer_problem(key.certificate, list(key.chain), anchors,
-                             dt.datetime.now(dt.timezone.utc))
+    now = dt.datetime.now(dt.timezone.utc)
+    at = min(max(moment or now, now), key.not_after)
+    problem = signer_problem(key.certificate, list(key.chain), anchors, at)
     if problem:
         raise CertificateError(f"certificate {key.subject} cannot sign: {problem}",
                                file=key.source or None,
@@ -136,7 +184,8 @@ class Runtime:
         self.folder_instance = self.instance
         self._axis_session = axis_session
         self._key_lock = threading.Lock()
-        self._signing_key = None
+        self._keyring: KeyRing | None = None
+        self._pin_refused: TokenPinRefused | None = None
         self._trust_lock = threading.Lock()
         self._trust_store: Any = _UNBUILT
         self._revocation_fetcher: Any = None
@@ -153,20 +202,62 @@ class Runtime:
         return journal
 
     @property
-    def signing_key(self):
-        """The current signing key (replaced by :meth:`reload_certificate`)."""
+    def keyring(self) -> KeyRing:
+        """The unit's keys (:class:`connector.edxml.keyring.KeyRing`), loaded at first use and
+        replaced by :meth:`reload_certificate`. A token that is absent at load is tried again at
+        the next use; one that refused the PIN is not, until the next reload."""
         with self._key_lock:
-            if self._signing_key is None:
-                self._signing_key = load_signing_key(self.settings)
-            return self._signing_key
+            if self._keyring is None:
+                if self._pin_refused is not None:
+                    raise self._pin_refused
+                try:
+                    self._keyring = load_keyring(self.settings.certificate,
+                                                 self.settings.trust.bundle_file)
+                except TokenPinRefused as refused:
+                    self._pin_refused = refused
+                    raise
+            return self._keyring
 
-    def reload_certificate(self):
-        """Read the key and certificate again (SIGHUP after a rotation). On error the old key
-        stays in use and the error is raised for the caller to log."""
-        key = load_signing_key(self.settings)
+    @property
+    def loaded_keyring(self) -> KeyRing | None:
+        """The ring if it is loaded (None: not yet, or its token was absent), without loading."""
         with self._key_lock:
-            self._signing_key = key
-        return key
+            return self._keyring
+
+    @property
+    def signing_key(self) -> SigningKey:
+        """The key that signs the next package (the ring's choice now: a switch to the next
+        certificate happens between two documents)."""
+        return self.keyring.active()
+
+    def reload_certificate(self, certificate: CertificateConfig | None = None) -> KeyRing:
+        """Read the keys and certificates again (SIGHUP after a renewal), with the
+        ``certificate:`` section just read from the file when given (its passwords and PIN read
+        again too), else the one loaded at start. On error the old ring and section stay in use
+        and the error is raised for the caller to log; a refused PIN is forgotten, so a
+        corrected PIN is tried once."""
+        config = certificate or self.settings.certificate
+        with self._key_lock:
+            self._pin_refused = None
+        try:
+            ring = load_keyring(config, self.settings.trust.bundle_file)
+        except TokenPinRefused as refused:
+            with self._key_lock:
+                if self._keyring is None:
+                    self._pin_refused = refused
+            raise
+        with self._key_lock:
+            old, self._keyring = self._keyring, ring
+            self.settings.certificate = config
+        if old is not None:
+            old.close()
+        return ring
+
+    def probe_signer(self) -> None:
+        """Sign a few bytes with the key in use: True proof that its token answers (called
+        while signing is paused, to resume as soon as the token is back). Raises as signing would."""
+        key = self.signing_key
+        key.private_key.sign(b"edxml-connector probe", padding.PKCS1v15(), hashes.SHA256())
 
     @cached_property
     def axis_settings(self):
@@ -295,7 +386,7 @@ class Runtime:
         the key to the caller (the daemon starts with an expired certificate, see daemon.py)."""
         self.journal  # noqa: B018 - opening is the point
         if signing_key:
-            self.signing_key  # noqa: B018
+            self.keyring  # noqa: B018
         self.axis  # noqa: B018
         self.trust_store  # noqa: B018
         self.store  # noqa: B018
@@ -305,6 +396,10 @@ class Runtime:
         return self
 
     def close(self) -> None:
+        with self._key_lock:
+            ring, self._keyring = self._keyring, None
+        if ring is not None:
+            ring.close()
         while self._opened:
             part = self._opened.pop()
             try:

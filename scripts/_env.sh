@@ -35,7 +35,7 @@ ensure_venv() {
 #   xmlsec1          verifies our XML signatures (an implementation other than ours)
 #   systemd          systemd-analyze verify / security for the service unit
 #   prometheus       promtool check rules / test rules for the alert rules (no server is started)
-TEST_TOOLS=("xmlsec1:xmlsec1" "systemd-analyze:systemd" "promtool:prometheus")
+TEST_TOOLS=("xmlsec1:xmlsec1" "systemd-analyze:systemd" "promtool:prometheus" "softhsm2-util:softhsm2")
 
 ensure_test_tools() {
   local missing=() entry

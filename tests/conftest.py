@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import shutil
 from pathlib import Path
 
@@ -43,6 +45,43 @@ def xmlsec1() -> str:
     if path is None:
         pytest.skip("xmlsec1 is not installed (apt-get install xmlsec1); scripts/test.sh installs it")
     return path
+
+
+@pytest.fixture(scope="session")
+def softhsm(tmp_path_factory):
+    """SoftHSM2 with a token folder of this session's own: ``SOFTHSM2_CONF`` is set for this
+    process (before the module is first loaded) and the daemons it starts."""
+    from connector.devtools.devtoken import softhsm_config, softhsm_module
+
+    module = softhsm_module()
+    if module is None or shutil.which("softhsm2-util") is None:
+        pytest.skip("SoftHSM2 is not installed (apt-get install softhsm2); scripts/test.sh installs it")
+    pytest.importorskip("pkcs11", reason="python-pkcs11 is not installed (a dependency: pip install -e .)")
+    conf = softhsm_config(tmp_path_factory.mktemp("softhsm"))
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    return module, conf
+
+
+_TOKEN_NUMBERS = itertools.count(1)
+
+
+@pytest.fixture
+def make_token(softhsm, dev_certs):
+    """A new token holding an agency-A key generated on it, its certificate beside it:
+    ``make_token(**put_agency_key options) -> (DevToken, certificate)``. PIN ``5678``."""
+    from connector.devtools.devcerts import AGENCY_A_ORGAN_ID
+    from connector.devtools.devtoken import init_token, put_agency_key
+
+    module, conf = softhsm
+
+    def make(*, key_label: str = "signing", key_id: bytes = b"\x01", **options):
+        token = init_token(conf, f"agency-{next(_TOKEN_NUMBERS)}", "5678", module)
+        options.setdefault("organ_id", AGENCY_A_ORGAN_ID)
+        certificate = put_agency_key(token, key_label=key_label, key_id=key_id,
+                                     ca_cert=dev_certs.ca_cert, ca_key=dev_certs.ca_key, **options)
+        return token, certificate
+
+    return make
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

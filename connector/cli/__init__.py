@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "connector.cli.axis_commands",
     "connector.cli.daemon_commands",
     "connector.cli.ops_commands",
+    "connector.cli.token_commands",
 )
 
 

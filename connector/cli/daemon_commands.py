@@ -13,6 +13,7 @@ module to register its arguments, and should not pay their start-up time.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -92,12 +93,16 @@ def check_command(args: argparse.Namespace, *, out=None) -> int:
 
 def _probes(settings: Settings, runtime) -> list[tuple[str, Callable[[], str | None]]]:
     def certificate() -> str:
-        key = runtime.signing_key
-        key.check_validity()
+        ring = runtime.keyring
+        key = ring.active()  # raises (expired, not yet valid) with the dates
+        runtime.probe_signer()  # a token must answer, not merely be configured
+        until = ring.coverage_end()
+        days = (until - dt.datetime.now(dt.timezone.utc)).days
         warning = ""
-        if key.days_left < settings.certificate.expiry_warning_days:
-            warning = " — renew it soon"
-        return f"{key.subject}, valid until {key.not_after:%Y-%m-%d}, {key.days_left} days left{warning}"
+        if days < settings.certificate.expiry_warning_days:
+            warning = " — renew it soon (docs/operations.md, 'Renewing a certificate')"
+        return (f"{ring.describe()}; signs as {key.subject} (sha256 {key.fingerprint[:16]}…); "
+                f"a certificate can sign until {until:%Y-%m-%d}, {days} days left{warning}")
 
     def trust() -> str | None:
         if settings.trust.bundle_file is None:

@@ -1,10 +1,13 @@
 """Signing keys: an agency's private key, its certificate and the CA chain behind it.
 
 Agencies receive their key either as PEM files (key + certificate) or as a PKCS#12 bundle
-(.p12/.pfx) from their CA. Both are loaded here into one :class:`SigningKey`, checked once at load
-time so that a wrong password, a key that does not match its certificate, or a certificate outside
-its validity period is reported before any package is signed — with the file name and the dates,
-because those are what an operator has to fix. Passwords never appear in messages or logs.
+(.p12/.pfx) from their CA, or keep it in a PKCS#11 token that signs for them
+(:mod:`connector.edxml.tokens`). All three are loaded here into one :class:`SigningKey` — whose
+``private_key`` is anything with the :class:`PrivateKeyLike` ``sign``, so the signer never
+asks where the key lives — checked once at load time so that a wrong password, a key that does
+not match its certificate, or a certificate outside its validity period is reported before any
+package is signed — with the file name and the dates, because those are what an operator has to
+fix. Passwords never appear in messages or logs.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import datetime as dt
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding as rsa_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
@@ -24,14 +29,27 @@ from connector.errors import CertificateError
 PASSWORD_ENV = "EDXML_KEY_PASSWORD"
 
 
+class PrivateKeyLike(Protocol):
+    """The one thing signing needs of a private key: cryptography's RSA ``sign`` (a key read
+    from a file has it; so does :class:`connector.edxml.tokens.TokenKey`, whose token signs)."""
+
+    @property
+    def key_size(self) -> int: ...
+
+    def public_key(self) -> rsa.RSAPublicKey: ...
+
+    def sign(self, data: bytes, padding: rsa_padding.AsymmetricPadding,
+             algorithm: hashes.HashAlgorithm) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class SigningKey:
     """A private key with its certificate and (optionally) the intermediate/CA chain.
 
-    ``source`` names the file(s) it came from, for messages.
+    ``source`` names the file(s) or the token it came from, for messages.
     """
 
-    private_key: rsa.RSAPrivateKey
+    private_key: PrivateKeyLike
     certificate: x509.Certificate
     chain: tuple[x509.Certificate, ...] = field(default_factory=tuple)
     source: str = ""
@@ -39,7 +57,7 @@ class SigningKey:
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
     def from_pem(cls, key_path: str | Path, cert_path: str | Path, password: bytes | str | None = None,
-                 *, at: dt.datetime | None = None) -> SigningKey:
+                 *, at: dt.datetime | None = None, check_dates: bool = True) -> SigningKey:
         """Load a PEM private key and a PEM certificate file (which may also hold the chain)."""
         key_path, cert_path = Path(key_path), Path(cert_path)
         key_bytes = _read(key_path, "private key")
@@ -65,13 +83,14 @@ class SigningKey:
                                    hint="give the agency certificate in PEM form") from error
         leaf, chain = _split_leaf(private_key, certificates, str(cert_path))
         key = cls(_require_rsa(private_key, str(key_path)), leaf, tuple(chain),
-                  source=f"{key_path} + {cert_path}")
-        key.check_validity(at)
+                  source=f"{key_path} + {cert_path}" if key_path != cert_path else str(key_path))
+        if check_dates:
+            key.check_validity(at)
         return key
 
     @classmethod
     def from_pkcs12(cls, path: str | Path, password: bytes | str | None = None,
-                    *, at: dt.datetime | None = None) -> SigningKey:
+                    *, at: dt.datetime | None = None, check_dates: bool = True) -> SigningKey:
         """Load a PKCS#12 bundle (.p12/.pfx) holding the key, its certificate and maybe a chain."""
         path = Path(path)
         data = _read(path, "PKCS#12 bundle")
@@ -94,7 +113,21 @@ class SigningKey:
             raise CertificateError("the certificate in the PKCS#12 bundle does not match its key",
                                    file=str(path), hint="re-export the bundle from the CA's tool")
         key = cls(_require_rsa(private_key, str(path)), certificate, tuple(extra or ()), source=str(path))
-        key.check_validity(at)
+        if check_dates:
+            key.check_validity(at)
+        return key
+
+    @classmethod
+    def from_token(cls, spec, cert_file: str | Path | None = None, *,
+                   check_dates: bool = True) -> SigningKey:
+        """The key a PKCS#11 token holds (``spec``: :class:`connector.edxml.tokens.TokenKeySpec`),
+        its certificate from ``cert_file`` or from the token."""
+        from connector.edxml.tokens import open_token_key
+
+        token_key, chain = open_token_key(spec, Path(cert_file) if cert_file else None)
+        key = cls(token_key, token_key.certificate, chain, source=spec.describe())
+        if check_dates:
+            key.check_validity()
         return key
 
     # -- facts -----------------------------------------------------------------------------------
@@ -109,6 +142,20 @@ class SigningKey:
     @property
     def subject(self) -> str:
         return self.certificate.subject.rfc4514_string()
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the certificate (hex): what the journal records as the package's signer."""
+        return self.certificate.fingerprint(hashes.SHA256()).hex()
+
+    def valid_at(self, moment: dt.datetime) -> bool:
+        return self.not_before <= _utc(moment) <= self.not_after
+
+    def close(self) -> None:
+        """Let go of the token session, if the key lives in one."""
+        closer = getattr(self.private_key, "close", None)
+        if closer is not None:
+            closer()
 
     @property
     def days_left(self) -> int:

@@ -104,7 +104,10 @@ def sign_package(data: bytes, key: SigningKey, *, algorithm: str = "rsa-sha256",
     _place_signature_slot(root, file)
     signer = _Signer(spec)
     try:
-        signed = signer.sign(root, key=key.private_key, cert=key.certificate_chain())
+        # signxml calls only ``key.sign(data, padding=, algorithm=)`` on a key object, which a
+        # token key has too (PrivateKeyLike); its annotation names cryptography's classes.
+        signed = signer.sign(root, key=key.private_key,  # type: ignore[arg-type]
+                             cert=key.certificate_chain())
     except (SignXMLException, ValueError) as error:
         raise SigningError(f"signing failed: {error}", file=file) from error
     if spec.warning:

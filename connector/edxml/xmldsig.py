@@ -68,3 +68,24 @@ class SignatureState(str, enum.Enum):
     WRONG_SIGNER = "wrong-signer"
     REVOCATION_UNKNOWN = "revocation-unknown"
     UNBOUND = "unbound"
+
+
+def signer_fingerprint(path) -> str | None:
+    """SHA-256 (hex) of the first certificate in the package's ``ds:KeyInfo`` — the signer's,
+    as we and the SDK write it — or None when the package carries none. Reads the file
+    incrementally with nothing resolved (the package was checked when it was stored)."""
+    import base64
+    import binascii
+
+    try:
+        for _event, element in etree.iterparse(str(path), events=("end",), tag=f"{DS}X509Certificate",
+                                               resolve_entities=False, no_network=True,
+                                               load_dtd=False, huge_tree=True):
+            try:
+                der = base64.b64decode("".join((element.text or "").split()), validate=True)
+            except (binascii.Error, ValueError):
+                return None
+            return hashlib.sha256(der).hexdigest()
+    except (OSError, etree.XMLSyntaxError):
+        return None
+    return None

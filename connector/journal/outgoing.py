@@ -66,6 +66,7 @@ class Packaged:
     document_id: str
     business_type: int | None = None
     recipients: Sequence[str] | None = None
+    signed_by: str | None = None  # SHA-256 of the signing certificate (None: not signed by us)
 
 
 class OutgoingTransitions:
@@ -264,7 +265,7 @@ class OutgoingTransitions:
 
     def mark_packaged(self, item_id: str, *, package_path: str, sha256: str, size: int,
                       document_id: str, business_type: int | None = None,
-                      recipients: Sequence[str] | None = None,
+                      recipients: Sequence[str] | None = None, signed_by: str | None = None,
                       now: dt.datetime | None = None) -> OutgoingRecord:
         """The package was built, signed and stored once: every later attempt sends these bytes.
 
@@ -273,7 +274,8 @@ class OutgoingTransitions:
         no-op; with other bytes it is refused, because the item's identity is its stored package.
         """
         return self.record_packaged(item_id, Packaged(str(package_path), sha256, size,
-                                                      document_id, business_type, recipients),
+                                                      document_id, business_type, recipients,
+                                                      signed_by),
                                     now=now)
 
     def record_packaged(self, item_id: str, packaged: Packaged, *,
@@ -290,7 +292,7 @@ class OutgoingTransitions:
         if self.core.returning:
             written = conn.execute(_PACKAGED_FAST, {
                 "b_id": item_id, "b_path": str(package_path), "b_sha256": sha256,
-                "b_size": size, "b_document_id": document_id,
+                "b_size": size, "b_document_id": document_id, "b_signed_by": packaged.signed_by,
                 "b_business_type": business_type, "b_now": now}).mappings().first()
             if written is not None:
                 deliveries = conn.execute(_DELIVERIES_OF, {"item_id": item_id}).mappings().all()
@@ -299,8 +301,7 @@ class OutgoingTransitions:
                         present={d["organ_id"] for d in deliveries}):
                     deliveries = conn.execute(_DELIVERIES_OF,
                                               {"item_id": item_id}).mappings().all()
-                self._packaged_event(conn, item_id, package_path, sha256, size, document_id,
-                                     business_type, recipients, now)
+                self._packaged_event(conn, item_id, packaged, now)
                 return _record(written, _deliveries(deliveries))
         row = self.outgoing_row(conn, item_id, lock=True)
         if row["package_sha256"] is not None:
@@ -316,22 +317,24 @@ class OutgoingTransitions:
                                     hint="only queued or claimed items are packaged")
         new_state = OutgoingState.PACKAGED if state is OutgoingState.QUEUED else state
         values = dict(package_path=str(package_path), package_sha256=sha256,
-                      package_size=size, document_id=document_id,
+                      package_size=size, document_id=document_id, signed_by=packaged.signed_by,
                       business_type=business_type, state=new_state.value, updated_at=now)
         conn.execute(update(t.outgoing).where(t.outgoing.c.id == item_id).values(**values))
         if recipients is not None:
             self._set_recipients(conn, item_id, recipients, now)
-        self._packaged_event(conn, item_id, package_path, sha256, size, document_id,
-                             business_type, recipients, now)
+        self._packaged_event(conn, item_id, packaged, now)
         return self.outgoing_record(conn, {**row, **values})
 
-    def _packaged_event(self, conn: Connection, item_id: str, package_path: str, sha256: str,
-                        size: int, document_id: str, business_type: int | None,
-                        recipients: Sequence[str] | None, now: dt.datetime) -> None:
+    def _packaged_event(self, conn: Connection, item_id: str, packaged: Packaged,
+                        now: dt.datetime) -> None:
+        recipients = packaged.recipients
         self.core.event(conn, item_id, "outgoing", "packaged", EventOutcome.OK,
-                    {"sha256": sha256, "size": size, "document_id": document_id,
-                     "business_type": business_type, "package_path": str(package_path),
-                     "recipients": list(recipients) if recipients is not None else None}, now)
+                        {"sha256": packaged.sha256, "size": packaged.size,
+                         "document_id": packaged.document_id,
+                         "business_type": packaged.business_type,
+                         "package_path": str(packaged.package_path),
+                         "recipients": list(recipients) if recipients is not None else None,
+                         "signed_by": packaged.signed_by}, now)
 
     def claim_for_sending(self, limit: int, *, now: dt.datetime | None = None,
                           stale_after: dt.timedelta = DEFAULT_STALE_AFTER,

@@ -71,6 +71,7 @@ class OutgoingRecord:
     created_at: dt.datetime
     updated_at: dt.datetime
     instance: str | None = None  # the connector instance that took it in (sends it)
+    signed_by: str | None = None  # SHA-256 of the certificate that signed the stored package
     deliveries: tuple[DeliveryRecord, ...] = field(default=())
 
     @property

@@ -90,6 +90,9 @@ outgoing = Table(
     # The connector instance that took the item in (revision 0002). Its package and its folder
     # claim live on that instance's server, so only that instance sends it (NULL: any instance).
     Column("instance", String(128), nullable=True),
+    # SHA-256 (hex) of the certificate that signed the stored package (revision 0004): after a
+    # renewal, which key signed which document stays known. NULL: unsigned (statuses).
+    Column("signed_by", String(64), nullable=True),
     UniqueConstraint("source", "source_ref"),
     Index(None, "state", "next_attempt_at"),
     Index(None, "document_id"),

@@ -48,6 +48,7 @@ _PACKAGED_FAST = (update(t.outgoing).where(
     t.outgoing.c.state.in_([OutgoingState.QUEUED.value, OutgoingState.SENDING.value])).values(
     package_path=bindparam("b_path"), package_sha256=bindparam("b_sha256"),
     package_size=bindparam("b_size"), document_id=bindparam("b_document_id"),
+    signed_by=bindparam("b_signed_by"),
     business_type=bindparam("b_business_type"), updated_at=bindparam("b_now"),
     state=case((t.outgoing.c.state == OutgoingState.QUEUED.value, OutgoingState.PACKAGED.value),
                else_=t.outgoing.c.state)).returning(*t.outgoing.c))

@@ -92,7 +92,8 @@ def _queue_package(ctx: OpsContext, spooled: Path, ready: ReadyPackage, *, kind:
         record = ctx.journal.outgoing.mark_packaged(
             record.id, package_path=str(built.stored.path), sha256=built.stored.sha256,
             size=built.stored.size, document_id=built.document_id,
-            business_type=built.business_type, recipients=built.recipients)
+            business_type=built.business_type, recipients=built.recipients,
+            signed_by=built.signed_by)
     return record
 
 

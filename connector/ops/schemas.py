@@ -15,7 +15,8 @@ from connector.schemas.status import StatusDrop
 
 # Resolved secret values live on the settings objects but are never written in the file (the
 # loader refuses them inline), so the schema must not offer them as keys.
-_RESOLVED_ONLY = {"CertificateConfig": ("password",), "AxisConfig": ("secret",)}
+_RESOLVED_ONLY = {"CertificateConfig": ("password",), "NextCertificateConfig": ("password",),
+                  "KeySourceConfig": ("password",), "TokenConfig": ("pin",), "AxisConfig": ("secret",)}
 
 
 class ConfigFileSchema:

@@ -57,6 +57,8 @@ from connector.edxml.model import StatusCode
 from connector.errors import (
     CertificateError,
     InputError,
+    SignerUnavailable,
+    TokenPinRefused,
     describe_error,
 )
 from connector.journal import (
@@ -471,6 +473,8 @@ class Outbound:
             self._fail_now(record, f"the axis refused it: FAIL {error.error_code}: {error.error_desc}")
         except AxisAuthError as error:
             self._auth_refused(record, error)
+        except SignerUnavailable as error:
+            self._signer_unavailable(record, error)
         except CertificateError as error:
             self._release(record, f"cannot sign: {error.one_line()}", wait=self.auth_pause)
             log.error("signing_stopped", item_id=record.id, error=error.one_line())
@@ -535,6 +539,36 @@ class Outbound:
         log.error("axis_auth_refused", item_id=record.id, error=error.one_line(),
                   pause_s=self.auth_pause)
 
+    def _signer_unavailable(self, record: OutgoingRecord, error: SignerUnavailable) -> None:
+        """The key's token is absent or refused the PIN: nobody's document is at fault. Give
+        the claim back (attempt not spent), pause this unit's sending, and say why in readiness
+        and the metric; the log says it once per change, not once per document."""
+        with self._lock:
+            self._paused_until = time.monotonic() + self.auth_pause
+            self.paused_reason = f"signing paused: {error.one_line()}"
+        changed = True
+        if self.health is not None:
+            changed = self.health.set_signer_problem(error.reason, error.one_line())
+        self._release(record, f"cannot sign now: {error.one_line()}", wait=self.auth_pause)
+        if changed:
+            log.error("signing_paused", reason=error.reason, error=error.one_line(),
+                      note="documents wait in the journal" + (
+                          "; the PIN is not tried again until a reload"
+                          if isinstance(error, TokenPinRefused) else
+                          "; signing resumes by itself when the token answers"))
+
+    def _signing_works(self) -> None:
+        """A package was just signed: a pause for the token is over."""
+        if self.health is not None and self.health.set_signer_problem(None):
+            log.info("signing_resumed")
+
+    def resume(self) -> None:
+        """End a pause now (the daemon saw the token answer again)."""
+        with self._lock:
+            self._paused_until = 0.0
+            self.paused_reason = None
+        self.wake.set()
+
     def _release(self, record: OutgoingRecord, reason: str, *, wait: float | None = None) -> None:
         retry_at = utcnow() + (dt.timedelta(seconds=wait) if wait is not None else RELEASE_WAIT)
         self.journal.outgoing.release_claim(record.id, retry_at=retry_at, reason=reason)
@@ -560,9 +594,13 @@ class Outbound:
         built = PackageBuilder(self.runtime).build(record, item)
         packaged = Packaged(package_path=str(built.stored.path), sha256=built.stored.sha256,
                             size=built.stored.size, document_id=built.document_id,
-                            business_type=built.business_type, recipients=built.recipients)
+                            business_type=built.business_type, recipients=built.recipients,
+                            signed_by=built.signed_by)
+        if built.signed:
+            self._signing_works()
         log.info("outgoing_packaged", item_id=record.id, document_id=built.document_id,
                  sha256=built.stored.sha256, size=built.stored.size, signed=built.signed,
+                 signed_by=built.signed_by,
                  packages=built.count, duration_ms=round((time.monotonic() - started) * 1000, 1))
         return dataclasses.replace(record, package_path=packaged.package_path,
                                    package_sha256=packaged.sha256, package_size=packaged.size,

@@ -38,6 +38,7 @@ from connector.edxml.signing import (
     verify_package_file,
 )
 from connector.edxml.writer import prepare_package, write_package, write_package_to
+from connector.edxml.xmldsig import signer_fingerprint
 from connector.errors import EdxmlError, InputError
 from connector.journal import OutgoingRecord
 from connector.journal.package_store import StoredPackage
@@ -66,11 +67,14 @@ class Built:
     recipients: list[str]
     signed: bool
     count: int = 1
+    signed_by: str | None = None  # SHA-256 of the certificate that signed it (the journal keeps it)
 
 
 class PackageBuilder:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self.signed_with: SigningKey | None = None
+        """The key this builder last signed with (the ring's choice at that moment)."""
 
     def build(self, record: OutgoingRecord, item: OutgoingItem | None) -> Built:
         meta = record.meta
@@ -117,9 +121,11 @@ class PackageBuilder:
             if item.attachment_blobs:
                 store.drop_scratch(record.id)
         document_id = package.document_id or ""
+        signed_by = self._signed_by(stored.path)
         if existed:  # packaged before a crash: the stored bytes are the item, read their id
             document_id = self._stored_document_id(stored.path) or document_id
-        return Built(stored, document_id, int(package.business_type), recipients, signed=True)
+        return Built(stored, document_id, int(package.business_type), recipients, signed=True,
+                     signed_by=signed_by)
 
     def checked_document(self, metadata: Any, files: Any, label: str | None) -> DocumentPackage:
         """The document the DMS described, built with this agency as ``From`` and its
@@ -137,10 +143,19 @@ class PackageBuilder:
         write_package_to(package, path, signer=key, algorithm=algorithm, fsync=fsync)
 
     def _signer(self) -> tuple[SigningKey, str]:
-        """The agency's key, refused when out of its validity dates, and the configured algorithm."""
+        """The key that signs now (the ring's choice: a renewal takes over between two
+        documents), refused when out of its validity dates, and the configured algorithm."""
         key = self.runtime.signing_key
         key.check_validity()
+        self.signed_with = key
         return key, self.runtime.settings.certificate.algorithm.value
+
+    def _signed_by(self, path: Path) -> str | None:
+        """The fingerprint of the certificate in the stored package: ours when this builder
+        signed it, else read from the bytes (stored before a crash, or signed by the DMS)."""
+        if self.signed_with is not None:
+            return self.signed_with.fingerprint
+        return signer_fingerprint(path)
 
     def _stored_document_id(self, path: Path) -> str | None:
         package = read_package(path, limits=self.runtime.limits).package
@@ -162,7 +177,7 @@ class PackageBuilder:
             return Built(stored, document_id or "", None, [to], signed=False)
         stored = store.put_outgoing(record.id, lambda target: self.sign_or_copy(ready, path, target))
         return Built(stored, package.document_id or "", int(package.business_type),
-                     ready.recipients, signed=ready.needs_signing)
+                     ready.recipients, signed=ready.needs_signing, signed_by=self._signed_by(stored.path))
 
     def checked_ready_package(self, path: Path, label: str,
                               package: DocumentPackage | StatusPackage | None = None) -> ReadyPackage:

@@ -25,15 +25,12 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import pkcs12
 
 from connector.config import Settings, load_config
-from connector.errors import CertificateError, describe_error
+from connector.errors import CertificateError, SignerUnavailable, TokenPinRefused, describe_error
 from connector.logs import configure_logging, get_logger, set_level
 from connector.pipeline.inbound import Inbound
 from connector.pipeline.outbound import Outbound
@@ -77,7 +74,7 @@ class Daemon:
         disk_paths = [settings.state_dir]
         if exchange is not None and exchange.enabled:
             disk_paths.append(exchange.root)
-        self.metrics = Metrics()
+        self.metrics = Metrics(agency=settings.agency.organ_id)
         self.health = HealthMonitor(self._health_settings, self.metrics, disk_paths=disk_paths,
                                     poll_interval_seconds=settings.schedules.axis_poll_seconds)
         self._notifier = sdnotify.Notifier()
@@ -95,6 +92,7 @@ class Daemon:
         self._withholding: list[str] = []
         self._signing_blocked_logged = False
         self._signing_blocked = False
+        self._active_fingerprint: str | None = None
 
     # ============================================================================ life cycle
     def run(self) -> int:
@@ -310,38 +308,70 @@ class Daemon:
             raise
 
     def _open_runtime(self):
-        """Open every part of the runtime now, so that a bad journal URL, exchange tree or DMS
-        database stops the start with one clear error — except a certificate that is merely
-        out of its validity dates (see :meth:`_load_certificate`)."""
+        """Open every part of the runtime now, so that a bad journal URL, exchange tree, DMS
+        database or an unreadable certificate stops the start with one clear error — except a
+        token that is absent or refuses the PIN (see :meth:`_load_certificate`)."""
         try:
             return self.runtime.open_all()
-        except CertificateError:
-            if not _certificate_out_of_dates(self.settings):
-                raise
-        return self.runtime.open_all(signing_key=False)
+        except SignerUnavailable:
+            return self.runtime.open_all(signing_key=False)
 
     def _load_certificate(self) -> None:
-        """Load the signing key before READY=1. A certificate that cannot be read (missing file,
-        wrong password, key mismatch) stops the start (exit 2, one line). One that is merely
-        expired (or not yet valid) does not: receiving goes on, signing stops with a loud
-        ``signing_stopped`` error per item, ``/readyz`` says why and the
-        ``edxml_connector_signing_blocked`` metric is 1 — so monitoring shows the real cause
-        instead of a service that restarts forever. ``systemctl reload`` after the renewal
-        resumes sending."""
+        """Load the keys before READY=1. A certificate that cannot be read (missing file, wrong
+        password, key mismatch) stops the start (exit 2, one line). One that is merely expired
+        (or not yet valid) does not, nor a token that is absent or refuses the PIN: receiving
+        goes on, the documents wait in the journal, ``/readyz`` says why and the
+        ``edxml_connector_signing_blocked`` / ``_signing_paused`` metrics are 1 — so monitoring
+        shows the real cause instead of a service that restarts forever. A token that comes
+        back resumes signing by itself; ``systemctl reload`` after a renewal or a PIN fix."""
         try:
-            key = self.runtime.signing_key
+            ring = self.runtime.keyring
+        except SignerUnavailable as error:
+            self._signer_unavailable(error)
+            return
+        self._show_keyring(ring)
+        try:
+            ring.active()
         except CertificateError as error:
-            dates = _certificate_dates(self.settings)
-            if dates is None or not _out_of_dates(dates):
-                raise  # unreadable, or refused for another reason than its dates
-            not_before, not_after, subject = dates
             log.error("certificate_unusable_at_start", error=error.one_line(),
                       note="the daemon runs without signing until a renewed certificate is "
                            "installed and the service reloaded")
-            self.health.set_certificate(not_before, not_after, subject)
             self._signing_blocked_logged = True
+
+    def _show_keyring(self, ring) -> None:
+        """Tell readiness and the metrics about the keys: the one signing now, and how long
+        some key can sign (a next certificate that takes over in time extends it)."""
+        entry = ring.preferred()
+        self._active_fingerprint = entry.key.fingerprint
+        self.health.set_certificate(entry.key.not_before, ring.coverage_end(), ring.describe())
+
+    def _signer_unavailable(self, error: SignerUnavailable) -> None:
+        if self.health.set_signer_problem(error.reason, error.one_line()):
+            log.error("signing_paused", reason=error.reason, error=error.one_line(),
+                      note="documents wait in the journal" + (
+                          "; the PIN is not tried again until a reload"
+                          if isinstance(error, TokenPinRefused) else
+                          "; signing resumes by itself when the token answers"))
+
+    def _watch_signer(self) -> None:
+        """While a token is absent, ask it every refresh whether it is back (one small
+        signature), so that signing resumes by itself — never when it refused the PIN, which
+        is not presented again until a reload."""
+        state = self.health.state()
+        if state.signer_reason != SignerUnavailable.reason:
             return
-        self.health.set_certificate(key.not_before, key.not_after, key.subject)
+        try:
+            self.runtime.probe_signer()
+        except SignerUnavailable as error:
+            self._signer_unavailable(error)
+            return
+        except CertificateError:
+            pass  # readable now but out of its dates: the certificate check says so
+        self._show_keyring(self.runtime.keyring)
+        if self.health.set_signer_problem(None):
+            log.info("signing_resumed", note="the token answers again")
+        if self._pipelines is not None:
+            self.outbound.resume()
 
     def _hook_axis_responses(self) -> None:
         """Every axis response's HTTP Date tells readiness how far our clock is off; every
@@ -381,12 +411,20 @@ class Daemon:
         finally:
             self._last_refresh = time.monotonic()
         self._counts = counts
+        self._watch_signer()
         self._watch_certificate()
         self._notifier.status(self._status_text())
 
     def _watch_certificate(self) -> None:
         """The moment the certificate expires, say so loudly once (the daily check repeats it)
-        and keep the metrics exact without waiting for a scrape."""
+        and keep the metrics exact without waiting for a scrape. When the ring switches to the
+        next certificate (its moment came), say so and show the new one."""
+        ring = self.runtime.loaded_keyring
+        if ring is not None and ring.preferred().key.fingerprint != self._active_fingerprint:
+            previous = self._active_fingerprint
+            self._show_keyring(ring)
+            log.info("certificate_switched", subject=ring.preferred().key.subject,
+                     fingerprint=self._active_fingerprint, previous=previous)
         state = self.health.state()
         now = dt.datetime.now(dt.timezone.utc)
         status = certificate_status(state.certificate_not_before, state.certificate_not_after,
@@ -409,19 +447,36 @@ class Daemon:
                 f"{out.get('failed', 0)} failed; incoming: {inc.get('delivered', 0)} delivered, "
                 f"{inc.get('quarantined', 0)} quarantined")
         if self._pipelines is not None and self.outbound.paused:
-            text += "; sending paused (axis refused our credentials)"
+            text += f"; sending paused ({self.outbound.paused_reason or 'axis refused our credentials'})"
         if self._signing_blocked:
             text += "; SIGNING STOPPED (certificate expired: renew and reload)"
         return text
 
     def _reload(self) -> None:
-        """SIGHUP: the certificate (after a rotation), the trust store (bundle, CRL folder, signer
-        mapping) and the log level, from the same file."""
+        """SIGHUP: the config file read again for the certificate section (keys, renewals,
+        passwords and PIN), the trust store (bundle, CRL folder, signer mapping) and the log
+        level. A file that no longer loads keeps everything as it was, and says why."""
         self._notifier.reloading()
+        fresh = None
+        if self.settings.source is not None:
+            try:
+                fresh = load_config(self.settings.source)
+            except Exception as error:
+                log.error("config_reload_failed", error=describe_error(error),
+                          note="the running configuration stays in use")
         try:
-            key = self.runtime.reload_certificate()
-            self.health.set_certificate(key.not_before, key.not_after, key.subject)
-            log.info("certificate_reloaded", subject=key.subject, days_left=key.days_left)
+            ring = self.runtime.reload_certificate(fresh.certificate if fresh is not None else None)
+            self._show_keyring(ring)
+            self.health.set_signer_problem(None)
+            if self._pipelines is not None:
+                self.outbound.resume()
+            key = ring.preferred().key
+            log.info("certificate_reloaded", subject=key.subject, days_left=key.days_left,
+                     fingerprint=key.fingerprint, certificates=ring.describe(),
+                     signing_until=ring.coverage_end().isoformat())
+        except SignerUnavailable as error:
+            self._signer_unavailable(error)
+            log.error("certificate_reload_failed", error=error.one_line())
         except Exception as error:
             log.error("certificate_reload_failed", error=describe_error(error),
                       note="the previous certificate stays in use")
@@ -431,13 +486,9 @@ class Daemon:
         except Exception as error:
             log.error("trust_reload_failed", error=describe_error(error),
                       note="the previous trust bundle, CRLs and signer mapping stay in use")
-        if self.settings.source is not None:
-            try:
-                fresh = load_config(self.settings.source)
-                set_level(fresh.logging.level.value)
-                log.info("log_level_reloaded", log_level=fresh.logging.level.value)
-            except Exception as error:
-                log.error("config_reload_failed", error=describe_error(error))
+        if fresh is not None:
+            set_level(fresh.logging.level.value)
+            log.info("log_level_reloaded", log_level=fresh.logging.level.value)
         self._notifier.ready(self._status_text())
 
     # ============================================================================ stopping
@@ -505,38 +556,6 @@ def _oldest_pending(journal) -> tuple[float | None, float | None]:
         return max(0.0, (now - created).total_seconds())
 
     return age(outgoing), age(incoming)
-
-
-def _certificate_dates(settings: Settings) -> tuple[dt.datetime, dt.datetime, str] | None:
-    """(not_before, not_after, subject) of the configured certificate read WITHOUT the validity
-    check, to report an expired one; None when it cannot be read at all."""
-    config = settings.certificate
-    password = config.password.get_secret_value() if config.password is not None else None
-    try:
-        if config.p12_file is not None:
-            _key, certificate, _extra = pkcs12.load_key_and_certificates(
-                Path(config.p12_file).read_bytes(), password.encode() if password else None)
-        elif config.cert_file is not None:
-            certificate = x509.load_pem_x509_certificates(Path(config.cert_file).read_bytes())[0]
-        else:
-            return None
-    except (OSError, ValueError, TypeError, IndexError):
-        return None
-    if certificate is None:
-        return None
-    return (certificate.not_valid_before_utc, certificate.not_valid_after_utc,
-            certificate.subject.rfc4514_string())
-
-
-def _certificate_out_of_dates(settings: Settings) -> bool:
-    """True when the configured certificate is readable but expired or not yet valid."""
-    return _out_of_dates(_certificate_dates(settings))
-
-
-def _out_of_dates(dates: tuple[dt.datetime, dt.datetime, str] | None) -> bool:
-    if dates is None:
-        return False
-    return not dates[0] <= dt.datetime.now(dt.timezone.utc) <= dates[1]
 
 
 def _flush() -> None:

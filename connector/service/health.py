@@ -104,6 +104,10 @@ class HealthState:
     certificate_subject: str | None = None
     certificate_not_before: datetime | None = None
     certificate_not_after: datetime | None = None
+    # Why the key cannot sign right now although its dates are fine (token absent, PIN
+    # refused): ``signer_reason`` is the short word (the metric's label), the text says more.
+    signer_reason: str | None = None
+    signer_problem: str | None = None
     last_axis_success: float | None = None     # last authenticated axis call that succeeded
     last_axis_error: str | None = None         # the latest failure, cleared by a success
     last_successful_poll: float | None = None  # last complete poll of the received list
@@ -213,12 +217,14 @@ def ensure_can_sign(status: CertificateStatus) -> None:
     if not status.can_sign:
         raise CertificateError(
             status.message,
-            hint="install a renewed certificate (docs/operations.md, 'Rotate the certificate') "
+            hint="install a renewed certificate (docs/operations.md, 'Renewing a certificate') "
                  "and reload the service (systemctl reload edxml-connector); queued items are "
                  "kept and sent after the reload")
 
 
 def check_certificate(state: HealthState, settings: HealthSettings, now: float) -> CheckResult:
+    if state.signer_problem:
+        return CheckResult("certificate", False, f"signing paused: {state.signer_problem}")
     status = certificate_status(
         state.certificate_not_before, state.certificate_not_after,
         datetime.fromtimestamp(now, timezone.utc), settings.certificate_warning_days,
@@ -399,6 +405,17 @@ class HealthMonitor:
         self.update(certificate_not_before=not_before, certificate_not_after=not_after,
                     certificate_subject=subject)
         return self.check_certificate_expiry()
+
+    def set_signer_problem(self, reason: str | None, problem: str | None = None) -> bool:
+        """The key could not sign (``reason``: token-absent, pin-refused) or, with None, signs
+        again. Returns True when this changes the standing (for the caller to log once)."""
+        with self._lock:
+            changed = self._state.signer_reason != reason
+            self._state = replace(self._state, signer_reason=reason,
+                                  signer_problem=problem if reason else None)
+        if self.metrics is not None:
+            self.metrics.set_signing_paused(reason)
+        return changed
 
     def check_certificate_expiry(self) -> CertificateStatus:
         """Log the certificate's standing (warning inside the window, error once unusable) and

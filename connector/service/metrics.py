@@ -17,7 +17,9 @@ name                                                           type       labels
 ``edxml_connector_axis_request_duration_seconds``              histogram  operation
 ``edxml_connector_oldest_pending_age_seconds``                 gauge      direction
 ``edxml_connector_certificate_expiry_seconds``                 gauge      (none)
+``edxml_connector_certificate_days_left``                      gauge      agency
 ``edxml_connector_signing_blocked``                            gauge      (none)
+``edxml_connector_signing_paused``                             gauge      reason
 ``edxml_connector_last_successful_poll_timestamp_seconds``     gauge      (none)
 ``edxml_connector_journal_size_bytes``                         gauge      (none)
 ``edxml_connector_ready``                                      gauge      (none)
@@ -46,6 +48,7 @@ from connector import __version__
 PREFIX = "edxml_connector"
 
 DIRECTIONS = ("outgoing", "incoming")
+SIGNING_PAUSE_REASONS = ("token-absent", "pin-refused")
 # What happened to one attempt to push a package to the axis.
 SEND_OUTCOMES = (
     "accepted",         # the axis answered OK and gave a DocId
@@ -91,7 +94,8 @@ class Metrics:
     readiness gauges in step with its state). Methods are thread-safe (prometheus-client's are).
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, agency: str = "") -> None:
+        self.agency = agency  # the unit's OrganId, the ``agency`` label of per-unit metrics
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
         self.items = Gauge(
@@ -119,10 +123,23 @@ class Metrics:
             f"{PREFIX}_certificate_expiry_seconds",
             "Seconds until the signing certificate expires (negative once expired).",
             registry=r)
+        self.certificate_days_left = Gauge(
+            f"{PREFIX}_certificate_days_left",
+            "Days until no configured certificate can sign (a next certificate that takes over "
+            "in time counts), per unit; negative once none can.",
+            ["agency"], registry=r)
         self.signing_blocked = Gauge(
             f"{PREFIX}_signing_blocked",
             "1 when signing is stopped because the certificate has expired (or is not yet valid).",
             registry=r)
+        self.signing_paused = Gauge(
+            f"{PREFIX}_signing_paused",
+            "1 for the reason signing waits although the certificate is valid: its token is "
+            "absent (token-absent, resumes by itself) or refused the PIN (pin-refused, until a "
+            "reload); 0 for the others.",
+            ["reason"], registry=r)
+        for reason in SIGNING_PAUSE_REASONS:
+            self.signing_paused.labels(reason=reason).set(0)
         self.last_successful_poll = Gauge(
             f"{PREFIX}_last_successful_poll_timestamp_seconds",
             "Unix time of the last successful authenticated poll of the axis (0: never).",
@@ -241,14 +258,24 @@ class Metrics:
                                now: datetime | None = None) -> None:
         """Publish seconds to expiry and whether signing is blocked. ``not_after`` None (no
         certificate loaded) leaves the expiry gauge absent-valued (NaN) and signing blocked."""
+        days_left = self.certificate_days_left.labels(agency=self.agency)
         if not_after is None:
             self.certificate_expiry.set(float("nan"))
+            days_left.set(float("nan"))
             self.signing_blocked.set(1)
             return
         now = now or datetime.now(timezone.utc)
         remaining = (not_after - now).total_seconds()
         self.certificate_expiry.set(remaining)
+        days_left.set(round(remaining / 86400, 2))
         self.signing_blocked.set(1 if remaining <= 0 else 0)
+
+    def set_signing_paused(self, reason: str | None) -> None:
+        """Which reason (if any) keeps a valid key from signing now."""
+        if reason is not None:
+            _check(reason, SIGNING_PAUSE_REASONS, "signing pause reason")
+        for known in SIGNING_PAUSE_REASONS:
+            self.signing_paused.labels(reason=known).set(1 if known == reason else 0)
 
     def set_signing_blocked(self, blocked: bool) -> None:
         self.signing_blocked.set(1 if blocked else 0)

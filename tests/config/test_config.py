@@ -232,11 +232,33 @@ def test_wrong_values(credentials, tmp_path):
     assert "agency: expected a section" in error_of(tmp_path, variant(agency="G22"))
 
 
-def test_certificate_forms(credentials, tmp_path):
+def test_certificate_forms(credentials, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_TOKEN_PIN", "1234")
     both = variant(certificate__key_file="/k.pem", certificate__cert_file="/c.pem")
-    assert "certificate.p12_file: give either p12_file or key_file + cert_file" in error_of(tmp_path, both)
+    assert ("certificate.p12_file: give only one of p12_file, key_file + cert_file, token or "
+            "folder (not p12_file and key_file)") in error_of(tmp_path, both)
     key_only = variant(certificate__p12_file=None, certificate__key_file="/k.pem")
     assert "certificate.cert_file: missing" in error_of(tmp_path, key_only)
+    token = {"module": "/m.so", "token_label": "agency", "key_label": "sign", "pin_env": "TEST_TOKEN_PIN"}
+    assert "certificate.p12_file: give only one of" in error_of(
+        tmp_path, variant(certificate__token=token))
+    no_pin = variant(certificate__p12_file=None, certificate__token={**token, "pin_env": None})
+    assert "certificate.token.pin_file: missing" in error_of(tmp_path, no_pin)
+    inline_pin = variant(certificate__p12_file=None, certificate__token={**token, "pin": "1234"})
+    assert "secrets are not written in the config" in error_of(tmp_path, inline_pin)
+    two_tokens = variant(certificate__p12_file=None,
+                         certificate__token={**token, "token_serial": "abc"})
+    assert "give token_label or token_serial (one of them)" in error_of(tmp_path, two_tokens)
+    bad_id = variant(certificate__p12_file=None,
+                     certificate__token={**token, "key_label": None, "key_id": "zz"})
+    assert "certificate.token.key_id: 'zz' is not hexadecimal" in error_of(tmp_path, bad_id)
+    naive = variant(certificate__next={"p12_file": "/n.p12", "switch_at": "2027-01-01T00:00:00"})
+    assert "certificate.next.switch_at" in error_of(tmp_path, naive)
+    folder_and_next = variant(certificate__p12_file=None, certificate__folder="/certs",
+                              certificate__next={"p12_file": "/n.p12",
+                                                 "switch_at": "2027-01-01T00:00:00+07:00"})
+    assert "certificate.next: a folder already holds the next certificate" in error_of(
+        tmp_path, folder_and_next)
 
 
 def test_yaml_problems_name_file_and_line(credentials, tmp_path):

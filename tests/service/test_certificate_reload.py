@@ -93,3 +93,45 @@ def test_expired_certificate_then_rotation_by_sighup(tmp_path, dev_certs, simula
     assert metric(text, "edxml_connector_signing_blocked") == 0
     assert 9 * DAY < metric(text, "edxml_connector_certificate_expiry_seconds") <= 10 * DAY
     assert daemon.stop() == 0
+
+
+def test_the_next_certificate_takes_over_at_its_moment_without_a_reload(tmp_path, dev_certs,
+                                                                          simulator, start_daemon):
+    """Current valid 10 days, the renewal named with a moment a few seconds ahead: no expiry
+    warning (a certificate is there to take over), the switch happens between two documents,
+    is logged, and the journal records which certificate signed each one."""
+    import sqlite3
+
+    from cryptography.hazmat.primitives import hashes
+
+    base = tmp_path / "A"
+    base.mkdir()
+    current = _issue(dev_certs, base / "now.key", base / "now.pem", days_from=-300, days_to=10)
+    renewed = _issue(dev_certs, base / "next.key", base / "next.pem", days_from=-1, days_to=700)
+    switch_at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=6)
+    config = write_config(base, simulator.url, dev_certs.agency_a, dev_certs.ca_cert,
+                          certificate={"key_file": str(base / "now.key"), "cert_file": str(base / "now.pem"),
+                                       "next": {"key_file": str(base / "next.key"),
+                                                "cert_file": str(base / "next.pem"),
+                                                "switch_at": switch_at.isoformat()}})
+    daemon = start_daemon(config)
+    exchange = base / "exchange"
+    wait_for(lambda: (exchange / "outbox").is_dir() and daemon.get("/readyz")[0] == 200, 30, "ready")
+    body = json.loads(daemon.get("/readyz")[1])
+    assert not [w for w in body["warnings"] if w.startswith("certificate:")]
+    days_left = metric(daemon.get("/metrics")[1].decode(), "edxml_connector_certificate_days_left",
+                       agency=A)
+    assert 690 < days_left <= 700
+
+    drop_bundle(exchange / "outbox", "before", number="301")
+    wait_for(lambda: (exchange / "sent" / "before.receipt.json").exists(), 20, "the first sent")
+    switched = daemon.wait_event("certificate_switched", timeout=20)
+    assert "rotated" in switched["subject"]
+    assert dt.datetime.now(dt.timezone.utc) >= switch_at
+    drop_bundle(exchange / "outbox", "after", number="302")
+    wait_for(lambda: (exchange / "sent" / "after.receipt.json").exists(), 20, "the second sent")
+    with sqlite3.connect(base / "journal.db") as db:
+        signed_by = dict(db.execute("SELECT source_ref, signed_by FROM outgoing WHERE kind = 'document'"))
+    by_name = {ref.rsplit("--", 1)[-1]: fingerprint for ref, fingerprint in signed_by.items()}
+    assert by_name == {"before": current.fingerprint(hashes.SHA256()).hex(),
+                       "after": renewed.fingerprint(hashes.SHA256()).hex()}

@@ -85,7 +85,7 @@ def test_a_stuck_main_loop_stops_the_watchdog_pings(tmp_path, dev_certs, simulat
     release = threading.Event()
     entered = threading.Event()
 
-    def hanging_reload():
+    def hanging_reload(certificate=None):
         entered.set()
         release.wait(30)
         raise RuntimeError("gave up")
