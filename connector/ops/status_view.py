@@ -69,6 +69,7 @@ def outgoing_row(record: OutgoingRecord) -> dict[str, Any]:
                         "label": status_label(d.status_code), "description": d.description,
                         "at": _iso(d.status_at)} for d in record.deliveries],
         "axis_doc_id": record.axis_doc_id, "last_error": record.last_error,
+        "signed_by": record.signed_by,  # SHA-256 of the certificate that signed it
         "created_at": _iso(record.created_at), "updated_at": _iso(record.updated_at)}
 
 

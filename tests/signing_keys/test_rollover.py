@@ -145,6 +145,10 @@ def test_a_renewal_takes_over_between_two_documents_and_the_journal_says_which_s
         assert after == runtime.signing_key.fingerprint != before
         assert [record.signed_by for record in runtime.journal.outgoing.list_outgoing()] in (
             [before, after], [after, before])
+        from connector.ops.status_view import collect_status
+
+        shown = {item["document_id"]: item["signed_by"] for item in collect_status(runtime.journal)["items"]}
+        assert shown == {"one": before, "two": after}  # `status --json` shows it too
 
 
 def signed_by_of(runtime, builder, path, name) -> str:
