@@ -368,8 +368,13 @@ class AxisClient:
             response = self._send("GET", p.OP_DOWNLOAD, {"docId": str(doc_id)},
                                   p.JSON_CONTENT_TYPE, None)
             with response:
-                self._check_http(response, p.OP_DOWNLOAD)
                 ctype = response.headers.get("Content-Type", "")
+                if response.status_code in (400, 404) and ctype.startswith("application/json"):
+                    # A refused download answers an HTTP error with the FAIL inside (the SDK
+                    # would save a 200 body as the package): the FAIL says what it was.
+                    self._classify_reply(self._read_body(response, self.settings.max_reply_size,
+                                                         p.OP_DOWNLOAD), p.OP_DOWNLOAD)
+                self._check_http(response, p.OP_DOWNLOAD)
                 if ctype.startswith("application/json"):
                     reply = self._classify_reply(
                         self._read_body(response, self.settings.max_reply_size, p.OP_DOWNLOAD),
@@ -440,7 +445,7 @@ class AxisClient:
 
     def count_received(self, messagetype: str = "edoc") -> int:
         operation = p.OP_COUNT_STATUS if messagetype == "status" else p.OP_COUNT_EDOC
-        reply = self._json_call(operation, {})
+        reply = self._json_call(operation, {}, body=lambda: b"{}")  # the SDK's body for counts
         count: Any = reply.body.get("count")
         try:
             return int(count)

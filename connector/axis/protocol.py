@@ -13,8 +13,10 @@ Decisions (where the public material is silent):
   ``SSSS`` is *milliseconds* zero-padded to four digits, not a zone offset (the doc's example
   ``22112026T203015+0042`` is 20:30:15.042). The clock is Vietnam time (UTC+7, no daylight saving,
   so a fixed offset is exact and needs no tz database).
-* Header values travel as UTF-8 bytes and the sign-header JSON keeps non-ASCII characters as they
-  are, so a Vietnamese ``description`` survives; a server reads header bytes as UTF-8.
+* Header values we send are ASCII (:func:`ascii_text`: Vietnamese without diacritics), because
+  the SDK writes header bytes as ISO-8859-1 — a server reads them so (:func:`header_text`) and
+  checks the HMAC over the UTF-8 bytes of the sign-header JSON, which keeps non-ASCII characters
+  as they are (axis-api.md, "Encoding").
 * A fresh, complete parameter set (and a fresh timestamp) is built for every request: the SDK's
   leaking header map and frozen timestamp are not reproduced.
 """
@@ -27,6 +29,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -42,10 +45,6 @@ HASH_HEADER = HEADER_PREFIX + "hash-header"
 VERSION_HEADER = HEADER_PREFIX + "version"
 PROTOCOL_VERSION = "3.0.201608"
 USER_AGENT = "JAVASDKAgent/1.0.0 XRoad/VPCP"
-
-# Headers that describe the signature itself and are therefore not inside the signed JSON.
-UNSIGNED_PREFIXED = frozenset(h.lower() for h in (SIGN_HEADER, SIGN_HEADER_KEY, HASH_HEADER,
-                                                   VERSION_HEADER))
 
 JSON_CONTENT_TYPE = "application/json"
 PACKAGE_CONTENT_TYPE = "application/octet-stream"
@@ -174,10 +173,28 @@ def hmac_hex(secret: str, sign_header: str | bytes) -> str:
     return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 
+_ASCII_LETTERS = str.maketrans({"đ": "d", "Đ": "D", "–": "-", "—": "-", "‘": "'", "’": "'",
+                                 "“": '"', "”": '"', "…": "..."})
+
+
+def ascii_text(text: str) -> str:
+    """``text`` as plain ASCII: Vietnamese without its diacritics (``Đang xử lý`` →
+    ``Dang xu ly``), dashes and quotes as their ASCII forms, anything else as ``?``.
+
+    WHY: the SDK's HTTP client writes header values as ISO-8859-1 and reads error texts as
+    US-ASCII; a character outside them turns into ``?`` on the wire, so a header holding it can
+    never verify (its HMAC was taken over the UTF-8 text). Header values we send, and the
+    simulator's error texts, are therefore ASCII; the full text stays in the journal and in
+    bodies (axis-api.md, "Encoding")."""
+    folded = unicodedata.normalize("NFKD", text.translate(_ASCII_LETTERS))
+    plain = "".join(char for char in folded if not unicodedata.combining(char))
+    return plain.encode("ascii", "replace").decode("ascii")
+
+
 @dataclass(frozen=True)
 class SignedHeaders:
-    """The headers of one request. ``wire`` maps header names to UTF-8 bytes, ready for
-    requests/urllib3 (a ``str`` value would be sent as latin-1 and break Vietnamese text)."""
+    """The headers of one request. ``wire`` maps header names to ASCII bytes (values folded by
+    :func:`ascii_text`), ready for requests/urllib3."""
 
     params: dict[str, str]
     sign_header: str
@@ -191,7 +208,7 @@ class SignedHeaders:
             if name in (SIGN_HEADER, HASH_HEADER):
                 shown[name] = "[redacted]"
             else:
-                shown[name] = value.decode("utf-8")
+                shown[name] = value.decode("ascii")
         return shown
 
 
@@ -212,14 +229,14 @@ def build_signed_headers(*, systemid: str, secret: str, content_type: str,
             continue
         if name in ordered:
             raise ValueError(f"parameter {name!r} is set by the protocol itself")
-        ordered[name] = str(value)
+        ordered[name] = ascii_text(str(value))
     sign_header = sign_header_json(ordered)
     hash_header = hmac_hex(secret, sign_header)
-    wire: dict[str, bytes] = {HEADER_PREFIX + name: value.encode("utf-8")
+    wire: dict[str, bytes] = {HEADER_PREFIX + name: value.encode("ascii")
                               for name, value in ordered.items()}
-    wire["Content-Type"] = content_type.encode("utf-8")
-    wire[SIGN_HEADER_KEY] = ";".join(ordered).encode("utf-8")
-    wire[SIGN_HEADER] = sign_header.encode("utf-8")
+    wire["Content-Type"] = content_type.encode("ascii")
+    wire[SIGN_HEADER_KEY] = ";".join(ordered).encode("ascii")
+    wire[SIGN_HEADER] = sign_header.encode("ascii")
     wire[HASH_HEADER] = hash_header.encode("ascii")
     wire[VERSION_HEADER] = PROTOCOL_VERSION.encode("ascii")
     wire["User-Agent"] = USER_AGENT.encode("ascii")
@@ -248,13 +265,12 @@ class VerifiedRequest:
         return default
 
 
-def decode_header_value(raw: str) -> str:
-    """Header text as http.server hands it over (bytes decoded as latin-1) → the UTF-8 text the
-    client meant. Falls back to the latin-1 reading when the bytes are not UTF-8."""
-    try:
-        return raw.encode("latin-1").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        return raw
+def header_text(raw: bytes | str) -> str:
+    """A header value as the SDK writes it: ISO-8859-1 bytes (http.server already hands them over
+    decoded that way). Not UTF-8: the SDK never sends UTF-8 in a header (axis-api.md,
+    "Encoding"), and the HMAC is then checked over the UTF-8 bytes of this text, as the SDK
+    computed it — so Latin-1 text verifies, and what the SDK turned into ``?`` does not."""
+    return raw.decode("latin-1") if isinstance(raw, bytes) else raw
 
 
 def verify_request(headers: Iterable[tuple[str, str]],
@@ -264,17 +280,21 @@ def verify_request(headers: Iterable[tuple[str, str]],
                    tz: dt.tzinfo = VIETNAM_TZ) -> VerifiedRequest:
     """Check a received request's signature; return its signed parameters.
 
-    ``headers`` are (name, value) pairs already decoded as UTF-8 text. ``secret_for`` maps a
-    systemid to its secret, or ``None`` when unknown. Checks, in order: the signature headers are
-    present; the sign-header is a JSON object of strings; its systemid is known; the HMAC over the
-    *literal* sign-header string matches; every ``XroadVnpt-*`` header sent equals its value
-    inside the JSON (so a header cannot be swapped under a valid HMAC); optionally the timestamp
+    ``headers`` are (name, value) pairs with their exact names, values read as ISO-8859-1
+    (:func:`header_text`). ``secret_for`` maps a systemid to its secret, or ``None`` when
+    unknown. Checks, in order: the signature headers are present; the sign-header is a JSON
+    object of strings; its systemid is known; the HMAC over the *literal* sign-header string
+    matches; every header the JSON covers is sent under exactly that name with exactly that
+    value (so a header cannot be swapped under a valid HMAC; uncovered headers are ignored and
+    never read); optionally the timestamp
     is within ``max_skew`` of now (off by default, since the official SDK freezes it).
     Raises :class:`RequestVerificationError` with a FAIL code and a message an operator can act on.
     """
     received: dict[str, list[str]] = {}
+    exact: dict[str, list[str]] = {}
     for name, value in headers:
         received.setdefault(name.lower(), []).append(value)
+        exact.setdefault(name, []).append(value)
     sign_header = _single_header(received, SIGN_HEADER)
     hash_header = _single_header(received, HASH_HEADER)
     if sign_header is None or hash_header is None:
@@ -296,7 +316,7 @@ def verify_request(headers: Iterable[tuple[str, str]],
         raise RequestVerificationError(
             f"{HASH_HEADER} does not match the HMAC of {SIGN_HEADER} for systemid {systemid!r}",
             error_code=ERR_BAD_SIGNATURE)
-    _check_headers_match_signed(received, signed_lower)
+    _check_headers_match_signed(exact, signed)
     if max_skew is not None:
         _check_timestamp(signed_lower.get((HEADER_PREFIX + "timestamp").lower(), ""),
                          max_skew, now or dt.datetime.now(tz), tz)
@@ -329,17 +349,21 @@ def _signed_parameters(sign_header: str) -> dict[str, str]:
     return signed
 
 
-def _check_headers_match_signed(received: dict[str, list[str]], signed_lower: dict[str, str]) -> None:
-    """Every ``XroadVnpt-*`` header sent must equal its value inside the signed JSON, so that a
-    header cannot be swapped under a valid HMAC."""
-    prefix = HEADER_PREFIX.lower()
-    for name, values in received.items():
-        if not name.startswith(prefix) or name in UNSIGNED_PREFIXED:
-            continue
-        if name not in signed_lower:
-            raise RequestVerificationError(f"header {name} is not covered by {SIGN_HEADER}",
+def _check_headers_match_signed(exact: dict[str, list[str]], signed: dict[str, str]) -> None:
+    """Every header the signature covers must be sent, under exactly the name its JSON uses,
+    with exactly its signed value — so that a header cannot be swapped under a valid HMAC.
+
+    WHY exact names: the SDK's header map keeps every header it ever set, so a reused client
+    sends ``XroadVnpt-docId`` from one call and ``XroadVnpt-docid`` from the next, both signed,
+    with different values; HTTP calls them the same header, the signed JSON does not. Headers
+    the signature does not cover are ignored: nothing is read from them (parameters come from
+    the signed JSON only)."""
+    for name, value in signed.items():
+        values = exact.get(name)
+        if not values:
+            raise RequestVerificationError(f"header {name} is signed in {SIGN_HEADER} but not sent",
                                            error_code=ERR_BAD_SIGNATURE)
-        if len(values) > 1 or values[0] != signed_lower[name]:
+        if any(sent != value for sent in values):
             raise RequestVerificationError(
                 f"header {name} differs from its signed value in {SIGN_HEADER}",
                 error_code=ERR_BAD_SIGNATURE)

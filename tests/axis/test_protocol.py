@@ -80,14 +80,36 @@ def test_each_request_gets_a_fresh_timestamp_and_only_its_own_parameters():
         < dt.timedelta(minutes=1)
 
 
-def test_non_ascii_values_are_utf8_and_unescaped_in_the_json():
+def test_header_values_we_send_are_ascii_without_diacritics():
     signed = p.build_signed_headers(systemid="s", secret="k", content_type="application/json",
-                                    params={"description": "Đã nhận văn bản"})
-    assert '"XroadVnpt-description":"Đã nhận văn bản"' in signed.sign_header
-    assert signed.wire["XroadVnpt-description"] == "Đã nhận văn bản".encode("utf-8")
-    # http.server hands header bytes over decoded as latin-1; the simulator undoes that.
-    as_latin1 = signed.wire["XroadVnpt-description"].decode("latin-1")
-    assert p.decode_header_value(as_latin1) == "Đã nhận văn bản"
+                                    params={"description": "Đã nhận văn bản — số 7"})
+    assert '"XroadVnpt-description":"Da nhan van ban - so 7"' in signed.sign_header
+    assert signed.wire["XroadVnpt-description"] == b"Da nhan van ban - so 7"
+    assert all(value.isascii() for value in signed.wire.values())
+    assert p.ascii_text("Ủy ban nhân dân tỉnh Nghệ An") == "Uy ban nhan dan tinh Nghe An"
+    assert p.ascii_text("漢") == "?"
+
+
+def sdk_request(params: dict[str, str], secret: str = VECTOR_SECRET) -> list[tuple[str, str]]:
+    """Headers as SDKVXP writes them: the signed JSON in UTF-8 for the HMAC, every header value
+    on the wire as ISO-8859-1 with ``?`` for what Latin-1 lacks (as http.server reads it back)."""
+    import json
+
+    entries = {p.HEADER_PREFIX + name: value for name, value in params.items()}
+    sign_header = json.dumps(entries, ensure_ascii=False, separators=(",", ":"))
+    on_wire = {**entries, p.SIGN_HEADER: sign_header, p.HASH_HEADER: p.hmac_hex(secret, sign_header)}
+    return [(name, p.header_text(value.encode("latin-1", "replace"))) for name, value in on_wire.items()]
+
+
+def test_the_simulator_reads_headers_as_iso_8859_1_as_the_sdk_writes_them():
+    base = {"systemid": "000.00.00.G22", "timestamp": "22112026T203015+0042",
+            "Content-Type": "application/json", "docid": "7", "status": "done"}
+    secrets = {"000.00.00.G22": VECTOR_SECRET}.get
+    latin = p.verify_request(sdk_request({**base, "description": "Da xem, café ý"}), secrets)
+    assert latin.get("description") == "Da xem, café ý"  # Latin-1 text verifies, as for the SDK
+    # What Latin-1 lacks became "?" on the wire, in the signed JSON too: it can never verify.
+    with pytest.raises(RequestVerificationError, match="does not match the HMAC"):
+        p.verify_request(sdk_request({**base, "description": "Đang xử lý"}), secrets)
 
 
 def test_verify_accepts_a_good_request():
@@ -118,10 +140,31 @@ def test_verify_refuses_a_header_swapped_under_a_valid_hmac():
         p.verify_request(headers, {"000.00.00.G22": VECTOR_SECRET}.get)
 
 
-def test_verify_refuses_an_unsigned_extra_parameter():
+def test_an_unsigned_extra_header_is_ignored_and_never_read():
     headers = as_received(vector_headers()) + [("XroadVnpt-to", '["000.00.00.H41"]')]
-    with pytest.raises(RequestVerificationError, match="not covered"):
+    verified = p.verify_request(headers, {"000.00.00.G22": VECTOR_SECRET}.get)
+    assert verified.get("to") is None  # parameters come from the signed JSON only
+
+
+def test_a_signed_header_left_out_or_sent_twice_with_another_value_is_refused():
+    headers = [(n, v) for n, v in as_received(vector_headers()) if n != "XroadVnpt-messagetype"]
+    with pytest.raises(RequestVerificationError, match="XroadVnpt-messagetype is signed .* not sent"):
         p.verify_request(headers, {"000.00.00.G22": VECTOR_SECRET}.get)
+    headers = as_received(vector_headers()) + [("XroadVnpt-messagetype", "status")]
+    with pytest.raises(RequestVerificationError, match="differs from its signed value"):
+        p.verify_request(headers, {"000.00.00.G22": VECTOR_SECRET}.get)
+
+
+def test_the_same_header_in_two_casings_is_checked_under_the_name_each_json_entry_uses():
+    """A reused SDK client: ``docId`` from getEdoc, ``docid`` from updateStatus, both signed."""
+    params = {"systemid": "000.00.00.G22", "timestamp": "22112026T203015+0042",
+              "Content-Type": "application/json", "docId": "41", "docid": "42", "status": "done"}
+    verified = p.verify_request(sdk_request(params), {"000.00.00.G22": VECTOR_SECRET}.get)
+    assert verified.get("docid") == "42" and verified.get("docId") == "41"
+    swapped = [(name, "41" if name == "XroadVnpt-docid" else value)
+               for name, value in sdk_request(params)]
+    with pytest.raises(RequestVerificationError, match="XroadVnpt-docid differs"):
+        p.verify_request(swapped, {"000.00.00.G22": VECTOR_SECRET}.get)
 
 
 def test_verify_refuses_missing_or_garbled_signature_headers():

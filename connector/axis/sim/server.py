@@ -353,6 +353,20 @@ class AxisSimulator:
         return _Outcome(body=p.ok_body(data=data))
 
 
+def _failure_as_the_sdk_reads_it(operation: str, reply: _Reply) -> tuple[int, dict[str, Any]]:
+    """A FAIL in the shape the SDK dereferences: a failed ``sendEdoc`` still carries ``DocId``
+    (empty) — the SDK reads it unconditionally and crashed on its absence; a failed
+    ``downloadEdoc`` answers with an HTTP error status, because the SDK saves a 200 body as the
+    document, JSON or not."""
+    body = dict(reply.body)
+    status = reply.http_status
+    if operation == p.OP_SEND:
+        body.setdefault("DocId", "")
+    if operation == p.OP_DOWNLOAD and status == 200:
+        status = 404 if body.get("ErrorCode") == p.ERR_UNKNOWN_DOC else 400
+    return status, body
+
+
 def _match_hash(body: bytes, claimed: str) -> bytes | None:
     """The package bytes: the body without its trailing CRLF if the hash says so (the SDK's way),
     else the whole body; ``None`` when neither matches."""
@@ -554,7 +568,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._raw(200, b'{"status":"OK","ErrorCode":"0","data":[{"docId":',
                       "application/json", record)
             return
-        headers = [(name, p.decode_header_value(value)) for name, value in self.headers.items()]
+        headers = [(name, p.header_text(value)) for name, value in self.headers.items()]
         agency: AgencyEntry | None = None
         try:
             agency, verified = sim.authenticate(headers)
@@ -564,7 +578,7 @@ class _Handler(BaseHTTPRequestHandler):
             if reply.http_status == 401:
                 record["systemid"] = record["systemid"] or _claimed_systemid(headers)
             sim._count(record["systemid"], operation, reply.http_status == 401)
-            self._json(reply.http_status, reply.body, record)
+            self._json(*_failure_as_the_sdk_reads_it(operation, reply), record)
             return
         except AxisSettingsError as error:  # pragma: no cover - defensive
             self._json(500, p.fail_body("99", error.message), record)
@@ -624,6 +638,8 @@ class _Handler(BaseHTTPRequestHandler):
         record["result"] = body.get("status")
         if body.get("status") == p.STATUS_FAIL:
             record["code"] = body.get("ErrorCode")
+            # The SDK reads error texts as US-ASCII: an em-dash or a diacritic would arrive as ?.
+            body = {**body, "ErrorDesc": p.ascii_text(str(body.get("ErrorDesc") or ""))}
         self._raw(status, p.encode_body(body), "application/json; charset=utf-8", record)
 
     def _raw(self, status: int, payload: bytes, content_type: str,
