@@ -21,6 +21,7 @@ What the caller can rely on:
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import math
@@ -197,6 +198,16 @@ class Agency:
     mail: str
     pid: str
     raw: dict[str, Any] = field(repr=False, compare=False)
+    old_code: str = ""  # the code before a reorganisation (getAgenciesListQD20), or empty
+    code102: str = ""   # the code in the QCVN 102 form (getAgenciesListQD20), or empty
+    deleted: bool = False  # getSynchronizeUnit: the agency was removed
+
+
+def _agency(row: dict[str, Any]) -> Agency:
+    return Agency(id=_text(row, "id"), code=_text(row, "code"), name=_text(row, "name"),
+                  mail=_text(row, "mail"), pid=_text(row, "pid"), raw=row,
+                  old_code=_text(row, "oldCode"), code102=_text(row, "code102"),
+                  deleted=str(row.get("status") or "").lower() == "deleted")
 
 
 # --- the package body ------------------------------------------------------------------------
@@ -442,6 +453,27 @@ class AxisClient:
         return [Agency(id=_text(row, "id"), code=_text(row, "code"), name=_text(row, "name"),
                        mail=_text(row, "mail"), pid=_text(row, "pid"), raw=row)
                 for row in rows]
+
+    def list_agencies_qd20(self) -> list[Agency]:
+        """The list with the codes before and after the reorganisations (Decision 20/2020,
+        Decision 09/2025), as the SDK's ``getAgenciesListQD20``."""
+        return [_agency(row) for row in self._list_call(p.OP_AGENCIES_QD20, {}, "code")]
+
+    def synchronize_units(self, since: dt.datetime | None = None) -> list[Agency]:
+        """Agencies changed since ``since`` (all without it), removed ones with ``deleted``."""
+        params = {"fromDate": p.format_list_date(since)} if since is not None else {}
+        return [_agency(row) for row in self._list_call(p.OP_SYNC_UNITS, params, "code")]
+
+    def register_agency(self, code: str, name: str, *, pid: str = "", mail: str = "",
+                        old_code: str = "") -> str:
+        """Add or change an agency in the axis's directory (its administration); returns its id."""
+        body = json.dumps({"code": code, "name": name, "pid": pid, "mail": mail,
+                           "oldCode": old_code}, ensure_ascii=False).encode("utf-8")
+        reply = self._json_call(p.OP_REGISTER_AGENCY, {}, body=lambda: body)
+        return str(reply.body.get("id") or "")
+
+    def delete_agency(self, code: str) -> None:
+        self._json_call(p.OP_DELETE_AGENCY, {"code": code}, body=lambda: b"{}")
 
     def count_received(self, messagetype: str = "edoc") -> int:
         operation = p.OP_COUNT_STATUS if messagetype == "status" else p.OP_COUNT_EDOC

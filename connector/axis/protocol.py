@@ -46,6 +46,10 @@ VERSION_HEADER = HEADER_PREFIX + "version"
 PROTOCOL_VERSION = "3.0.201608"
 USER_AGENT = "JAVASDKAgent/1.0.0 XRoad/VPCP"
 
+# Headers that describe the signature itself and are therefore not inside the signed JSON.
+UNSIGNED_PREFIXED = frozenset(h.lower() for h in (SIGN_HEADER, SIGN_HEADER_KEY, HASH_HEADER,
+                                                   VERSION_HEADER))
+
 JSON_CONTENT_TYPE = "application/json"
 PACKAGE_CONTENT_TYPE = "application/octet-stream"
 SERVICE_TYPE = "eDoc"
@@ -64,8 +68,13 @@ OP_LIST_SENT = "getSentEdocList"
 OP_COUNT_EDOC = "countReceiveEdoc"
 OP_COUNT_STATUS = "countReceiveStatus"
 OP_AGENCIES = "getAgenciesList"
+OP_AGENCIES_QD20 = "getAgenciesListQD20"   # the list with old and new codes (Decision 20/2020)
+OP_SYNC_UNITS = "getSynchronizeUnit"      # agencies changed since a time
+OP_REGISTER_AGENCY = "registerAgency"     # the axis's administration: add or change an agency
+OP_DELETE_AGENCY = "deleteAgency"         # ... and remove one
 OPERATIONS = (OP_SEND, OP_LIST_RECEIVED, OP_GET, OP_DOWNLOAD, OP_UPDATE_STATUS, OP_LIST_SENT,
-              OP_COUNT_EDOC, OP_COUNT_STATUS, OP_AGENCIES)
+              OP_COUNT_EDOC, OP_COUNT_STATUS, OP_AGENCIES, OP_AGENCIES_QD20, OP_SYNC_UNITS,
+              OP_REGISTER_AGENCY, OP_DELETE_AGENCY)
 
 STATUS_OK = "OK"
 STATUS_FAIL = "FAIL"
@@ -284,9 +293,9 @@ def verify_request(headers: Iterable[tuple[str, str]],
     (:func:`header_text`). ``secret_for`` maps a systemid to its secret, or ``None`` when
     unknown. Checks, in order: the signature headers are present; the sign-header is a JSON
     object of strings; its systemid is known; the HMAC over the *literal* sign-header string
-    matches; every header the JSON covers is sent under exactly that name with exactly that
-    value (so a header cannot be swapped under a valid HMAC; uncovered headers are ignored and
-    never read); optionally the timestamp
+    matches; every ``XroadVnpt-*`` header is covered by the JSON under exactly its spelling and
+    with exactly that value, and every covered one is sent (so a header cannot be swapped or
+    added under a valid HMAC); optionally the timestamp
     is within ``max_skew`` of now (off by default, since the official SDK freezes it).
     Raises :class:`RequestVerificationError` with a FAIL code and a message an operator can act on.
     """
@@ -350,16 +359,23 @@ def _signed_parameters(sign_header: str) -> dict[str, str]:
 
 
 def _check_headers_match_signed(exact: dict[str, list[str]], signed: dict[str, str]) -> None:
-    """Every header the signature covers must be sent, under exactly the name its JSON uses,
-    with exactly its signed value — so that a header cannot be swapped under a valid HMAC.
+    """Every ``XroadVnpt-*`` header sent must be in the signed JSON under exactly its own
+    spelling, with exactly its value there — so that a header cannot be swapped or added under a
+    valid HMAC (the SDK signs every header in its map, so an unsigned one is refused).
 
-    WHY exact names: the SDK's header map keeps every header it ever set, so a reused client
+    WHY exact spelling: the SDK's header map keeps every header it ever set, so a reused client
     sends ``XroadVnpt-docId`` from one call and ``XroadVnpt-docid`` from the next, both signed,
-    with different values; HTTP calls them the same header, the signed JSON does not. Headers
-    the signature does not cover are ignored: nothing is read from them (parameters come from
-    the signed JSON only)."""
+    with different values; HTTP calls them the same header, the signed JSON does not
+    (decisions.md, "Extra headers"). A signed header that is not sent is refused too."""
+    prefix = HEADER_PREFIX.lower()
+    for name in exact:
+        if not name.lower().startswith(prefix) or name.lower() in UNSIGNED_PREFIXED:
+            continue
+        if name not in signed:
+            raise RequestVerificationError(f"header {name} is not covered by {SIGN_HEADER}",
+                                           error_code=ERR_BAD_SIGNATURE)
     for name, value in signed.items():
-        values = exact.get(name)
+        values = exact.get(name, [])
         if not values:
             raise RequestVerificationError(f"header {name} is signed in {SIGN_HEADER} but not sent",
                                            error_code=ERR_BAD_SIGNATURE)

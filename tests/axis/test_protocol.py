@@ -140,10 +140,15 @@ def test_verify_refuses_a_header_swapped_under_a_valid_hmac():
         p.verify_request(headers, {"000.00.00.G22": VECTOR_SECRET}.get)
 
 
-def test_an_unsigned_extra_header_is_ignored_and_never_read():
+def test_verify_refuses_an_unsigned_extra_parameter():
     headers = as_received(vector_headers()) + [("XroadVnpt-to", '["000.00.00.H41"]')]
-    verified = p.verify_request(headers, {"000.00.00.G22": VECTOR_SECRET}.get)
-    assert verified.get("to") is None  # parameters come from the signed JSON only
+    with pytest.raises(RequestVerificationError, match="XroadVnpt-to is not covered"):
+        p.verify_request(headers, {"000.00.00.G22": VECTOR_SECRET}.get)
+    # the same header in another spelling than the signed one is not covered either
+    headers = [(name.replace("messagetype", "MessageType"), value)
+               for name, value in as_received(vector_headers())]
+    with pytest.raises(RequestVerificationError, match="XroadVnpt-MessageType is not covered"):
+        p.verify_request(headers, {"000.00.00.G22": VECTOR_SECRET}.get)
 
 
 def test_a_signed_header_left_out_or_sent_twice_with_another_value_is_refused():

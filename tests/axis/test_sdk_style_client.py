@@ -132,3 +132,66 @@ def test_a_header_the_sdk_cannot_write_fails_every_later_call_of_that_client(sim
     assert status == 401 and refused["status"] == "FAIL" and refused["ErrorDesc"].isascii()
     status, _ = sdk.json(p.OP_COUNT_EDOC, body=b"{}")
     assert status == 401  # the leaked header breaks the next call too
+
+
+def test_the_directory_operations_as_the_sdk_calls_them(sim):
+    sdk = SdkStyleClient(sim.url, "sys-h41", SECRETS["sys-h41"])
+    status, listed = sdk.json(p.OP_AGENCIES_QD20)
+    assert status == 200 and listed["status"] == "OK"
+    assert {"id", "code", "code102", "oldCode", "name", "pid", "mail"} <= set(listed["data"][0])
+    assert {row["code"] for row in listed["data"]} >= {G22, H41}
+
+    status, registered = sdk.json(p.OP_REGISTER_AGENCY, body=json.dumps(
+        {"code": "000.00.01.H41", "name": "Sở Nội vụ tỉnh Nghệ An", "pid": H41,
+         "oldCode": "000.00.12.H41"}, ensure_ascii=False).encode("utf-8"))
+    assert status == 200 and registered["status"] == "OK" and registered["id"]
+    status, synced = sdk.json(p.OP_SYNC_UNITS, {"fromDate": "01/01/2000 00:00:00"})
+    row = {row["code"]: row for row in synced["data"]}["000.00.01.H41"]
+    assert row["oldCode"] == "000.00.12.H41" and row["status"] == "active" and row["updatedTime"]
+
+    status, deleted = sdk.json(p.OP_DELETE_AGENCY, {"code": "000.00.01.H41"}, body=b"{}")
+    assert status == 200 and deleted["status"] == "OK"
+    _, synced = sdk.json(p.OP_SYNC_UNITS, {"fromDate": "01/01/2000 00:00:00"})
+    assert {row["code"]: row["status"] for row in synced["data"]}["000.00.01.H41"] == "deleted"
+    _, listed = sdk.json(p.OP_AGENCIES)
+    assert "000.00.01.H41" not in {row["code"] for row in listed["data"]}
+    status, refused = sdk.json(p.OP_DELETE_AGENCY, {"code": "000.00.99.Z99"}, body=b"{}")
+    assert refused["status"] == "FAIL" and "000.00.99.Z99" in refused["ErrorDesc"]
+    status, refused = sdk.json(p.OP_REGISTER_AGENCY, body=b"{}")
+    assert refused["status"] == "FAIL" and '"code" and "name"' in refused["ErrorDesc"]
+
+
+def test_our_client_reads_the_new_operations_and_a_large_directory_file(tmp_path, agency_book,
+                                                                         make_client):
+    import datetime as dt
+
+    from connector.axis.sim.server import AxisSimulator
+
+    directory = tmp_path / "directory.jsonl"
+    with directory.open("w", encoding="utf-8") as out:
+        for number in range(3000):
+            out.write(json.dumps({"code": f"000.{number // 100:02d}.{number % 100:02d}.X01",
+                                  "name": f"Đơn vị số {number}", "oldCode": f"OLD.{number}"},
+                                 ensure_ascii=False) + "\n")
+    simulator = AxisSimulator(tmp_path / "state", agency_book, directory=directory).start()
+    try:
+        client = make_client(simulator, G22)
+        agencies = client.list_agencies_qd20()
+        assert len(agencies) == 3003 and agencies[-1].old_code == "OLD.2999"
+        # fromDate has whole seconds: changes are asked for from the next second on, once
+        # the clock has passed it (a deadline, not a fixed sleep)
+        import time
+
+        before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(seconds=1)
+        deadline = time.monotonic() + 5
+        while dt.datetime.now(dt.timezone.utc) <= before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert client.register_agency("000.99.77.Y01", "Đơn vị mới", old_code="OLD.X")
+        client.delete_agency("000.00.00.X01")
+        changed = {agency.code: agency for agency in client.synchronize_units(before)}
+        assert set(changed) == {"000.99.77.Y01", "000.00.00.X01"}
+        assert changed["000.00.00.X01"].deleted and not changed["000.99.77.Y01"].deleted
+        assert changed["000.99.77.Y01"].name == "Đơn vị mới"  # bodies keep the full text
+        assert len(client.synchronize_units()) == 3004
+    finally:
+        simulator.stop()

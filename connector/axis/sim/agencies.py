@@ -9,6 +9,7 @@ Format (YAML)::
         secret: "..."
         mail: "vpcp@gov.vn"      # optional, shown by getAgenciesList
         pid: ""                  # optional parent id, shown by getAgenciesList
+        old_code: ""             # optional code before a reorganisation (getAgenciesListQD20)
 
 Errors name the file, the entry and the field, because operators edit this file by hand.
 """
@@ -32,6 +33,7 @@ class AgencyEntry:
     name: str = ""
     mail: str = ""
     pid: str = ""
+    old_code: str = ""
 
 
 class AgencyBook:
@@ -54,7 +56,7 @@ class AgencyBook:
 
 
 _REQUIRED = ("organ_id", "systemid", "secret")
-_OPTIONAL = ("name", "mail", "pid")
+_OPTIONAL = ("name", "mail", "pid", "old_code")
 
 
 def load_agencies(path: Path | str) -> AgencyBook:
@@ -113,3 +115,28 @@ def agencies_from_data(document: object, *, source: str = "agencies") -> AgencyB
     if not entries:
         raise AxisSettingsError("the agencies list is empty", file=source)
     return AgencyBook(entries)
+
+
+def read_directory(path: Path | str):
+    """The agencies a simulator lists besides its callers (a large generated directory): JSON
+    lines ``{"code", "name", "pid", "mail", "oldCode"}``, read lazily (100,000 rows are fine)."""
+    import json
+
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    yield {"code": str(row["code"]), "name": str(row.get("name", "")),
+                           "pid": str(row.get("pid", "")), "mail": str(row.get("mail", "")),
+                           "old_code": str(row.get("oldCode", ""))}
+                except (ValueError, KeyError, TypeError) as error:
+                    raise AxisSettingsError(f"not a directory row ({error})", file=str(path),
+                                            line=number, hint='one JSON object per line with "code"') \
+                        from None
+    except OSError as error:
+        raise AxisSettingsError(f"cannot read the directory file: {error.strerror}",
+                                file=str(path)) from None

@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 from connector.axis import protocol as p
 from connector.axis.errors import AxisSettingsError, RequestVerificationError
-from connector.axis.sim.agencies import AgencyBook, AgencyEntry, load_agencies
+from connector.axis.sim.agencies import AgencyBook, AgencyEntry, load_agencies, read_directory
 from connector.axis.sim.faults import FaultConfig, FaultInjector
 from connector.axis.sim.store import Delivery, SimulatorStore
 from connector.edxml.model import DocumentPackage, StatusPackage
@@ -87,8 +87,10 @@ class AxisSimulator:
                  seed: int | None = None, timestamp_window: float | None = None,
                  max_package_size: int = DEFAULT_MAX_PACKAGE_SIZE,
                  idle_timeout: float = 30.0, tls_cert: Path | str | None = None,
-                 tls_key: Path | str | None = None) -> None:
+                 tls_key: Path | str | None = None, directory: Path | str | None = None) -> None:
         self.agencies = agencies if isinstance(agencies, AgencyBook) else load_agencies(agencies)
+        self.directory_file = Path(directory) if directory is not None else None
+        """More agencies to list than those who call (JSON lines, see ``read_directory``)."""
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port
@@ -111,6 +113,11 @@ class AxisSimulator:
     def start(self) -> AxisSimulator:
         self.stopping.clear()
         self.store = SimulatorStore(self.data_dir)
+        self.store.seed_directory({"code": entry.organ_id, "name": entry.name, "pid": entry.pid,
+                                   "mail": entry.mail, "old_code": entry.old_code}
+                                  for entry in self.agencies)
+        if self.directory_file is not None:
+            self.store.seed_directory(read_directory(self.directory_file))
         handler = type("BoundHandler", (_Handler,), {"sim": self, "timeout": self.idle_timeout})
         self._server = _Server((self.host, self.port), handler, self.tls_context,
                                self.idle_timeout)
@@ -203,6 +210,10 @@ class AxisSimulator:
             p.OP_COUNT_EDOC: lambda a, r, b: self._count_pending(a, "edoc"),
             p.OP_COUNT_STATUS: lambda a, r, b: self._count_pending(a, "status"),
             p.OP_AGENCIES: self._agencies,
+            p.OP_AGENCIES_QD20: self._agencies_qd20,
+            p.OP_SYNC_UNITS: self._synchronize_units,
+            p.OP_REGISTER_AGENCY: self._register_agency,
+            p.OP_DELETE_AGENCY: self._delete_agency,
         }[operation]
         return handler(agency, request, body)
 
@@ -347,10 +358,67 @@ class AxisSimulator:
 
     def _agencies(self, agency: AgencyEntry, request: p.VerifiedRequest,
                   body: bytes) -> _Outcome:
-        data = [{"id": str(index + 1), "code": entry.organ_id, "name": entry.name,
-                 "mail": entry.mail, "pid": entry.pid}
-                for index, entry in enumerate(self.agencies)]
+        assert self.store is not None
+        return _Outcome(body=p.ok_body(data=[_agency_row(row) for row in self.store.directory()]))
+
+    def _agencies_qd20(self, agency: AgencyEntry, request: p.VerifiedRequest,
+                       body: bytes) -> _Outcome:
+        """The list with the codes before and after the reorganisations, side by side."""
+        assert self.store is not None
+        return _Outcome(body=p.ok_body(data=[_qd20_row(row) for row in self.store.directory()]))
+
+    def _synchronize_units(self, agency: AgencyEntry, request: p.VerifiedRequest,
+                           body: bytes) -> _Outcome:
+        """Agencies changed since ``fromDate`` (``dd/MM/yyyy HH:mm:ss``; none: all), removed
+        ones included with ``status: "deleted"``, oldest change first."""
+        assert self.store is not None
+        since = request.get("fromDate")
+        moment = None
+        if since:
+            try:
+                moment = p.parse_list_date(since).timestamp()
+            except ValueError:
+                raise _fail(p.ERR_BAD_PARAMETER,
+                            f"fromDate {since!r} is not dd/MM/yyyy HH:mm:ss") from None
+        rows = self.store.directory(changed_since=moment if moment is not None else float("-inf"))
+        data = [{**_qd20_row(row), "status": "deleted" if row["deleted"] else "active",
+                 "updatedTime": _time(row["updated"])} for row in rows]
         return _Outcome(body=p.ok_body(data=data))
+
+    def _register_agency(self, agency: AgencyEntry, request: p.VerifiedRequest,
+                         body: bytes) -> _Outcome:
+        """Body: ``{"code", "name", "pid", "mail", "oldCode"}`` (code and name required)."""
+        assert self.store is not None
+        try:
+            fields = json.loads(body.decode("utf-8") or "{}")
+        except (UnicodeDecodeError, ValueError):
+            fields = None
+        if not isinstance(fields, dict) or not str(fields.get("code") or "").strip() \
+                or not str(fields.get("name") or "").strip():
+            raise _fail(p.ERR_BAD_PARAMETER, 'registerAgency needs a JSON body with "code" and "name"')
+        row = {"code": str(fields["code"]).strip(), "name": str(fields["name"]),
+               "pid": str(fields.get("pid") or ""), "mail": str(fields.get("mail") or ""),
+               "old_code": str(fields.get("oldCode") or "")}
+        return _Outcome(body=p.ok_body(id=str(self.store.register_agency(row))))
+
+    def _delete_agency(self, agency: AgencyEntry, request: p.VerifiedRequest,
+                       body: bytes) -> _Outcome:
+        assert self.store is not None
+        code = request.get("code") or ""
+        if not self.store.delete_agency(code):
+            raise _fail(p.ERR_BAD_PARAMETER, f"no agency {code!r} in the directory")
+        return _Outcome(body=p.ok_body())
+
+
+def _agency_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": str(row["id"]), "code": row["code"], "name": row["name"], "mail": row["mail"],
+            "pid": row["pid"]}
+
+
+def _qd20_row(row: dict[str, Any]) -> dict[str, Any]:
+    """``code`` is the current code; ``code102`` the same in the QCVN 102 form (the simulator
+    knows no other); ``oldCode`` the code before the reorganisation, or empty (inferred)."""
+    return {**_agency_row(row), "code102": row["code"], "oldCode": row["old_code"]}
 
 
 def _failure_as_the_sdk_reads_it(operation: str, reply: _Reply) -> tuple[int, dict[str, Any]]:
@@ -410,7 +478,8 @@ def _sent_row(row: Delivery) -> dict[str, Any]:
             "toCode": row.recipient, "sendStatus": "done",
             "sendStatusDesc": "accepted by the axis", "receiveStatus": row.state,
             "receiveStatusDesc": row.state_desc, "sentTime": _time(row.created),
-            "receivedTime": _time(row.received), "title": row.title, "notation": row.notation}
+            "receivedTime": _time(row.received), "title": row.title, "notation": row.notation,
+            "serviceType": "eDoc", "messageType": row.message_type}  # both read by the SDK
 
 
 # --- HTTP plumbing ---------------------------------------------------------------------------

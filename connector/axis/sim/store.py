@@ -50,7 +50,20 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (doc_id, recipient)
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_recipient ON deliveries(recipient, state);
+CREATE TABLE IF NOT EXISTS directory (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    code     TEXT NOT NULL UNIQUE,
+    name     TEXT NOT NULL DEFAULT '',
+    pid      TEXT NOT NULL DEFAULT '',
+    mail     TEXT NOT NULL DEFAULT '',
+    old_code TEXT NOT NULL DEFAULT '',
+    updated  REAL NOT NULL,
+    deleted  INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS directory_by_updated ON directory(updated);
 """
+
+DIRECTORY_FIELDS = ("code", "name", "pid", "mail", "old_code")
 
 
 @dataclass(frozen=True)
@@ -182,6 +195,55 @@ class SimulatorStore:
             transfer["recipients"] = by_doc.get(transfer["doc_id"], [])
             transfer["doc_id"] = str(transfer["doc_id"])
         return transfers
+
+    # -- the national directory (getAgenciesList*, getSynchronizeUnit, register/deleteAgency) --
+    def seed_directory(self, rows) -> int:
+        """Add the agencies not yet in the directory (a restart keeps what registerAgency and
+        deleteAgency changed). ``rows``: mappings with :data:`DIRECTORY_FIELDS`."""
+        now = time.time()
+        with self._lock:
+            before = self._db.total_changes
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO directory (code, name, pid, mail, old_code, updated) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    ((row["code"], row.get("name", ""), row.get("pid", ""), row.get("mail", ""),
+                      row.get("old_code", ""), now) for row in rows))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return self._db.total_changes - before
+
+    def register_agency(self, row: dict[str, str]) -> int:
+        """Add or change an agency (its ``updated`` moves, so a sync sees it); returns its id."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO directory (code, name, pid, mail, old_code, updated, deleted) "
+                "VALUES (:code, :name, :pid, :mail, :old_code, :updated, 0) "
+                "ON CONFLICT(code) DO UPDATE SET name = excluded.name, pid = excluded.pid, "
+                "mail = excluded.mail, old_code = excluded.old_code, updated = excluded.updated, "
+                "deleted = 0", {**{key: "" for key in DIRECTORY_FIELDS}, **row, "updated": time.time()})
+            found = self._db.execute("SELECT id FROM directory WHERE code = ?", (row["code"],)).fetchone()
+        return int(found[0])
+
+    def delete_agency(self, code: str) -> bool:
+        with self._lock:
+            cursor = self._db.execute("UPDATE directory SET deleted = 1, updated = ? "
+                                      "WHERE code = ? AND deleted = 0", (time.time(), code))
+        return cursor.rowcount > 0
+
+    def directory(self, *, changed_since: float | None = None) -> list[dict[str, Any]]:
+        """The directory (without deleted agencies), or every agency changed since a moment
+        (deleted ones included, so a sync can drop them), oldest change first."""
+        with self._lock:
+            if changed_since is None:
+                rows = self._db.execute("SELECT * FROM directory WHERE deleted = 0 ORDER BY id")
+            else:
+                rows = self._db.execute("SELECT * FROM directory WHERE updated > ? "
+                                        "ORDER BY updated, id", (changed_since,))
+            return [dict(row) for row in rows.fetchall()]
 
     def per_agency_totals(self) -> dict[str, dict[str, int]]:
         """Documents sent, and deliveries pending/done/failed, per OrganId."""
