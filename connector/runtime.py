@@ -284,8 +284,9 @@ class Runtime:
     @cached_property
     def directory(self):
         # The client is reached only on refresh: an operator command that merely consults the
-        # cached list (``send``) needs neither the axis nor its secret.
-        return AgencyDirectory(_LazyAxis(self), self.settings.state_dir / AGENCY_CACHE_FILE)
+        # directory in the journal (``send``) needs neither the axis nor its secret.
+        return AgencyDirectory(_LazyAxis(self), self.journal.directory,
+                               legacy_cache_file=self.settings.state_dir / AGENCY_CACHE_FILE)
 
     @cached_property
     def agency(self):

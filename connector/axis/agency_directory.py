@@ -1,10 +1,22 @@
-"""The axis's list of agencies (``getAgenciesList``), cached, so that a document addressed to an
-unknown OrganId fails at once with a clear reason instead of after a round trip to the axis.
+"""The axis's agency directory: synced from the axis into the journal, consulted for every
+recipient.
 
-WHY a cache file: the list changes rarely (the daemon refreshes it on a schedule, by default
-daily), and a connector restarted while the axis is down should still be able to check
-recipients. Until a list has ever been loaded, nothing is refused: the axis itself remains the
-judge, so an unreachable axis never turns a good document into a failed one.
+WHY: a document addressed to an unknown OrganId should fail at once with a clear reason instead
+of after a round trip to the axis; and after the administrative reorganisations (Decision
+20/2020, Decision 09/2025) the axis publishes old and new codes side by side, so a recipient
+given by its old code must go to its current one (with a warning), or the document is misrouted.
+
+Decisions:
+- The list lives in the journal (``journal.directory``, see
+  :mod:`connector.journal.directory`): a restart while the axis is down still checks recipients,
+  and a sync replaces it in one transaction, so the previous list is used while it runs.
+- A sync asks the axis for the changes since the last one (``getSynchronizeUnit``) when there was
+  one, else for the whole list with old and new codes (``getAgenciesListQD20``), else for the
+  plain list (``getAgenciesList``) — an axis without the newer calls still works.
+- Until a list has ever been loaded, nothing is refused: the axis itself remains the judge, so
+  an unreachable axis never turns a good document into a failed one.
+- The list that used to be cached in ``STATE_DIR/agencies.json`` is imported once, then that
+  file is renamed ``agencies.json.migrated``.
 """
 
 from __future__ import annotations
@@ -12,69 +24,140 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from connector import fsutil
+from connector.axis.client import Agency
+from connector.axis.errors import AxisError
 from connector.logs import get_logger
 
 log = get_logger(__name__)
 
+SYNC_OVERLAP = dt.timedelta(minutes=5)
+"""Changes are asked for from a little before the last sync: a change the axis recorded while
+that sync ran is not missed (applying one twice changes nothing)."""
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    kind: str  # "changes", "full (QD20)", "full"
+    agencies: int  # agencies written (or changed)
+    total: int  # agencies in the directory after the sync
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Recipients as given, mapped to the directory's current codes."""
+
+    current: list[str]
+    renamed: dict[str, str] = field(default_factory=dict)  # old code -> current code
+    unknown: list[str] = field(default_factory=list)
+
 
 class AgencyDirectory:
-    """Known OrganIds, from the axis (``refresh``) or from the cache file of the last refresh."""
+    """The directory (see the module docstring). ``records`` is the journal's
+    :class:`~connector.journal.directory.AgencyDirectoryRecords` (anything with its methods)."""
 
-    def __init__(self, client: Any, cache_file: str | Path | None = None) -> None:
+    def __init__(self, client: Any, records: Any, legacy_cache_file: str | Path | None = None) -> None:
         self.client = client
-        self.cache_file = Path(cache_file) if cache_file else None
+        self.records = records
         self._lock = threading.Lock()
-        self._names: dict[str, str] | None = None
-        self.loaded_at: dt.datetime | None = None
-        self._load_cache()
+        if legacy_cache_file is not None:
+            self._import_legacy_cache(Path(legacy_cache_file))
+        self._loaded = self.records.synced_at() is not None or self.records.count() > 0
 
     @property
     def loaded(self) -> bool:
-        return self._names is not None
+        return self._loaded
 
-    def refresh(self) -> int:
-        """Fetch the list from the axis; keep it and the cache file. Raises the client's errors
-        (the caller logs them and keeps the previous list)."""
-        agencies = self.client.list_agencies()
-        names = {agency.code: agency.name for agency in agencies if agency.code}
-        now = dt.datetime.now(dt.timezone.utc)
+    # -- syncing -----------------------------------------------------------------------------
+    def refresh(self, *, full: bool = False) -> SyncResult:
+        """Sync from the axis: the changes since the last sync, or the whole list (``full``,
+        or when there was none or the axis has no ``getSynchronizeUnit``). Raises the client's
+        errors (the caller logs them; the previous list stays in use)."""
         with self._lock:
-            self._names = names
-            self.loaded_at = now
-        if self.cache_file is not None:
-            try:
-                fsutil.atomic_write(self.cache_file, json.dumps(
-                    {"loaded_at": now.isoformat(), "agencies": names}, ensure_ascii=False,
-                    indent=1) + "\n")
-            except OSError as error:
-                log.warning("agency_cache_not_written", file=str(self.cache_file),
-                            error=error.strerror or str(error))
-        log.info("agency_list_refreshed", count=len(names))
-        return len(names)
+            started = dt.datetime.now(dt.timezone.utc)
+            last = self.records.synced_at()
+            result = None
+            if last is not None and not full:
+                try:
+                    changes = self.client.synchronize_units(last - SYNC_OVERLAP)
+                except AxisError as error:
+                    log.info("agency_changes_unavailable", error=str(error),
+                             note="the whole list is fetched instead")
+                else:
+                    count = self.records.apply_changes(_rows(changes), synced_at=started)
+                    result = SyncResult("changes", count, self.records.count())
+            if result is None:
+                kind = "full (QD20)"
+                try:
+                    agencies = self.client.list_agencies_qd20()
+                except AxisError as error:
+                    log.info("agency_list_qd20_unavailable", error=str(error),
+                             note="the plain getAgenciesList is used (no old codes)")
+                    kind, agencies = "full", self.client.list_agencies()
+                count = self.records.replace_all(_rows(agencies), synced_at=started)
+                result = SyncResult(kind, count, count)
+            self._loaded = True
+        log.info("agency_list_refreshed", kind=result.kind, count=result.total,
+                 changed=result.agencies,
+                 duration_ms=round((dt.datetime.now(dt.timezone.utc) - started).total_seconds() * 1000, 1))
+        return result
+
+    # -- consulting --------------------------------------------------------------------------
+    def resolve(self, organ_ids: Sequence[str]) -> Resolution:
+        """The recipients with old codes replaced by current ones; the unknown ones named (none
+        while no list is known)."""
+        if not self._loaded:
+            return Resolution(list(organ_ids))
+        found = self.records.resolve(list(organ_ids))
+        current, renamed, unknown = [], {}, []
+        for organ_id in organ_ids:
+            code = found.get(organ_id)
+            if code is None:
+                unknown.append(organ_id)
+                current.append(organ_id)
+            else:
+                current.append(code)
+                if code != organ_id:
+                    renamed[organ_id] = code
+        return Resolution(list(dict.fromkeys(current)), renamed, unknown)
 
     def unknown(self, organ_ids: list[str]) -> list[str]:
-        """The OrganIds the axis does not list; empty while no list is known."""
-        with self._lock:
-            names = self._names
-        if names is None:
-            return []
-        return [organ_id for organ_id in organ_ids if organ_id not in names]
+        """The OrganIds the directory has neither as current nor as old codes."""
+        return self.resolve(organ_ids).unknown
 
     def name_of(self, organ_id: str) -> str | None:
-        with self._lock:
-            return None if self._names is None else self._names.get(organ_id)
+        agency = self.records.get(organ_id)
+        return None if agency is None else agency.name
 
-    def _load_cache(self) -> None:
-        if self.cache_file is None or not self.cache_file.exists():
+    def find(self, text: str, *, limit: int = 20):
+        return self.records.find(text, limit=limit)
+
+    # -- the old cache file --------------------------------------------------------------------
+    def _import_legacy_cache(self, path: Path) -> None:
+        if not path.exists() or self.records.synced_at() is not None:
             return
         try:
-            data = json.loads(self.cache_file.read_text(encoding="utf-8"))
-            self._names = {str(key): str(value) for key, value in data["agencies"].items()}
-            self.loaded_at = dt.datetime.fromisoformat(data["loaded_at"])
+            data = json.loads(path.read_text(encoding="utf-8"))
+            names = {str(key): str(value) for key, value in data["agencies"].items()}
+            loaded_at = dt.datetime.fromisoformat(data["loaded_at"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-            log.warning("agency_cache_unreadable", file=str(self.cache_file), error=str(error),
-                        fix="it is rewritten at the next successful refresh")
+            log.warning("agency_cache_unreadable", file=str(path), error=str(error),
+                        fix="the next sync fills the directory")
+            return
+        self.records.replace_all((Agency(id="", code=code, name=name, mail="", pid="", raw={})
+                                  for code, name in names.items()), synced_at=loaded_at)
+        try:
+            path.rename(path.with_name(path.name + ".migrated"))
+        except OSError:
+            pass  # imported already; the file is ignored from now on
+        log.info("agency_cache_migrated", file=str(path), count=len(names))
+
+
+def _rows(agencies: Iterable[Agency]) -> Iterator[Agency]:
+    """The rows the journal keeps: it reads ``code, name, old_code, pid, mail, deleted`` of each
+    (:class:`~connector.axis.client.Agency` has them; the journal does not import the axis)."""
+    return (agency for agency in agencies if agency.code)

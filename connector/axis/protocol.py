@@ -29,12 +29,12 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from connector.axis.errors import RequestVerificationError
+from connector.text import ascii_text  # re-exported: the wire's ASCII rule
 
 # --- constants -------------------------------------------------------------------------------
 
@@ -180,24 +180,6 @@ def hmac_hex(secret: str, sign_header: str | bytes) -> str:
     """Lower-case hex HMAC-SHA256 of the exact sign-header bytes, keyed by the UTF-8 secret."""
     message = sign_header.encode("utf-8") if isinstance(sign_header, str) else sign_header
     return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
-
-
-_ASCII_LETTERS = str.maketrans({"đ": "d", "Đ": "D", "–": "-", "—": "-", "‘": "'", "’": "'",
-                                 "“": '"', "”": '"', "…": "..."})
-
-
-def ascii_text(text: str) -> str:
-    """``text`` as plain ASCII: Vietnamese without its diacritics (``Đang xử lý`` →
-    ``Dang xu ly``), dashes and quotes as their ASCII forms, anything else as ``?``.
-
-    WHY: the SDK's HTTP client writes header values as ISO-8859-1 and reads error texts as
-    US-ASCII; a character outside them turns into ``?`` on the wire, so a header holding it can
-    never verify (its HMAC was taken over the UTF-8 text). Header values we send, and the
-    simulator's error texts, are therefore ASCII; the full text stays in the journal and in
-    bodies (axis-api.md, "Encoding")."""
-    folded = unicodedata.normalize("NFKD", text.translate(_ASCII_LETTERS))
-    plain = "".join(char for char in folded if not unicodedata.combining(char))
-    return plain.encode("ascii", "replace").decode("ascii")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,9 @@ def register(subparsers) -> None:
                         help="state directory (SQLite + package files); kept across restarts")
     parser.add_argument("--agencies", required=True, metavar="FILE",
                         help="agencies YAML: organ_id, name, systemid, secret per agency")
+    parser.add_argument("--directory", default=None, metavar="FILE",
+                        help="more agencies to list than those who call: JSON lines "
+                             '{"code", "name", "pid", "mail", "oldCode"} (e.g. 100,000 of them)')
     parser.add_argument("--seed", type=int, default=None, help="seed for fault injection")
     parser.add_argument("--timestamp-window", type=float, default=None, metavar="SECONDS",
                         help="refuse requests whose timestamp is further from now (off by "
@@ -84,7 +87,8 @@ def run_simulator(args: argparse.Namespace) -> int:
     # Built (agencies file, TLS files, fault settings checked) before anything global changes.
     simulator = AxisSimulator(args.data, args.agencies, host=host, port=port, faults=faults,
                               seed=args.seed, timestamp_window=args.timestamp_window,
-                              tls_cert=args.tls_cert, tls_key=args.tls_key)
+                              tls_cert=args.tls_cert, tls_key=args.tls_key,
+                              directory=args.directory)
     try:
         simulator.start()
     except OSError as error:

@@ -126,6 +126,63 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_inbox(subparsers)
     _register_quarantine(subparsers)
     _register_journal(subparsers)
+    _register_agencies(subparsers)
+
+
+def _register_agencies(subparsers: argparse._SubParsersAction) -> None:
+    """``agencies sync`` and ``agencies find``: the national directory, kept in the journal."""
+    parser = subparsers.add_parser(
+        "agencies", help="the axis's agency directory: sync it, search it",
+        description="The directory of every agency on the axis, with the old codes beside the "
+                    "new ones (Decision 20/2020, 09/2025), kept in the journal; the daemon syncs "
+                    "it daily (outbound.agency_list_refresh_seconds).")
+    actions = parser.add_subparsers(dest="agencies_command", metavar="ACTION")
+    sync = actions.add_parser("sync", help="fetch the changes (or, with --full, the whole list) now",
+                              description="Ask the axis for the agencies changed since the last "
+                                          "sync (getSynchronizeUnit), or the whole list "
+                                          "(getAgenciesListQD20) the first time or with --full.")
+    _config(sync)
+    sync.add_argument("--full", action="store_true", help="the whole list, not only the changes")
+    sync.set_defaults(handler=agencies_sync_command)
+    find = actions.add_parser("find", help="search by code or name (with or without diacritics)",
+                              description="Agencies whose code, old code or name holds every word "
+                                          "of TEXT, in any case, with or without diacritics.")
+    _config(find)
+    find.add_argument("text", metavar="TEXT")
+    find.add_argument("--limit", metavar="N", type=int, default=20, help="at most N (20)")
+    find.add_argument("--json", action="store_true", help="a JSON list instead of the table")
+    find.set_defaults(handler=agencies_find_command)
+    parser.set_defaults(handler=lambda args: parser.print_help() or 2)
+
+
+def agencies_sync_command(args: argparse.Namespace) -> int:
+    with _context(args) as ctx:
+        result = ctx.runtime.directory.refresh(full=args.full)
+        synced = ctx.journal.directory.synced_at()
+    print(f"{result.kind}: {result.agencies} agencies written; {result.total} in the directory "
+          f"(synced {synced:%Y-%m-%d %H:%M:%S} UTC)" if synced else f"{result.kind}: {result.total}")
+    return 0
+
+
+def agencies_find_command(args: argparse.Namespace) -> int:
+    import json
+
+    with _context(args) as ctx:
+        found = ctx.journal.directory.find(args.text, limit=max(1, args.limit))
+        total = ctx.journal.directory.count()
+    if args.json:
+        print(json.dumps([{"code": a.code, "old_code": a.old_code, "name": a.name, "pid": a.pid,
+                           "mail": a.mail} for a in found], ensure_ascii=False, indent=1))
+        return 0 if found else 1
+    if not total:
+        print("the directory is empty: run `edxml-connector agencies sync --config FILE`")
+        return 1
+    for agency in found:
+        old = f"  (old code {agency.old_code})" if agency.old_code else ""
+        print(f"{agency.code:<16} {agency.name}{old}")
+    if not found:
+        print(f"no agency matches {args.text!r} among {total}")
+    return 0 if found else 1
 
 
 def _register_outgoing(subparsers: argparse._SubParsersAction) -> None:

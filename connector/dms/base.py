@@ -92,6 +92,7 @@ class Receipt:
     sent_at: dt.datetime | None = None
     recipients: dict[str, dict[str, Any]] = field(default_factory=dict)
     # organ_id -> {"status": "03", "label": "accepted", "description": ..., "at": iso time}
+    warnings: list[str] = field(default_factory=list)  # e.g. an old recipient code mapped
 
 
 @dataclass

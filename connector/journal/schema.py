@@ -174,6 +174,21 @@ events = Table(
     Index(None, "at"),
 )
 
+# The axis's agency directory (revision 0005): every agency the axis lists, with its code before
+# a reorganisation (Decision 20/2020, 09/2025) and its name folded for searching without
+# diacritics. Refreshed by a sync (a full list, or the changes since the last sync).
+agencies = Table(
+    "agencies", metadata,
+    Column("code", String(64), primary_key=True),
+    Column("name", Text, nullable=False, default=""),
+    Column("search", Text, nullable=False, default=""),  # code + name, lower case, no diacritics
+    Column("old_code", String(64), nullable=True),
+    Column("pid", String(64), nullable=True),
+    Column("mail", String(255), nullable=True),
+    Column("synced_at", UtcDateTime, nullable=False),
+    Index(None, "old_code"),
+)
+
 kv = Table(
     "kv", metadata,
     Column("key", String(128), primary_key=True),

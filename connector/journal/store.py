@@ -54,6 +54,7 @@ from sqlalchemy.exc import IntegrityError
 
 from connector.journal import schema as t
 from connector.journal.core import JournalCore
+from connector.journal.directory import AgencyDirectoryRecords
 from connector.journal.engine import create_journal_engine, sqlite_path
 from connector.journal.incoming import IncomingTransitions
 from connector.journal.instances import InstanceAdoption
@@ -96,6 +97,7 @@ class Journal:
         self.incoming = IncomingTransitions(self.core)
         self.recipients = RecipientStatuses(self.core, self.outgoing)
         self.ownership = InstanceAdoption(self.core)
+        self.directory = AgencyDirectoryRecords(self.core)
 
     @property
     def engine(self) -> Engine:

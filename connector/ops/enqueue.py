@@ -45,7 +45,7 @@ from connector.pipeline import statuses
 from connector.pipeline.outbound_build import PackageBuilder, ReadyPackage
 from connector.pipeline.packaging import parse_status_code
 from connector.pipeline.statuses import default_addressees, take_back_request
-from connector.runtime import AGENCY_CACHE_FILE, axis_settings
+from connector.runtime import axis_settings
 from connector.schemas.document import load_document_metadata
 
 log = get_logger(__name__)
@@ -120,7 +120,7 @@ def _check_has_recipient(recipients: list[str], file: str) -> None:
 def load_agency_list(ctx: OpsContext) -> None:
     """Make sure this command checks recipients against the axis's agency list, as the daemon
     does before packaging — checked here because ``send`` packages the item itself (the daemon
-    then only transmits it). The list is the daemon's cache (``STATE/agencies.json``, refreshed
+    then only transmits it). The list is the directory the daemon keeps in the journal (synced
     on its schedule); without one, it is fetched once from the axis (one attempt, short
     timeouts). When no list can be had (axis unreachable, no secret in this shell) nothing is
     refused — the axis stays the judge — and a warning says so."""
@@ -140,7 +140,7 @@ def _fetched_directory(ctx: OpsContext) -> AgencyDirectory | None:
             retry=RetryPolicy(max_attempts=1, max_total_seconds=0, initial_backoff=0,
                               max_backoff=0))
         with AxisClient(settings) as client:
-            directory = AgencyDirectory(client, ctx.settings.state_dir / AGENCY_CACHE_FILE)
+            directory = AgencyDirectory(client, ctx.journal.directory)
             directory.refresh()
         return directory
     except Exception as error:  # noqa: BLE001 - any reason means "no list": the axis judges

@@ -121,7 +121,14 @@ def receipt_for(record: OutgoingRecord) -> Receipt:
             "at": delivery.status_at.isoformat() if delivery.status_at else None}
     sent_at = record.updated_at if record.state is OutgoingState.SENT else None
     return Receipt(journal_id=record.id, document_id=record.document_id, state=record.state.value,
-                   axis_doc_id=record.axis_doc_id, sent_at=sent_at, recipients=recipients)
+                   axis_doc_id=record.axis_doc_id, sent_at=sent_at, recipients=recipients,
+                   warnings=renamed_warnings(record.meta.get("renamed") or {}))
+
+
+def renamed_warnings(renamed: dict[str, str]) -> list[str]:
+    """One line per recipient given by an old code (Decision 20/2020, 09/2025)."""
+    return [f"recipient {old} is an old code: sent to its current code {new}"
+            for old, new in renamed.items()]
 
 
 def item_from_record(record: OutgoingRecord) -> OutgoingItem:
@@ -256,8 +263,18 @@ class Outbound:
                 meta["take_back"] = True
                 return (OutgoingKind.STATUS.value, take_back.document_id, None,
                         list(take_back.to), meta)
+            recipients = [o.organ_id for o in metadata.to]
+            if self.settings.check_recipients:
+                resolution = self.runtime.directory.resolve(recipients)
+                if resolution.renamed:
+                    # The axis's `to` carries the current codes; the package is not rewritten.
+                    meta["renamed"] = resolution.renamed
+                    recipients = resolution.current
+                    log.warning("recipient_code_renamed", item=item.display_name,
+                                renamed=resolution.renamed,
+                                note="sent to the current codes; update the DMS's address book")
             return (OutgoingKind.DOCUMENT.value, metadata.document_id,
-                    int(metadata.business.type.code), [o.organ_id for o in metadata.to], meta)
+                    int(metadata.business.type.code), recipients, meta)
         if item.kind is OutgoingKind.STATUS and item.status is not None:
             request = item.status
             if not request.to:
@@ -630,7 +647,7 @@ class Outbound:
         waited = time.monotonic()
         with self._send_slot(record):
             posted = time.monotonic()
-            doc_id = self._post(path, digest)
+            doc_id = self._post(path, digest, record)
         return _Transmitted(doc_id, slot_wait_ms=round((posted - waited) * 1000, 1),
                             send_ms=round((time.monotonic() - posted) * 1000, 1))
 
@@ -647,7 +664,7 @@ class Outbound:
         finally:
             self._send_slots.release()
 
-    def _post(self, path: Path, digest: str) -> str:
+    def _post(self, path: Path, digest: str, record: OutgoingRecord) -> str:
         if PackageStore.is_set(path):
             doc_ids = []
             for member in self.runtime.store.members(path):
@@ -657,14 +674,18 @@ class Outbound:
                 doc_ids.append(self._post_one(member.path, member.sha256, "status"))
             return ",".join(doc_ids)
         # The digest just checked is the hash-file header: no second pass over the file.
-        return self._post_one(path, digest, "edoc")
+        # Recipients given by old codes go to the current ones through the axis's `to` list
+        # (a signed package is never rewritten; decisions.md, "Agency directory").
+        to = record.recipients if record.meta.get("renamed") else None
+        return self._post_one(path, digest, "edoc", to=to)
 
-    def _post_one(self, path: Path, digest: str, messagetype: str) -> str:
+    def _post_one(self, path: Path, digest: str, messagetype: str,
+                  to: list[str] | None = None) -> str:
         """One package to the axis by the daemon's own client, timed for the latency metric."""
         timed = self.metrics.time_axis_request("sendEdoc") if self.metrics else None
         with timed or contextlib.nullcontext():
-            return self.runtime.axis.send_edoc(path, sha256=digest,
-                                               messagetype=messagetype).doc_id
+            return self.runtime.axis.send_edoc(path, sha256=digest, messagetype=messagetype,
+                                               to=to).doc_id
 
 
 class _Transmitted(NamedTuple):

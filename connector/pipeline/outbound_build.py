@@ -111,7 +111,7 @@ class PackageBuilder:
                 files[name] = path
         try:
             package = self.checked_document(item.metadata, files, item.display_name)
-            recipients = package.recipient_ids
+            recipients = self.current_recipients(package.recipient_ids)
             existed = store.outgoing_path(record.id).exists()
             # fsync=False: put_outgoing fsyncs the written file itself before publishing it
             # (one flush of the package, not two).
@@ -254,6 +254,13 @@ class PackageBuilder:
         return self.status_set(record, take_back_request(item.metadata))
 
     # -- checks ------------------------------------------------------------------------------------
+    def current_recipients(self, recipients: list[str]) -> list[str]:
+        """The recipients with old codes replaced by the directory's current ones (the journal's
+        deliveries, and the axis's `to` list, use these; the package keeps what the DMS wrote)."""
+        if not self.runtime.settings.outbound.check_recipients:
+            return recipients
+        return self.runtime.directory.resolve(recipients).current
+
     def check_recipients(self, recipients: list[str], label: str | None) -> None:
         """Refuse OrganIds the axis's agency list does not have (none while no list is known:
         the axis stays the judge)."""

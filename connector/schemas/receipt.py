@@ -39,6 +39,9 @@ class ReceiptFile(BaseModel):
     sent_at: dt.datetime | None = Field(default=None, description="when the axis accepted it")
     recipients: dict[str, RecipientStatus] = Field(
         default_factory=dict, description="recipient OrganId -> its latest status")
+    warnings: list[str] = Field(
+        default_factory=list, description="what the DMS should know, e.g. a recipient given by an "
+                                          "old code that was sent to its current code")
     updated_at: dt.datetime = Field(description="when this file was last written")
     source_ref: str = Field(description="the connector's claim reference (work/ name); "
                                         "identifies the item across restarts")

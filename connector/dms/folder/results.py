@@ -296,5 +296,5 @@ def receipt_file(receipt: Receipt, *, name: str, source_ref: str,
         recipients[organ_id] = RecipientStatus.model_validate(entry)
     return ReceiptFile(name=name, journal_id=receipt.journal_id, document_id=receipt.document_id,
                        state=receipt.state, axis_doc_id=receipt.axis_doc_id,
-                       sent_at=receipt.sent_at, recipients=recipients,
+                       sent_at=receipt.sent_at, recipients=recipients, warnings=receipt.warnings,
                        updated_at=now or dt.datetime.now(dt.timezone.utc), source_ref=source_ref)
