@@ -454,15 +454,18 @@ class AxisClient:
                        mail=_text(row, "mail"), pid=_text(row, "pid"), raw=row)
                 for row in rows]
 
-    def list_agencies_qd20(self) -> list[Agency]:
+    def list_agencies_qd20(self) -> Iterator[Agency]:
         """The list with the codes before and after the reorganisations (Decision 20/2020,
-        Decision 09/2025), as the SDK's ``getAgenciesListQD20``."""
-        return [_agency(row) for row in self._list_call(p.OP_AGENCIES_QD20, {}, "code")]
+        Decision 09/2025), as the SDK's ``getAgenciesListQD20``. The request is made (and
+        retried) before this returns; the rows are then read one at a time (100,000 agencies
+        parsed whole would take ~100 MB), so a row found bad raises while iterating."""
+        return (_agency(row) for row in self._list_rows(p.OP_AGENCIES_QD20, {}, "code"))
 
-    def synchronize_units(self, since: dt.datetime | None = None) -> list[Agency]:
-        """Agencies changed since ``since`` (all without it), removed ones with ``deleted``."""
+    def synchronize_units(self, since: dt.datetime | None = None) -> Iterator[Agency]:
+        """Agencies changed since ``since`` (all without it), removed ones with ``deleted``;
+        read as :meth:`list_agencies_qd20` reads."""
         params = {"fromDate": p.format_list_date(since)} if since is not None else {}
-        return [_agency(row) for row in self._list_call(p.OP_SYNC_UNITS, params, "code")]
+        return (_agency(row) for row in self._list_rows(p.OP_SYNC_UNITS, params, "code"))
 
     def register_agency(self, code: str, name: str, *, pid: str = "", mail: str = "",
                         old_code: str = "") -> str:
@@ -524,6 +527,30 @@ class AxisClient:
             return _require_key(data, required_key, operation)
 
         return self._retrying(operation, attempt)
+
+    def _list_rows(self, operation: str, params: dict[str, str],
+                   required_key: str) -> Iterator[dict[str, Any]]:
+        """A list call whose rows are parsed one at a time (see :func:`p.scan_list_reply`): the
+        request, its status and the reply's shape are checked (and retried) here, at once."""
+        def attempt() -> tuple[str, int]:
+            response = self._send("POST", operation, params, p.JSON_CONTENT_TYPE, b"")
+            with response:
+                self._check_http(response, operation)
+                raw = self._read_body(response, self.settings.max_reply_size, operation)
+            try:
+                text = raw.decode("utf-8")
+                del raw
+                reply, start = p.scan_list_reply(text)
+            except (UnicodeDecodeError, p.MalformedReply) as error:
+                raise TransientAxisError(f"{operation} reply: {error}", operation=operation) from None
+            self._classify(reply, operation)
+            if start is None:
+                raise TransientAxisError(f"{operation} reply OK but its data is not a list",
+                                         operation=operation)
+            return text, start
+
+        text, start = self._retrying(operation, attempt)
+        return _checked_rows(p.iter_list_rows(text, start), required_key, operation)
 
     def _send(self, method: str, operation: str, params: dict[str, str], content_type: str,
               body: Any) -> requests.Response:
@@ -602,6 +629,9 @@ class AxisClient:
             reply = p.parse_reply(raw)
         except p.MalformedReply as error:
             raise TransientAxisError(str(error), operation=operation) from None
+        return self._classify(reply, operation)
+
+    def _classify(self, reply: p.AxisReply, operation: str) -> p.AxisReply:
         if reply.ok:
             return reply
         code, desc = reply.error_code, reply.error_desc
@@ -668,6 +698,17 @@ def _content_length(response: requests.Response) -> int | None:
 def _text(row: dict[str, Any], key: str) -> str:
     value = row.get(key)
     return "" if value is None else str(value)
+
+
+def _checked_rows(rows: Iterator[Any], key: str, operation: str) -> Iterator[dict[str, Any]]:
+    try:
+        for row in rows:
+            if not isinstance(row, dict) or row.get(key) in (None, ""):
+                raise TransientAxisError(f"{operation} reply has a row that is not an object "
+                                         f"with {key}", operation=operation)
+            yield row
+    except p.MalformedReply as error:
+        raise TransientAxisError(f"{operation} reply: {error}", operation=operation) from None
 
 
 def _require_key(rows: list[dict[str, Any]], key: str, operation: str) -> list[dict[str, Any]]:

@@ -29,7 +29,8 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -422,6 +423,11 @@ def parse_reply(raw: bytes) -> AxisReply:
     except (UnicodeDecodeError, ValueError) as error:
         snippet = raw[:80].decode("utf-8", "replace")
         raise MalformedReply(f"reply is not JSON ({error}): {snippet!r}") from None
+    return reply_of(body)
+
+
+def reply_of(body: Any) -> AxisReply:
+    """An already parsed reply checked: a JSON object with a ``status`` of OK or FAIL."""
     if not isinstance(body, dict) or not isinstance(body.get("status"), str):
         raise MalformedReply("reply is not a JSON object with a status")
     status = body["status"].upper()
@@ -431,6 +437,87 @@ def parse_reply(raw: bytes) -> AxisReply:
     desc = body.get("ErrorDesc")
     return AxisReply(status=status, error_code="" if code is None else str(code),
                      error_desc="" if desc is None else str(desc), body=body)
+
+
+# A list reply of 100,000 agencies is ~20 MB of JSON and ~100 MB once parsed whole: its rows
+# are read one at a time instead (the other fields whole), so a sync's memory stays bounded.
+_DECODER = json.JSONDecoder()
+_BLANK = re.compile(r"[ \t\n\r]*")
+
+
+def scan_list_reply(text: str, list_key: str = "data") -> tuple[AxisReply, int | None]:
+    """The reply's fields other than ``list_key`` (checked as :func:`reply_of` does), and where
+    the ``list_key`` array starts in ``text`` (None when the reply has no such array) — for
+    :func:`iter_list_rows`. Raises :class:`MalformedReply`."""
+    try:
+        fields: dict[str, Any] = {}
+        start = None
+        at = _blank(text, 0)
+        if text[at] != "{":
+            raise MalformedReply("reply is not a JSON object")
+        at = _blank(text, at + 1)
+        while text[at] != "}":
+            key, at = _DECODER.raw_decode(text, at)
+            at = _blank(text, at)
+            if text[at] != ":":
+                raise MalformedReply("reply is not valid JSON (':' expected)")
+            at = _blank(text, at + 1)
+            if key == list_key and text[at] == "[":
+                start = at
+                at = _array_end(text, at)
+            else:
+                fields[key], at = _DECODER.raw_decode(text, at)
+            at = _blank(text, at)
+            if text[at] == ",":
+                at = _blank(text, at + 1)
+            elif text[at] != "}":
+                raise MalformedReply("reply is not valid JSON (',' or '}' expected)")
+        if _blank(text, at + 1) != len(text):
+            raise MalformedReply("reply has data after its JSON object")
+    except (ValueError, IndexError) as error:
+        if isinstance(error, MalformedReply):
+            raise
+        raise MalformedReply(f"reply is not JSON ({error})") from None
+    return reply_of(fields), start
+
+
+def iter_list_rows(text: str, start: int) -> Iterator[Any]:
+    """The items of the JSON array at ``start`` (from :func:`scan_list_reply`), one at a time."""
+    at = _blank(text, start + 1)
+    if text[at] == "]":
+        return
+    while True:
+        try:
+            row, at = _DECODER.raw_decode(text, at)
+        except ValueError as error:
+            raise MalformedReply(f"reply is not JSON ({error})") from None
+        yield row
+        at = _blank(text, at)
+        if text[at] == "]":
+            return
+        if text[at] != ",":
+            raise MalformedReply("reply is not valid JSON (',' or ']' expected in a list)")
+        at = _blank(text, at + 1)
+
+
+def _array_end(text: str, start: int) -> int:
+    """Where the JSON array at ``start`` ends (just past its ``]``), its items parsed and dropped."""
+    at = _blank(text, start + 1)
+    if text[at] == "]":
+        return at + 1
+    while True:
+        _row, at = _DECODER.raw_decode(text, at)
+        at = _blank(text, at)
+        if text[at] == "]":
+            return at + 1
+        if text[at] != ",":
+            raise MalformedReply("reply is not valid JSON (',' or ']' expected in a list)")
+        at = _blank(text, at + 1)
+
+
+def _blank(text: str, at: int) -> int:
+    match = _BLANK.match(text, at)
+    return match.end() if match else at
 
 
 def decode_base64_package(text: Any) -> bytes:

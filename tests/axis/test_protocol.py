@@ -202,3 +202,18 @@ def test_parse_reply_refuses_what_is_not_the_promised_json():
                 b'{"status":"OK","data":['):
         with pytest.raises(p.MalformedReply):
             p.parse_reply(raw)
+
+
+def test_a_list_reply_is_read_row_by_row_and_a_broken_one_is_refused():
+    text = '{"status":"OK","ErrorCode":"0","data":[{"code":"A"}, {"code":"B"} ],"ErrorDesc":""}'
+    reply, start = p.scan_list_reply(text)
+    assert reply.ok and "data" not in reply.body
+    assert list(p.iter_list_rows(text, start)) == [{"code": "A"}, {"code": "B"}]
+    failed, start = p.scan_list_reply('{"data":[],"status":"FAIL","ErrorCode":"7"}')
+    assert not failed.ok and failed.error_code == "7" and start is not None
+    assert p.scan_list_reply('{"status":"OK","data":{}}')[1] is None  # not a list: the caller says so
+    for broken in ('{"status":"OK","data":[{"code":"A"},}', '[{"code":"A"}]',
+                   '{"status":"OK","data":[]} trailing', '{"status":"OK","data":[{"code":"A"}',
+                   '{"data":[]}', '{"status":"MAYBE","data":[]}'):
+        with pytest.raises(p.MalformedReply):
+            p.scan_list_reply(broken)

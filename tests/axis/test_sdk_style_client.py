@@ -176,7 +176,7 @@ def test_our_client_reads_the_new_operations_and_a_large_directory_file(tmp_path
     simulator = AxisSimulator(tmp_path / "state", agency_book, directory=directory).start()
     try:
         client = make_client(simulator, G22)
-        agencies = client.list_agencies_qd20()
+        agencies = list(client.list_agencies_qd20())
         assert len(agencies) == 3003 and agencies[-1].old_code == "OLD.2999"
         # fromDate has whole seconds: changes are asked for from the next second on, once
         # the clock has passed it (a deadline, not a fixed sleep)
@@ -192,6 +192,6 @@ def test_our_client_reads_the_new_operations_and_a_large_directory_file(tmp_path
         assert set(changed) == {"000.99.77.Y01", "000.00.00.X01"}
         assert changed["000.00.00.X01"].deleted and not changed["000.99.77.Y01"].deleted
         assert changed["000.99.77.Y01"].name == "Đơn vị mới"  # bodies keep the full text
-        assert len(client.synchronize_units()) == 3004
+        assert len(list(client.synchronize_units())) == 3004
     finally:
         simulator.stop()

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from connector.axis.agency_directory import AgencyDirectory
 from connector.axis.client import Agency
 from connector.axis.errors import TransientAxisError
@@ -125,3 +127,18 @@ def test_agencies_sync_and_find_commands(make_agency, simulator, capsys):
     assert found["code"] == "000.00.01.H41"
     assert main(["agencies", "find", "nowhere at all", "--config", str(a.config)]) == 1
     assert "no agency matches 'nowhere at all' among 3" in capsys.readouterr().out
+
+
+def test_a_sync_that_breaks_halfway_keeps_the_previous_list(tmp_path):
+    def broken_rows():
+        yield agency(A, "Văn phòng Chính phủ")
+        raise TransientAxisError("getAgenciesListQD20 reply: not JSON", operation="getAgenciesListQD20")
+
+    with Journal.open(f"sqlite:///{tmp_path / 'j.db'}") as journal:
+        client = FakeDirectoryClient([agency(A, "Văn phòng Chính phủ"), agency(B, "UBND Nghệ An")])
+        directory = AgencyDirectory(client, journal.directory)
+        directory.refresh()
+        client.full = broken_rows()
+        with pytest.raises(TransientAxisError, match="not JSON"):
+            directory.refresh(full=True)
+        assert journal.directory.count() == 2 and directory.name_of(B) == "UBND Nghệ An"
