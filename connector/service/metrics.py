@@ -72,6 +72,10 @@ AXIS_OPERATIONS = (
     "downloadEdoc",     # the raw form of getEdoc the connector uses for packages
     "updateStatus",
     "getAgenciesList",
+    "getAgenciesListQD20",  # the directory sync: the whole list with old codes
+    "getSynchronizeUnit",   # ... and its changes since the last sync
+    "countReceiveEdoc",
+    "countReceiveStatus",
     "other",
 )
 

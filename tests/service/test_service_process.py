@@ -74,7 +74,7 @@ def test_notify_metrics_and_readiness_follow_the_daemon(tmp_path, dev_certs, sim
     text = wait_for(settled, 15, "items gauge refreshed")
     assert metric(text, "edxml_connector_sends_total", outcome="accepted") >= 1
     assert metric(text, "edxml_connector_items", direction="incoming", state="delivered") >= 1
-    for operation in ("sendEdoc", "getReceivedEdocList", "getAgenciesList", "downloadEdoc",
+    for operation in ("sendEdoc", "getReceivedEdocList", "getAgenciesListQD20", "downloadEdoc",
                       "updateStatus"):
         count = metric(text, "edxml_connector_axis_request_duration_seconds_count",
                        operation=operation)
