@@ -8,8 +8,9 @@ given (transactions, events, the instance filter); the journal offers it as ``jo
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +68,7 @@ class Packaged:
     business_type: int | None = None
     recipients: Sequence[str] | None = None
     signed_by: str | None = None  # SHA-256 of the signing certificate (None: not signed by us)
+    renamed: Mapping[str, str] | None = None  # old recipient code -> current (kept in meta)
 
 
 class OutgoingTransitions:
@@ -286,6 +288,18 @@ class OutgoingTransitions:
 
     def _mark_packaged_in(self, conn: Connection, item_id: str, packaged: Packaged,
                           now: dt.datetime) -> OutgoingRecord:
+        record = self._mark_packaged_rows(conn, item_id, packaged, now)
+        if packaged.renamed and record.meta.get("renamed") != dict(packaged.renamed):
+            # Recipients given by old codes: the send's `to` list (the current codes) and the
+            # receipt say so.
+            meta = {**record.meta, "renamed": dict(packaged.renamed),
+                    "to": list(packaged.recipients or record.recipients)}
+            conn.execute(update(t.outgoing).where(t.outgoing.c.id == item_id).values(meta=meta))
+            record = dataclasses.replace(record, meta=meta)
+        return record
+
+    def _mark_packaged_rows(self, conn: Connection, item_id: str, packaged: Packaged,
+                            now: dt.datetime) -> OutgoingRecord:
         package_path, sha256, size = packaged.package_path, packaged.sha256, packaged.size
         document_id, business_type = packaged.document_id, packaged.business_type
         recipients = packaged.recipients

@@ -612,7 +612,10 @@ class Outbound:
         packaged = Packaged(package_path=str(built.stored.path), sha256=built.stored.sha256,
                             size=built.stored.size, document_id=built.document_id,
                             business_type=built.business_type, recipients=built.recipients,
-                            signed_by=built.signed_by)
+                            signed_by=built.signed_by, renamed=built.renamed)
+        if built.renamed and not record.meta.get("renamed"):
+            log.warning("recipient_code_renamed", item_id=record.id, renamed=built.renamed,
+                        note="sent to the current codes; update the DMS's address book")
         if built.signed:
             self._signing_works()
         log.info("outgoing_packaged", item_id=record.id, document_id=built.document_id,
@@ -622,7 +625,10 @@ class Outbound:
         return dataclasses.replace(record, package_path=packaged.package_path,
                                    package_sha256=packaged.sha256, package_size=packaged.size,
                                    document_id=packaged.document_id,
-                                   business_type=packaged.business_type), packaged
+                                   business_type=packaged.business_type,
+                                   meta={**record.meta, "renamed": built.renamed,
+                                         "to": built.recipients}
+                                   if built.renamed else record.meta), packaged
 
     def _transmit(self, record: OutgoingRecord, *, just_stored: bool = False) -> _Transmitted:
         """Send the stored bytes; returns the axis DocId (comma-joined for a set) and where the
@@ -676,7 +682,7 @@ class Outbound:
         # The digest just checked is the hash-file header: no second pass over the file.
         # Recipients given by old codes go to the current ones through the axis's `to` list
         # (a signed package is never rewritten; decisions.md, "Agency directory").
-        to = record.recipients if record.meta.get("renamed") else None
+        to = (record.meta.get("to") or record.recipients) if record.meta.get("renamed") else None
         return self._post_one(path, digest, "edoc", to=to)
 
     def _post_one(self, path: Path, digest: str, messagetype: str,

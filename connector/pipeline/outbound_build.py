@@ -68,6 +68,7 @@ class Built:
     signed: bool
     count: int = 1
     signed_by: str | None = None  # SHA-256 of the certificate that signed it (the journal keeps it)
+    renamed: dict[str, str] | None = None  # recipients given by old codes -> their current codes
 
 
 class PackageBuilder:
@@ -111,7 +112,7 @@ class PackageBuilder:
                 files[name] = path
         try:
             package = self.checked_document(item.metadata, files, item.display_name)
-            recipients = self.current_recipients(package.recipient_ids)
+            recipients, renamed = self.resolved_recipients(package.recipient_ids)
             existed = store.outgoing_path(record.id).exists()
             # fsync=False: put_outgoing fsyncs the written file itself before publishing it
             # (one flush of the package, not two).
@@ -125,7 +126,7 @@ class PackageBuilder:
         if existed:  # packaged before a crash: the stored bytes are the item, read their id
             document_id = self._stored_document_id(stored.path) or document_id
         return Built(stored, document_id, int(package.business_type), recipients, signed=True,
-                     signed_by=signed_by)
+                     signed_by=signed_by, renamed=renamed)
 
     def checked_document(self, metadata: Any, files: Any, label: str | None) -> DocumentPackage:
         """The document the DMS described, built with this agency as ``From`` and its
@@ -176,8 +177,10 @@ class PackageBuilder:
             document_id = package.response_for.document_id if package.response_for else None
             return Built(stored, document_id or "", None, [to], signed=False)
         stored = store.put_outgoing(record.id, lambda target: self.sign_or_copy(ready, path, target))
+        recipients, renamed = self.resolved_recipients(ready.recipients)
         return Built(stored, package.document_id or "", int(package.business_type),
-                     ready.recipients, signed=ready.needs_signing, signed_by=self._signed_by(stored.path))
+                     recipients, signed=ready.needs_signing, signed_by=self._signed_by(stored.path),
+                     renamed=renamed)
 
     def checked_ready_package(self, path: Path, label: str,
                               package: DocumentPackage | StatusPackage | None = None) -> ReadyPackage:
@@ -254,12 +257,14 @@ class PackageBuilder:
         return self.status_set(record, take_back_request(item.metadata))
 
     # -- checks ------------------------------------------------------------------------------------
-    def current_recipients(self, recipients: list[str]) -> list[str]:
-        """The recipients with old codes replaced by the directory's current ones (the journal's
-        deliveries, and the axis's `to` list, use these; the package keeps what the DMS wrote)."""
+    def resolved_recipients(self, recipients: list[str]) -> tuple[list[str], dict[str, str] | None]:
+        """The recipients with old codes replaced by the directory's current ones, and which
+        were replaced (the journal's deliveries and the axis's `to` list use the current codes;
+        the package keeps what the DMS wrote: a signed package is never rewritten)."""
         if not self.runtime.settings.outbound.check_recipients:
-            return recipients
-        return self.runtime.directory.resolve(recipients).current
+            return recipients, None
+        resolution = self.runtime.directory.resolve(recipients)
+        return resolution.current, resolution.renamed or None
 
     def check_recipients(self, recipients: list[str], label: str | None) -> None:
         """Refuse OrganIds the axis's agency list does not have (none while no list is known:

@@ -142,3 +142,22 @@ def test_a_sync_that_breaks_halfway_keeps_the_previous_list(tmp_path):
         with pytest.raises(TransientAxisError, match="not JSON"):
             directory.refresh(full=True)
         assert journal.directory.count() == 2 and directory.name_of(B) == "UBND Nghệ An"
+
+
+def test_a_ready_package_to_an_old_code_goes_to_the_current_one_unchanged(make_agency, simulator):
+    from connector.axis.sim.samples import make_document
+
+    a, b = make_agency("A"), make_agency("B")
+    simulator.store.register_agency({"code": B, "name": "UBND Tỉnh Nghệ An", "old_code": OLD_B})
+    a.runtime.directory.refresh(full=True)
+    staging = a.exchange / "ready.edxml.part"
+    staging.write_bytes(make_document(A, [OLD_B], document_id=f"{A},2026/12/07,8/VPCP"))
+    staging.rename(a.exchange / "outbox" / "ready.edxml")
+    a.cycle()
+    [record] = a.journal.outgoing.list_outgoing()
+    assert record.state.value == "sent", record.last_error
+    assert record.recipients == [B] and record.meta["renamed"] == {OLD_B: B}
+    receipt = json.loads((a.exchange / "sent" / "ready.receipt.json").read_text())
+    assert receipt["warnings"] == [f"recipient {OLD_B} is an old code: sent to its current code {B}"]
+    b.poll()
+    assert [r.document_id for r in b.journal.incoming.list_incoming()] == [f"{A},2026/12/07,8/VPCP"]
