@@ -126,11 +126,6 @@ def load_key(source: KeySourceConfig) -> SigningKey:
                       element="certificate")
 
 
-def load_signing_key(settings: Settings) -> SigningKey:
-    """The key that signs now (see :func:`load_keyring`); raises when none may sign now."""
-    return load_keyring(settings.certificate, settings.trust.bundle_file).active()
-
-
 def check_signer(key, bundle: Path | None, moment: dt.datetime | None = None) -> None:
     """Refuse, with what to do, a certificate that receivers would refuse: one that may not
     sign, or whose chain does not lead to our own trust bundle (checked when one is set) at

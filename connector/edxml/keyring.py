@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from connector.edxml.keys import SigningKey
 from connector.errors import CertificateError
@@ -130,8 +131,6 @@ def keys_in_folder(folder, password: bytes | str | None) -> tuple[list[SigningKe
     ``.pem`` files holding a key and its certificate), whatever their dates, and one line per
     file that could not be read — reported, not fatal, so that a half-copied renewal does not
     stop the unit while the current certificate still works."""
-    from pathlib import Path
-
     keys, problems = [], []
     root = Path(folder)
     if not root.is_dir():

@@ -125,6 +125,18 @@ def receipt_for(record: OutgoingRecord) -> Receipt:
                    warnings=renamed_warnings(record.meta.get("renamed") or {}))
 
 
+def report_signer_unavailable(health: Any, error: SignerUnavailable) -> None:
+    """Readiness and the metric say why signing waits (``health``, may be None); the log says
+    it once per change, not once per document — for the daemon's start as for a send."""
+    changed = health.set_signer_problem(error.reason, error.one_line()) if health is not None else True
+    if changed:
+        log.error("signing_paused", reason=error.reason, error=error.one_line(),
+                  note="documents wait in the journal" + (
+                      "; the PIN is not tried again until a reload"
+                      if isinstance(error, TokenPinRefused) else
+                      "; signing resumes by itself when the token answers"))
+
+
 def renamed_warnings(renamed: dict[str, str]) -> list[str]:
     """One line per recipient given by an old code (Decision 20/2020, 09/2025)."""
     return [f"recipient {old} is an old code: sent to its current code {new}"
@@ -563,16 +575,8 @@ class Outbound:
         with self._lock:
             self._paused_until = time.monotonic() + self.auth_pause
             self.paused_reason = f"signing paused: {error.one_line()}"
-        changed = True
-        if self.health is not None:
-            changed = self.health.set_signer_problem(error.reason, error.one_line())
         self._release(record, f"cannot sign now: {error.one_line()}", wait=self.auth_pause)
-        if changed:
-            log.error("signing_paused", reason=error.reason, error=error.one_line(),
-                      note="documents wait in the journal" + (
-                          "; the PIN is not tried again until a reload"
-                          if isinstance(error, TokenPinRefused) else
-                          "; signing resumes by itself when the token answers"))
+        report_signer_unavailable(self.health, error)
 
     def _signing_works(self) -> None:
         """A package was just signed: a pause for the token is over."""

@@ -30,10 +30,10 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from connector.config import Settings, load_config
-from connector.errors import CertificateError, SignerUnavailable, TokenPinRefused, describe_error
+from connector.errors import CertificateError, SignerUnavailable, describe_error
 from connector.logs import configure_logging, get_logger, set_level
 from connector.pipeline.inbound import Inbound
-from connector.pipeline.outbound import Outbound
+from connector.pipeline.outbound import Outbound, report_signer_unavailable
 from connector.pipeline.retention import run_retention
 from connector.runtime import Runtime
 from connector.service import sdnotify
@@ -346,12 +346,7 @@ class Daemon:
         self.health.set_certificate(entry.key.not_before, ring.coverage_end(), ring.describe())
 
     def _signer_unavailable(self, error: SignerUnavailable) -> None:
-        if self.health.set_signer_problem(error.reason, error.one_line()):
-            log.error("signing_paused", reason=error.reason, error=error.one_line(),
-                      note="documents wait in the journal" + (
-                          "; the PIN is not tried again until a reload"
-                          if isinstance(error, TokenPinRefused) else
-                          "; signing resumes by itself when the token answers"))
+        report_signer_unavailable(self.health, error)
 
     def _watch_signer(self) -> None:
         """While a token is absent, ask it every refresh whether it is back (one small
