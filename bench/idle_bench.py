@@ -15,7 +15,8 @@ and starts it again, as a service runs on almost every day of its life. The very
 after an install or an upgrade migrates the journal and keeps Alembic loaded (about 11 MB more,
 connector/journal/schema_version.py); restarting the service gives the memory back.
 
-Targets (issue 11): 1 process, RSS <= 80 MB, CPU <= 0.5 %.
+Targets (issue 11): 1 process, RSS <= 80 MB, CPU <= 0.5 %. Printed after the figures: the RSS by
+mapping of the daemon and, from ``bench.import_costs``, what each of its imports costs.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -94,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     shown["(the rest)"] = sum(mappings.values()) - sum(shown.values())
     print(json.dumps({"figure": "rss_by_mapping_mb",
                       "value": {name: round(mb, 1) for name, mb in shown.items()}}), flush=True)
+    # What each import costs, from a fresh interpreter (decisions.md: "record the breakdown").
+    subprocess.run([sys.executable, "-m", "bench.import_costs"], check=True)
     return 0 if exit_code == 0 else 1
 
 

@@ -74,7 +74,7 @@ def check_command(args: argparse.Namespace, *, out=None) -> int:
         return 1
     line(True, "config", f"{args.config} (agency {settings.agency.organ_id})"
          + (f"; warnings: {'; '.join(settings.warnings)}" if settings.warnings else ""))
-    from connector.runtime import Runtime
+    from connector.service.runtime import Runtime
 
     runtime = Runtime(settings, folder_instance="check")
     try:

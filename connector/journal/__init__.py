@@ -25,10 +25,16 @@ from connector.journal.states import (
     OutgoingKind,
     OutgoingState,
 )
-from connector.journal.store import KV_LAST_AXIS_CONTACT, KV_LAST_POLL, KV_OUTBOX_REFUSED, Journal
+from connector.journal.store import (
+    KV_DELIVERY_PAUSED,
+    KV_LAST_AXIS_CONTACT,
+    KV_LAST_POLL,
+    KV_OUTBOX_REFUSED,
+    Journal,
+)
 
 __all__ = [
-    "DEFAULT_STALE_AFTER", "KV_LAST_AXIS_CONTACT", "KV_LAST_POLL", "KV_OUTBOX_REFUSED",
+    "DEFAULT_STALE_AFTER", "KV_DELIVERY_PAUSED", "KV_LAST_AXIS_CONTACT", "KV_LAST_POLL", "KV_OUTBOX_REFUSED",
     "DeliveryRecord", "EventOutcome", "EventRecord", "IncomingRecord", "IncomingState",
     "InvalidTransition", "Journal", "JournalError", "MessageType", "NewOutgoing", "OutgoingKind",
     "OutgoingRecord", "OutgoingState", "Packaged", "SignatureState", "StatusRecord", "UnknownItem",

@@ -74,6 +74,8 @@ from connector.journal.statuses import RecipientStatuses
 KV_LAST_AXIS_CONTACT = "axis.last_successful_contact"
 KV_LAST_POLL = "axis.last_successful_poll"
 KV_OUTBOX_REFUSED = "outbox.refused_entries"
+KV_DELIVERY_PAUSED = "inbox.delivery_paused"
+"""Why delivery of received items to the agency side waits (pipeline/delivery_backoff.py)."""
 """JSON object: outbox entries that cannot be claimed, by name, with the reason."""
 
 

@@ -22,7 +22,7 @@ from connector.dms.folder.inbox import InboxWriter
 from connector.dms.folder.layout import ExchangeLayout
 from connector.errors import ConfigError, InputError
 from connector.journal import IncomingRecord, Journal, OutgoingRecord
-from connector.runtime import Runtime
+from connector.service.runtime import Runtime
 
 DATABASE_LOCATION_PREFIX = "database:"
 
@@ -56,7 +56,7 @@ class FolderOperations:
 
 
 class OpsContext:
-    """Settings plus the daemon's :class:`~connector.runtime.Runtime` parts an operator command
+    """Settings plus the daemon's :class:`~connector.service.runtime.Runtime` parts an operator command
     needs, each opened on first use (``status`` never loads the certificate); close it (or use
     ``with``) when done."""
 

@@ -45,8 +45,8 @@ from connector.pipeline import statuses
 from connector.pipeline.outbound_build import PackageBuilder, ReadyPackage
 from connector.pipeline.packaging import parse_status_code
 from connector.pipeline.statuses import default_addressees, take_back_request
-from connector.runtime import axis_settings
 from connector.schemas.document import load_document_metadata
+from connector.service.runtime import axis_settings
 
 log = get_logger(__name__)
 

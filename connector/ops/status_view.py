@@ -18,6 +18,7 @@ from typing import Any
 from connector.edxml.model import StatusCode
 from connector.errors import InputError
 from connector.journal import (
+    KV_DELIVERY_PAUSED,
     KV_LAST_AXIS_CONTACT,
     KV_LAST_POLL,
     KV_OUTBOX_REFUSED,
@@ -28,6 +29,7 @@ from connector.journal import (
     OutgoingState,
 )
 from connector.ops.context import display_name
+from connector.pipeline.delivery_backoff import DeliveryPause
 
 DIRECTIONS = ("out", "in")
 ALL_STATES = sorted({s.value for s in OutgoingState} | {s.value for s in IncomingState})
@@ -108,9 +110,19 @@ def collect_status(journal: Journal, *, state: str | None = None, direction: str
             None if contact is None else round((now - contact).total_seconds(), 1),
         "last_poll": _iso(poll),
         "outbox_refused": _outbox_refused(journal),
+        "delivery_paused": _delivery_paused(journal),
         "filter": {"state": state, "direction": direction, "limit": limit},
         "items": rows[:limit],
     }
+
+
+def _delivery_paused(journal: Journal) -> dict[str, Any] | None:
+    """Why received items wait for the agency side (the daemon's delivery backoff), or None."""
+    pause = DeliveryPause.from_json(journal.kv_get(KV_DELIVERY_PAUSED))
+    if pause is None:
+        return None
+    return {"reason": pause.reason, "failures": pause.failures, "since": _iso(pause.since),
+            "retry_at": _iso(pause.retry_at)}
 
 
 def _outbox_refused(journal: Journal) -> dict[str, str]:
@@ -176,6 +188,10 @@ def render_status(snapshot: dict[str, Any], *, wide: bool = False):
                     if snapshot["last_axis_contact"] else ""))
     for name, reason in (snapshot.get("outbox_refused") or {}).items():
         lines.append(f"Refused in the outbox: {name}: {reason}")
+    paused = snapshot.get("delivery_paused")
+    if paused:
+        lines.append(f"Delivery paused since {paused['since']} ({paused['failures']} failed "
+                     f"tries, next {paused['retry_at']}): {paused['reason']}")
     header = Text("\n".join(lines))
     if wide:
         table = Table(show_lines=False, expand=False, title_justify="left")

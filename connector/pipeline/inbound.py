@@ -57,6 +57,7 @@ from connector.edxml.signing import verify_package_file
 from connector.edxml.summary import summarize
 from connector.errors import EdxmlError, InputError, PackageTooLarge, describe_error
 from connector.journal import (
+    KV_DELIVERY_PAUSED,
     KV_LAST_AXIS_CONTACT,
     KV_LAST_POLL,
     IncomingRecord,
@@ -64,7 +65,8 @@ from connector.journal import (
 )
 from connector.journal.records import default_instance
 from connector.logs import get_logger
-from connector.runtime import Runtime
+from connector.pipeline.context import PipelineContext
+from connector.pipeline.delivery_backoff import DeliveryBackoff
 
 log = get_logger(__name__)
 
@@ -90,7 +92,7 @@ def _lease_owner() -> str:
 class Inbound:
     """The inbound pipeline of one connector. ``poll`` is called by one thread at a time."""
 
-    def __init__(self, runtime: Runtime, outbound: Any = None, *, metrics: Any = None,
+    def __init__(self, runtime: PipelineContext, outbound: Any = None, *, metrics: Any = None,
                  health: Any = None) -> None:
         self.runtime = runtime
         self.journal = runtime.journal
@@ -102,6 +104,8 @@ class Inbound:
         self._zone = ZoneInfo(runtime.settings.timezone)
         self._read_cache: dict[str, Any] = {}
         self._poll_time_written: float | None = None
+        self.delivery = DeliveryBackoff()
+        self._stale_pause_cleared = False
 
     @property
     def side(self):
@@ -185,6 +189,9 @@ class Inbound:
     def resume(self) -> int:
         """Finish items stored but not yet acknowledged or delivered (after a crash, or after a
         delivery that failed, e.g. on a full inbox disk)."""
+        if not self._stale_pause_cleared and not self.delivery.paused:
+            self.journal.kv_set(KV_DELIVERY_PAUSED, None)  # a pause an earlier run left behind
+            self._stale_pause_cleared = True
         done = 0
         for record in self.journal.incoming.pending_incoming():
             if self.stopping.is_set():
@@ -232,14 +239,43 @@ class Inbound:
                 or record.quarantined or record.state is IncomingState.REFUSED):
             return
         self._send_arrived(record)
+        if not self.delivery.ready():
+            return  # the side refused the last try: this item waits with the others (resume)
         try:
             if record.messagetype == "status":
                 self._deliver_status(record)
             else:
                 self._deliver_document(record)
         except Exception as error:
-            self.journal.incoming.record_incoming_failed(record.id, describe_error(error), step="deliver")
+            reason = describe_error(error)
+            self.journal.incoming.record_incoming_failed(record.id, reason, step="deliver")
+            self._delivery_failed(reason)
             raise
+        if self.delivery.paused:
+            self._delivery_resumed()
+
+    def _delivery_failed(self, reason: str) -> None:
+        """Pause delivery to the side (doubling up to 15 min); logged and recorded on change."""
+        changed = self.delivery.failed(reason)
+        pause = self.delivery.pause
+        assert pause is not None
+        self.journal.kv_set(KV_DELIVERY_PAUSED, pause.as_json())
+        if self.health is not None:
+            self.health.set_delivery_problem(f"{reason}; next try at {pause.retry_at:%H:%M:%S} UTC")
+        if changed:
+            log.warning("delivery_paused", side=self.side.name if self.side else None,
+                        reason=reason, failures=pause.failures,
+                        retry_in_seconds=round((pause.retry_at - pause.since).total_seconds()),
+                        note="received items are kept and acknowledged; delivery is tried "
+                             "again by itself, less often while it fails")
+
+    def _delivery_resumed(self) -> None:
+        pause = self.delivery.pause
+        self.delivery.succeeded()
+        self.journal.kv_set(KV_DELIVERY_PAUSED, None)
+        if self.health is not None:
+            self.health.set_delivery_problem(None)
+        log.info("delivery_resumed", failures=pause.failures if pause else 0)
 
     def _store(self, record: IncomingRecord) -> IncomingRecord:
         """Download into the store (durably), read, verify, de-duplicate, commit the row."""

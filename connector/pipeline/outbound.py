@@ -71,8 +71,8 @@ from connector.journal import (
 from connector.journal.package_store import PackageStore, sha256_of
 from connector.logs import get_logger
 from connector.pipeline import statuses
+from connector.pipeline.context import CONNECTOR_SOURCE, PipelineContext
 from connector.pipeline.outbound_build import PackageBuilder, unknown_recipients_reason
-from connector.runtime import CONNECTOR_SOURCE, Runtime
 
 log = get_logger(__name__)
 
@@ -158,7 +158,7 @@ class _Released(Exception):
 class Outbound:
     """The outbound pipeline of one connector. Thread-safe; sends run in a bounded pool."""
 
-    def __init__(self, runtime: Runtime, *, metrics: Any = None, health: Any = None,
+    def __init__(self, runtime: PipelineContext, *, metrics: Any = None, health: Any = None,
                  rng: Callable[[], float] = random.random,
                  auth_pause_seconds: float | None = None) -> None:
         self.runtime = runtime

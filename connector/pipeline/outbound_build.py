@@ -43,9 +43,9 @@ from connector.errors import EdxmlError, InputError
 from connector.journal import OutgoingRecord
 from connector.journal.package_store import StoredPackage
 from connector.logs import get_logger
+from connector.pipeline.context import PipelineContext
 from connector.pipeline.packaging import build_document, build_status
 from connector.pipeline.statuses import original_details, take_back_request
-from connector.runtime import Runtime
 
 log = get_logger(__name__)
 
@@ -72,7 +72,7 @@ class Built:
 
 
 class PackageBuilder:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: PipelineContext) -> None:
         self.runtime = runtime
         self.signed_with: SigningKey | None = None
         """The key this builder last signed with (the ring's choice at that moment)."""

@@ -19,6 +19,7 @@ from connector import fsutil
 from connector.dms.folder.retention import purge_archive_dir
 from connector.journal import OutgoingState
 from connector.logs import get_logger
+from connector.pipeline.context import PipelineContext
 
 log = get_logger(__name__)
 
@@ -31,7 +32,7 @@ def purge_archive(directory: Path, older_than: dt.timedelta, *, now: float | Non
     return len(purge_archive_dir(Path(directory), older_than, now=now))
 
 
-def run_retention(runtime: Any) -> dict[str, int]:
+def run_retention(runtime: PipelineContext) -> dict[str, int]:
     """One retention pass over the journal, the folder archives and the package store."""
     settings = runtime.settings
     retention = settings.retention

@@ -35,7 +35,6 @@ from connector.logs import configure_logging, get_logger, set_level
 from connector.pipeline.inbound import Inbound
 from connector.pipeline.outbound import Outbound, report_signer_unavailable
 from connector.pipeline.retention import run_retention
-from connector.runtime import Runtime
 from connector.service import sdnotify
 from connector.service.health import (
     HealthMonitor,
@@ -46,6 +45,7 @@ from connector.service.health import (
     start_health_server,
 )
 from connector.service.metrics import Metrics
+from connector.service.runtime import Runtime
 from connector.service.sdnotify import watchdog_interval, watchdog_ping_interval
 
 log = get_logger(__name__)

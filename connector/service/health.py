@@ -108,6 +108,8 @@ class HealthState:
     # refused): ``signer_reason`` is the short word (the metric's label), the text says more.
     signer_reason: str | None = None
     signer_problem: str | None = None
+    # Why received items wait for the agency side (it refused the last delivery), or None.
+    delivery_problem: str | None = None
     last_axis_success: float | None = None     # last authenticated axis call that succeeded
     last_axis_error: str | None = None         # the latest failure, cleared by a success
     last_successful_poll: float | None = None  # last complete poll of the received list
@@ -286,8 +288,16 @@ def check_clock(state: HealthState, settings: HealthSettings, now: float) -> Che
     return CheckResult("clock", True, f"within {abs(skew):.0f} s of the axis")
 
 
+def check_delivery(state: HealthState, settings: HealthSettings, now: float) -> CheckResult:
+    """Received items are stored and acknowledged but wait: the DMS must be looked at."""
+    if state.delivery_problem:
+        return CheckResult("delivery", False, f"delivery to the agency side paused: "
+                                              f"{state.delivery_problem}")
+    return CheckResult("delivery", True, "the agency side takes what arrives")
+
+
 READINESS_CHECKS: tuple[Callable[[HealthState, HealthSettings, float], CheckResult], ...] = (
-    check_journal, check_certificate, check_axis, check_disk, check_clock)
+    check_journal, check_certificate, check_axis, check_disk, check_clock, check_delivery)
 
 
 def evaluate(state: HealthState, settings: HealthSettings, now: float) -> Readiness:
@@ -416,6 +426,10 @@ class HealthMonitor:
         if self.metrics is not None:
             self.metrics.set_signing_paused(reason)
         return changed
+
+    def set_delivery_problem(self, problem: str | None) -> None:
+        """The agency side refused a delivery (``problem``), or with None takes them again."""
+        self.update(delivery_problem=problem)
 
     def check_certificate_expiry(self) -> CertificateStatus:
         """Log the certificate's standing (warning inside the window, error once unusable) and

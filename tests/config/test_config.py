@@ -12,8 +12,8 @@ import yaml
 
 from connector.config import EXAMPLE_CONFIG, Settings, load_config, substitute_env
 from connector.errors import ConfigError
-from connector.runtime import axis_settings
 from connector.service.health import HealthSettings
+from connector.service.runtime import axis_settings
 
 EXAMPLE = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
 

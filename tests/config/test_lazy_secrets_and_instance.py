@@ -10,7 +10,7 @@ import yaml
 
 from connector.config import EXAMPLE_CONFIG, _model_in, load_config
 from connector.errors import ConfigError
-from connector.runtime import axis_settings
+from connector.service.runtime import axis_settings
 
 EXAMPLE = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
 

@@ -20,7 +20,7 @@ from connector.config import load_config
 from connector.devtools.devcerts import trust_config
 from connector.pipeline.inbound import Inbound
 from connector.pipeline.outbound import Outbound
-from connector.runtime import Runtime
+from connector.service.runtime import Runtime
 
 A = "000.00.00.G22"
 B = "000.00.00.H41"

@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 
 import sqlalchemy as sa
+from structlog.testing import capture_logs
 
 from connector.journal import IncomingState, OutgoingState
 
-from .conftest import PDF, A, B
+from .conftest import PDF, A, B, document_metadata, drop_bundle
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "dms_db"))
 
@@ -147,3 +148,70 @@ def test_revoke_and_take_back_rows_reach_the_receivers_dms_as_events(make_agency
     assert len(documents) == 2  # the original and the revoke; nothing deleted
     assert _row(b_dms, incoming_documents, journal_id=received.id)["document_id"] == \
         original.document_id
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_dms_that_refuses_inserts_pauses_delivery_once_and_resumes_by_itself(
+        make_agency, tmp_path):
+    """Issue 14 (2): a failing insert backs off and shows in readiness and ``status`` instead of
+    repeating the same error every poll; the received items wait, stored and acknowledged."""
+    from connector.ops.status_view import collect_status
+    from connector.pipeline.delivery_backoff import DeliveryBackoff
+    from connector.service.health import HealthMonitor
+
+    b_url, b_dms = _dms(tmp_path, "b")
+    a = make_agency("A")
+    b = make_agency("B", exchange={"enabled": False},
+                    database={"url": b_url, "claim_owner": "connector-b"})
+    clock = _Clock()
+    b.inbound.delivery = DeliveryBackoff(first=30, longest=120, clock=clock)
+    b.inbound.health = HealthMonitor()
+    incoming_documents.drop(b_dms)  # the DMS's register is not there (a broken migration)
+
+    for number in ("201", "202"):
+        drop_bundle(a.exchange / "outbox", f"cv{number}", document_metadata(number),
+                    {"Công văn số 101.pdf": PDF})
+    a.cycle()
+    with capture_logs() as logged:
+        for _ in range(4):  # four polls while the table is missing
+            b.poll()
+    received = b.journal.incoming.list_incoming(messagetype="edoc")
+    assert len(received) == 2 and all(r.delivered_at is None for r in received)
+    assert all(r.is_acknowledged for r in received)  # stored: the axis has nothing to resend
+    tries = [e for e in logged if e["event"].startswith("incoming_")
+             and "dms_incoming_documents" in str(e.get("error"))]
+    assert len(tries) == 1, tries  # one try, not one per item per poll
+    assert [e["event"] for e in logged].count("delivery_paused") == 1
+
+    readiness = b.inbound.health.readiness()
+    assert not readiness.ready
+    assert any("delivery to the agency side paused" in reason and "dms_incoming_documents" in reason
+               for reason in readiness.reasons)
+    paused = collect_status(b.journal)["delivery_paused"]
+    assert paused["failures"] == 1 and "dms_incoming_documents" in paused["reason"]
+
+    clock.now += 31  # the pause is over, the table still missing: the next pause is longer
+    b.poll()
+    assert b.inbound.delivery.pause is not None and b.inbound.delivery.pause.failures == 2
+    assert collect_status(b.journal)["delivery_paused"]["failures"] == 2
+
+    incoming_documents.create(b_dms)  # the DMS is fixed; nothing happens before the pause ends
+    clock.now += 30
+    b.poll()
+    assert all(r.delivered_at is None for r in b.journal.incoming.list_incoming(messagetype="edoc"))
+    clock.now += 31
+    b.poll()
+    delivered = b.journal.incoming.list_incoming(messagetype="edoc")
+    assert all(r.state is IncomingState.DELIVERED for r in delivered)
+    with b_dms.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(
+            incoming_documents)).scalar() == 2
+    assert not any("delivery" in reason for reason in b.inbound.health.readiness().reasons)
+    assert collect_status(b.journal)["delivery_paused"] is None

@@ -8,7 +8,7 @@ import yaml
 from connector.config import load_config
 from connector.dms.folder.claims import default_instance
 from connector.journal import OutgoingState
-from connector.runtime import Runtime
+from connector.service.runtime import Runtime
 
 from .conftest import PDF, document_metadata, drop_bundle
 

@@ -269,7 +269,7 @@ def test_tampered_package_is_refused_by_the_sender_and_quarantined_by_the_receiv
 
     from connector.axis.client import AxisClient
     from connector.config import load_config
-    from connector.runtime import axis_settings
+    from connector.service.runtime import axis_settings
 
     settings = load_config(a.config_path)
     with AxisClient(axis_settings(settings.axis, a.organ_id)) as client:

@@ -13,7 +13,7 @@ import pytest
 from connector.edxml.signing import SignatureState, sign_package
 from connector.edxml.writer import write_package
 from connector.errors import CertificateError
-from connector.runtime import check_signer
+from connector.service.runtime import check_signer
 
 from .pki import Authority, usage
 from .test_verify_whole_package import _all_paths

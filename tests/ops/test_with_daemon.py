@@ -14,7 +14,7 @@ from connector.axis.sim.server import AxisSimulator
 from connector.config import load_config
 from connector.journal import OutgoingState
 from connector.pipeline.outbound import Outbound
-from connector.runtime import Runtime
+from connector.service.runtime import Runtime
 
 from .conftest import make_bundle, received_document
 

@@ -13,7 +13,7 @@ import yaml
 from connector.config import load_config
 from connector.journal import Journal
 from connector.pipeline.retention import purge_cli_spool, run_retention
-from connector.runtime import Runtime
+from connector.service.runtime import Runtime
 
 DAY = 86400.0
 OLD = time.time() - 40 * DAY

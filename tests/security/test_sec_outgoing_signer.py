@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 from connector.devtools.devcerts import make_dev_certs
 from connector.edxml.keys import SigningKey
 from connector.errors import CertificateError
-from connector.runtime import check_signer
+from connector.service.runtime import check_signer
 
 
 def _leaf(ca_key, ca_cert, *, digital_signature: bool):

@@ -15,7 +15,7 @@ def _loaded_after(code: str, *modules: str) -> dict[str, bool]:
 
 def test_the_daemon_does_not_load_rich_which_only_status_draws_with():
     loaded = _loaded_after("import connector.cli.daemon_commands, connector.service.daemon, "
-                           "connector.runtime, connector.logs", "structlog", "rich", "pygments")
+                           "connector.service.runtime, connector.logs", "structlog", "rich", "pygments")
     assert loaded == {"structlog": True, "rich": False, "pygments": False}
 
 

@@ -18,7 +18,7 @@ from connector.edxml.keyring import KeyRing, RingEntry, keys_in_folder
 from connector.edxml.keys import SigningKey
 from connector.errors import CertificateError
 from connector.pipeline.outbound_build import PackageBuilder
-from connector.runtime import load_keyring
+from connector.service.runtime import load_keyring
 
 NOW = dt.datetime.now(dt.timezone.utc)
 DAY = dt.timedelta(days=1)
@@ -110,7 +110,7 @@ def test_a_renewal_takes_over_between_two_documents_and_the_journal_says_which_s
     """In-process: the runtime's ring is asked per package; SIGHUP-style reload with a
     certificate section naming a next key that is due now; the journal's signed_by follows."""
     from connector.config import load_config
-    from connector.runtime import Runtime
+    from connector.service.runtime import Runtime
 
     issue(dev_certs, tmp_path / "now.p12", starts=-300 * DAY, ends=10 * DAY, name="current")
     issue(dev_certs, tmp_path / "next.p12", starts=-1 * DAY, ends=700 * DAY, name="renewed")

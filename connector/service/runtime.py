@@ -51,7 +51,6 @@ _UNBUILT: Any = object()  # the trust store not built yet (None is a real value:
 
 AGENCY_CACHE_FILE = "agencies.json"
 PACKAGE_STORE_DIR = "packages"
-CONNECTOR_SOURCE = "connector"
 """``source`` of outgoing items the connector makes itself (status 01, a refusal 02...)."""
 
 
