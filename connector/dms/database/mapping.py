@@ -285,19 +285,56 @@ INCOMING_DOCUMENT_FIELDS_HELP = (
     "promulgation.date, business.type, ...)")
 
 
+class GeneratedValue(_Strict):
+    """How the connector fills a column of a row it inserts that the DMS gives no default —
+    typically the register's INTEGER key. Exactly one of:
+
+    - ``sequence: NAME`` — the next value of a database sequence (PostgreSQL, MariaDB ≥ 10.3);
+    - ``expression: SQL`` — an SQL expression the operator writes, evaluated as
+      ``SELECT <expression>`` in the insert's own transaction (e.g. ``nextval('so_den_seq')``);
+    - ``next_number: true`` — one more than the largest value in the column (1 for an empty
+      table), taken under a lock on the table for the insert's transaction, so that two writers
+      never take the same number (PostgreSQL: ``LOCK TABLE … SHARE ROW EXCLUSIVE``; MariaDB /
+      MySQL: the last row read ``FOR UPDATE``; SQLite: the database's write lock)."""
+
+    sequence: str | None = Field(default=None, min_length=1)
+    expression: str | None = Field(default=None, min_length=1)
+    next_number: bool = False
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> GeneratedValue:
+        given = [name for name, value in (("sequence", self.sequence),
+                                          ("expression", self.expression),
+                                          ("next_number", self.next_number)) if value]
+        if len(given) != 1:
+            raise ValueError("give exactly one of sequence, expression, next_number: true"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        return self
+
+
+def _check_generated(generated: dict[str, GeneratedValue], columns: typing.Iterable[str]) -> None:
+    taken = set(columns) & set(generated)
+    if taken:
+        raise ValueError(f"generated: column(s) {sorted(taken)} are also filled from `columns`; "
+                         "a column is either mapped or generated")
+
+
 class IncomingTableMapping(_Strict):
     """One table the connector inserts into. ``key`` is the field whose column carries a UNIQUE
-    constraint: a second delivery of the same item then inserts nothing."""
+    constraint: a second delivery of the same item then inserts nothing. ``generated`` fills
+    columns the DMS gives no default (by column name, see :class:`GeneratedValue`)."""
 
     table: str
     key: str = "journal_id"
     columns: dict[str, str]
+    generated: dict[str, GeneratedValue] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _key_mapped(self) -> IncomingTableMapping:
         if self.key not in self.columns:
             raise ValueError(f"columns: the key field {self.key!r} must be mapped to a column "
                              "(it needs a UNIQUE constraint)")
+        _check_generated(self.generated, self.columns.values())
         return self
 
     @property
@@ -337,9 +374,13 @@ class IncomingAttachmentsMapping(_Strict):
     table: str = "dms_incoming_attachments"
     foreign_key: str = Field(default="document_journal_id",
                              description="holds the document's key value (journal_id by default)")
+    references: str | None = Field(default=None, min_length=1, description=(
+        "the documents-table column whose value the foreign key holds, e.g. its generated "
+        "INTEGER id (default: the documents key's column)"))
     columns: dict[str, str] = Field(default_factory=lambda: {
         "position": "position", "name": "file_name", "content_type": "content_type",
         "size": "size", "sha256": "sha256", "content": "content"})
+    generated: dict[str, GeneratedValue] = Field(default_factory=dict)
 
     @field_validator("columns")
     @classmethod
@@ -347,6 +388,11 @@ class IncomingAttachmentsMapping(_Strict):
         _check_fields(value, frozenset({"position", "name", "content_type", "size", "sha256",
                                         "content", "description", "extracted_from"}), "columns")
         return value
+
+    @model_validator(mode="after")
+    def _generated_apart(self) -> IncomingAttachmentsMapping:
+        _check_generated(self.generated, [*self.columns.values(), self.foreign_key])
+        return self
 
 
 def _incoming_statuses() -> IncomingTableMapping:
@@ -372,6 +418,16 @@ class IncomingMapping(_Strict):
         default_factory=IncomingAttachmentsMapping)
     statuses: IncomingTableMapping | None = Field(default_factory=_incoming_statuses)
     events: IncomingTableMapping | None = Field(default_factory=_incoming_events)
+
+    @model_validator(mode="after")
+    def _references_a_document_column(self) -> IncomingMapping:
+        attachments = self.attachments
+        if attachments is not None and attachments.references is not None:
+            known = {*self.documents.columns.values(), *self.documents.generated}
+            if attachments.references not in known:
+                raise ValueError(f"attachments.references: {attachments.references!r} is not a "
+                                 "column the connector writes in documents (mapped or generated)")
+        return self
 
     @model_validator(mode="after")
     def _status_fields(self) -> IncomingMapping:

@@ -26,7 +26,7 @@ import os
 import socket
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -50,6 +50,8 @@ from connector.dms.database import incoming
 from connector.dms.database.mapping import (
     AttachmentsMapping,
     DmsDatabaseSettings,
+    GeneratedValue,
+    IncomingTableMapping,
     OutgoingDocumentsMapping,
     OutgoingStatusesMapping,
     _Source,
@@ -66,16 +68,21 @@ from connector.dms.database.rows import (
 )
 from connector.dms.database.sql import (
     connect_args_for,
+    generated_value,
+    is_deadlock,
     ready_condition,
     supports_skip_locked,
     table_ref,
     to_db_value,
     typed_table,
 )
-from connector.errors import ConnectorError, InputError
+from connector.errors import ConfigError, ConnectorError, InputError
 from connector.schemas.document import parse_document_metadata
 
 log = structlog.get_logger(__name__)
+
+DEADLOCK_RETRIES = 3
+"""How many times a transaction the database broke as a deadlock victim is tried again."""
 
 STATUS_REF_PREFIX = "status:"
 
@@ -99,6 +106,7 @@ class DatabaseSide:
             engine = sa.create_engine(url, pool_pre_ping=True,
                                       connect_args=connect_args_for(url, settings.connect_timeout))
         self.engine = engine
+        _refuse_sequences_without_support(settings, engine.dialect.name)
         self._read_parts = parts_reader or incoming.read_parts
         self._handed_out: set[str] = set()
         self._row_ids: dict[str, Any] = {}
@@ -547,17 +555,23 @@ class DatabaseSide:
         with tempfile.TemporaryDirectory(prefix=".unzip-", dir=package_path.parent) as scratch:
             parts = (self._read_parts(package_path, Path(scratch))
                      if attachments_mapping is not None else [])
+
+            def insert_all(connection: Connection) -> None:
+                if self._exists(mapping.table, mapping.key_column, key_value, connection):
+                    return
+                written = self._insert(connection, mapping.table, row, mapping.generated)
+                if attachments_mapping is not None:
+                    parent = (written[attachments_mapping.references]
+                              if attachments_mapping.references else key_value)
+                    for part in parts:
+                        child = {attachments_mapping.foreign_key: parent}
+                        for field, column in attachments_mapping.columns.items():
+                            child[column] = part.field(field)
+                        self._insert(connection, attachments_mapping.table, child,
+                                     attachments_mapping.generated)
+
             try:
-                with self.engine.begin() as connection:
-                    if self._exists(mapping.table, mapping.key_column, key_value, connection):
-                        return location
-                    self._insert(connection, mapping.table, row)
-                    if attachments_mapping is not None:
-                        for part in parts:
-                            child = {attachments_mapping.foreign_key: key_value}
-                            for field, column in attachments_mapping.columns.items():
-                                child[column] = part.field(field)
-                            self._insert(connection, attachments_mapping.table, child)
+                self._transaction(insert_all)
             except sa.exc.IntegrityError:
                 if self._exists(mapping.table, mapping.key_column, key_value):
                     return location  # delivered concurrently: the unique key did its job
@@ -576,25 +590,23 @@ class DatabaseSide:
         tell it apart from a real answer."""
         mapping = self.settings.incoming.statuses
         if mapping is not None and not status.refused:
-            self._insert_once(mapping.table, mapping.columns, mapping.key,
-                              incoming.status_record(status))
+            self._insert_once(mapping, incoming.status_record(status))
 
     def record_event(self, event: LifecycleEvent) -> None:
         mapping = self.settings.incoming.events
         if mapping is not None:
-            self._insert_once(mapping.table, mapping.columns, mapping.key,
-                              incoming.event_record(event))
+            self._insert_once(mapping, incoming.event_record(event))
 
-    def _insert_once(self, table: str, columns: Mapping[str, str], key: str,
-                     record: Mapping[str, Any]) -> None:
-        key_column = columns[key]
-        key_value = record[key]
-        row = {column: incoming.lookup(record, field) for field, column in columns.items()}
+    def _insert_once(self, mapping: IncomingTableMapping, record: Mapping[str, Any]) -> None:
+        table, key_column, key_value = mapping.table, mapping.key_column, record[mapping.key]
+        row = {column: incoming.lookup(record, field) for field, column in mapping.columns.items()}
+
+        def insert(connection: Connection) -> None:
+            if not self._exists(table, key_column, key_value, connection):
+                self._insert(connection, table, row, mapping.generated)
+
         try:
-            with self.engine.begin() as connection:
-                if self._exists(table, key_column, key_value, connection):
-                    return
-                self._insert(connection, table, row)
+            self._transaction(insert)
         except sa.exc.IntegrityError:
             if not self._exists(table, key_column, key_value):
                 raise
@@ -602,10 +614,30 @@ class DatabaseSide:
             raise DmsDatabaseError(f"inserting into {table} failed: {_short(error)}",
                                    hint="retried at the next delivery attempt") from error
 
-    def _insert(self, connection: Connection, table: str, row: Mapping[str, Any]) -> None:
+    def _transaction(self, work: Callable[[Connection], None]) -> None:
+        """Run ``work`` in one transaction, again (up to DEADLOCK_RETRIES times) when the
+        database chose it as a deadlock victim — as the database asks. Two writers taking the
+        next number of an empty table can both hold its gap lock on MariaDB and deadlock."""
+        for attempt in range(DEADLOCK_RETRIES + 1):
+            try:
+                with self.engine.begin() as connection:
+                    work(connection)
+                return
+            except sa.exc.DBAPIError as error:
+                if attempt == DEADLOCK_RETRIES or not is_deadlock(error):
+                    raise
+                log.info("dms_db.deadlock_retried", attempt=attempt + 1)
+
+    def _insert(self, connection: Connection, table: str, row: Mapping[str, Any],
+                generated: Mapping[str, GeneratedValue]) -> dict[str, Any]:
+        """Insert one row, its generated columns filled in the same transaction; returns the
+        values written (a child row may refer to a generated one)."""
         values = {column: to_db_value(value, self._timezone) for column, value in row.items()}
+        for column, how in generated.items():
+            values[column] = generated_value(connection, table, column, how)
         target = typed_table(table, values)
         connection.execute(sa.insert(target).values(values))
+        return values
 
     def _exists(self, table: str, key_column: str, key_value: Any,
                 connection: Connection | None = None) -> bool:
@@ -672,6 +704,20 @@ class DatabaseSide:
 
     def _now(self) -> dt.datetime:
         return dt.datetime.now(self._timezone).replace(tzinfo=None, microsecond=0)
+
+
+def _refuse_sequences_without_support(settings: DmsDatabaseSettings, dialect: str) -> None:
+    """At start, not at the first received document: SQLite has no sequences."""
+    if dialect != "sqlite":
+        return
+    tables = settings.incoming
+    for name, table in (("documents", tables.documents), ("attachments", tables.attachments),
+                        ("statuses", tables.statuses), ("events", tables.events)):
+        for column, how in (table.generated if table is not None else {}).items():
+            if how.sequence:
+                raise ConfigError(
+                    f"database.incoming.{name}.generated.{column}.sequence: SQLite has no "
+                    "sequences", hint="use next_number: true, or an expression")
 
 
 def _source_columns(mapping: _Source) -> list[str]:

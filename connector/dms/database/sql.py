@@ -91,3 +91,47 @@ def connect_args_for(url: sa.URL, timeout: int) -> dict[str, Any]:
     if backend in ("postgresql", "mysql", "mariadb"):
         return {"connect_timeout": timeout}
     return {}
+
+
+def generated_value(connection: sa.Connection, table: str, column: str, how: Any) -> Any:
+    """The value of a generated column (``how``: a ``GeneratedValue`` of the mapping) for a row
+    about to be inserted by ``connection``'s transaction (see the mapping for the three forms)."""
+    if how.sequence:
+        return connection.execute(sa.select(sa.Sequence(how.sequence).next_value())).scalar_one()
+    if how.expression:
+        # The operator's own SQL, on purpose (as outgoing.query): never a value from a row.
+        return connection.execute(sa.text(f"SELECT {how.expression}")).scalar_one()
+    return _next_number(connection, table, column)
+
+
+def _next_number(connection: sa.Connection, table: str, column: str) -> int:
+    """MAX(column) + 1 with the table locked against other writers until the transaction ends."""
+    target = table_ref(table, column)
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        name = connection.dialect.identifier_preparer.format_table(target)
+        connection.exec_driver_sql(f"LOCK TABLE {name} IN SHARE ROW EXCLUSIVE MODE")
+    elif dialect == "sqlite":
+        # A write statement takes SQLite's write lock for the rest of the transaction (a SELECT
+        # alone would not, and two writers could read the same maximum).
+        connection.execute(sa.update(target).where(sa.false()).values({column: target.c[column]}))
+    if dialect in ("mysql", "mariadb"):
+        # The last row read FOR UPDATE holds its next-key lock: no insert above it meanwhile.
+        last = connection.execute(sa.select(target.c[column]).order_by(target.c[column].desc())
+                                  .limit(1).with_for_update()).scalar()
+    else:
+        last = connection.execute(sa.select(sa.func.max(target.c[column]))).scalar()
+    return int(last or 0) + 1
+
+
+_DEADLOCK_CODES = {1213, 1205}  # MySQL/MariaDB: deadlock, lock wait timeout
+_DEADLOCK_STATES = {"40P01", "40001"}  # PostgreSQL: deadlock detected, serialization failure
+
+
+def is_deadlock(error: sa.exc.DBAPIError) -> bool:
+    """True when the database rolled the transaction back to break a deadlock (retry it)."""
+    original = error.orig
+    if getattr(original, "sqlstate", None) in _DEADLOCK_STATES:
+        return True
+    args: tuple[Any, ...] = tuple(getattr(original, "args", ()))
+    return bool(args) and args[0] in _DEADLOCK_CODES
