@@ -196,6 +196,8 @@ def _register_outgoing(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     parser.add_argument("--state", metavar="S", help="only items in this state (e.g. failed)")
     parser.add_argument("--direction", choices=("out", "in"), help="only outgoing or incoming items")
+    parser.add_argument("--agency", metavar="ORGANID",
+                        help="only the items of this unit (default: every unit's)")
     parser.add_argument("--limit", metavar="N", type=int, default=50, help="at most N items (50)")
     parser.add_argument("--watch", action="store_true",
                         help="a live table refreshed every 2 s until Ctrl-C")
@@ -336,7 +338,7 @@ def status_command(args: argparse.Namespace) -> int:
     with _context(args) as ctx:
         def collect() -> dict[str, Any]:
             return collect_status(ctx.journal, state=args.state, direction=args.direction,
-                                  limit=args.limit)
+                                  limit=args.limit, agency=args.agency)
 
         width = None if args.wide else STATUS_WIDTH
         if args.json:

@@ -14,20 +14,30 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
 
 from connector.errors import ConnectorError
 from connector.fsutil import fsync_dir
 from connector.journal.engine import sqlite_path
-from connector.journal.store import Journal
 
 
-def backup(journal: Journal, target_file: str | os.PathLike[str]) -> Path:
-    """Copy the journal to ``target_file`` (replaced if present); return its path."""
-    if journal.dialect != "sqlite":
+def backup(journal: Any, target_file: str | os.PathLike[str]) -> Path:
+    """Copy the journal (a :class:`~connector.journal.Journal`) to ``target_file`` (replaced if
+    present); return its path."""
+    return backup_engine(journal.engine, target_file)
+
+
+def backup_engine(engine: Engine, target_file: str | os.PathLike[str]) -> Path:
+    """Copy the SQLite journal behind ``engine`` to ``target_file`` (the migration takes one
+    before it changes anything, before a Journal exists)."""
+    dialect = engine.dialect.name
+    if dialect != "sqlite":
         raise ConnectorError(
-            f"online backup of a {journal.dialect} journal is done by the database itself",
+            f"online backup of a {dialect} journal is done by the database itself",
             hint="use pg_dump (e.g. pg_dump -Fc -f journal.dump DBNAME) and pg_restore to restore")
-    if sqlite_path(journal.engine) is None:
+    if sqlite_path(engine) is None:
         raise ConnectorError("an in-memory journal cannot be backed up",
                              hint="configure journal.url with a file path")
     target = Path(target_file).expanduser().resolve()
@@ -35,7 +45,7 @@ def backup(journal: Journal, target_file: str | os.PathLike[str]) -> Path:
         raise ConnectorError(f"directory {target.parent} does not exist", file=str(target),
                              hint="create it or choose another backup file")
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    raw = journal.engine.raw_connection()
+    raw = engine.raw_connection()
     try:
         source = raw.driver_connection
         if not isinstance(source, sqlite3.Connection):

@@ -33,12 +33,15 @@ class JournalCore:
     and pid: a restart is a new owner). ``instance`` names this *installation* (stable across
     restarts; default the host name — pass the folder adapter's instance name): new items are
     stamped with it and only its items are handed out, unless ``any_instance`` is true.
+    ``agency`` is the unit (OrganId) new items belong to ("" for a journal opened without a
+    configuration, e.g. by a test).
     """
 
     def __init__(self, engine: Engine, *, max_attempts: int | None = None,
                  owner: str | None = None, instance: str | None = None,
-                 any_instance: bool = False) -> None:
+                 any_instance: bool = False, agency: str = "") -> None:
         self.engine = engine
+        self.agency = agency
         self.max_attempts = max_attempts
         self.owner = owner or default_owner()
         self.instance = instance or default_instance()

@@ -87,9 +87,13 @@ class IncomingTransitions:
 
     def list_incoming(self, state: IncomingState | str | Iterable[IncomingState | str] | None = None,
                       *, quarantined: bool | None = None, messagetype: str | None = None,
-                      limit: int = 100, offset: int = 0) -> list[IncomingRecord]:
+                      limit: int = 100, offset: int = 0,
+                      agency: str | None = None) -> list[IncomingRecord]:
+        """Newest first; ``agency`` keeps one unit's items."""
         i = t.incoming.c
         query = select(t.incoming)
+        if agency is not None:
+            query = query.where(i.agency == agency)
         states = _states(state)
         if states:
             query = query.where(i.state.in_(states))
@@ -102,6 +106,11 @@ class IncomingTransitions:
                                 .limit(limit).offset(offset)).mappings()
             return [self._incoming_record(row) for row in rows]
 
+    def _listed_as(self, axis_doc_id: str):
+        """The row of a DocId listed for this journal's unit (one DocId may reach two units)."""
+        i = t.incoming.c
+        return and_(i.axis_doc_id == axis_doc_id, i.agency == self.core.agency)
+
     def record_listed(self, axis_doc_id: str, messagetype: MessageType | str, *,
                       sender: str | None = None, meta: dict[str, Any] | None = None,
                       now: dt.datetime | None = None) -> IncomingRecord:
@@ -113,21 +122,22 @@ class IncomingTransitions:
         try:
             with self.core.write() as conn:
                 existing = conn.execute(select(t.incoming).where(
-                    t.incoming.c.axis_doc_id == axis_doc_id)).mappings().first()
+                    self._listed_as(axis_doc_id))).mappings().first()
                 if existing is not None:
                     return self._incoming_record(existing)
                 item_id = new_id()
                 conn.execute(insert(t.incoming).values(
                     id=item_id, axis_doc_id=axis_doc_id, messagetype=kind,
                     state=IncomingState.LISTED.value, sender=sender, quarantined=False,
-                    meta=meta or {}, created_at=now, updated_at=now, instance=self.core.instance))
+                    meta=meta or {}, created_at=now, updated_at=now, instance=self.core.instance,
+                    agency=self.core.agency))
                 self.core.event(conn, item_id, "incoming", "listed", EventOutcome.OK,
                             {"axis_doc_id": axis_doc_id, "messagetype": kind, "sender": sender}, now)
                 return self._incoming_record(self._incoming_row(conn, item_id))
         except IntegrityError:
             with self.core.read() as conn:
                 existing = conn.execute(select(t.incoming).where(
-                    t.incoming.c.axis_doc_id == axis_doc_id)).mappings().first()
+                    self._listed_as(axis_doc_id))).mappings().first()
                 if existing is None:
                     raise
                 return self._incoming_record(existing)

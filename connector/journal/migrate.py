@@ -8,6 +8,7 @@ with a clear message rather than used with a schema this code does not know.
 
 from __future__ import annotations
 
+import datetime as dt
 from importlib import resources
 from pathlib import Path
 
@@ -19,7 +20,11 @@ from alembic.util import CommandError
 from sqlalchemy import Engine, text
 
 from connector.errors import ConnectorError
-from connector.journal.engine import BEGIN_MODE_OPTION
+from connector.journal.backup import backup_engine
+from connector.journal.engine import BEGIN_MODE_OPTION, sqlite_path
+from connector.logs import get_logger
+
+log = get_logger(__name__)
 
 # Any constant works; it only has to be the same for every connector sharing a PostgreSQL journal.
 _PG_MIGRATION_LOCK = 0x6564_786D_6C4A  # "edxmlJ"
@@ -46,10 +51,16 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade_to_head(engine: Engine) -> str:
-    """Apply every missing revision in one transaction; return the revision now in place."""
+def upgrade_to_head(engine: Engine, *, agency: str = "") -> str:
+    """Apply every missing revision in one transaction; return the revision now in place.
+
+    ``agency`` (the configured unit's OrganId) is handed to the revisions that need it (0006
+    assigns existing items to it). An existing SQLite journal is copied first (see
+    :func:`backup_before_migrating`)."""
     config = alembic_config()
     script = ScriptDirectory.from_config(config)
+    config.attributes["agency"] = agency
+    backup_before_migrating(engine, script.get_current_head() or "")
     with engine.connect().execution_options(**{BEGIN_MODE_OPTION: "IMMEDIATE"}) as connection:
         with connection.begin():
             if connection.dialect.name == "postgresql":
@@ -69,3 +80,28 @@ def upgrade_to_head(engine: Engine) -> str:
             command.upgrade(config, "head")
         with connection.begin():
             return MigrationContext.configure(connection).get_current_revision() or ""
+
+
+def backup_before_migrating(engine: Engine, head: str) -> Path | None:
+    """Copy an existing SQLite journal beside itself before a migration changes it, and say in
+    the log how to go back (decisions.md, "Hub migration"). A new journal has nothing to keep; a
+    PostgreSQL journal is backed up with pg_dump by the operator (docs/operations.md, "Upgrade"),
+    which the log line recalls."""
+    current = current_revision(engine)
+    if current is None or current == head:
+        return None
+    path = sqlite_path(engine)
+    if engine.dialect.name != "sqlite":
+        log.warning("journal_migrating", revision_from=current, revision_to=head,
+                    note="take a pg_dump of the journal before upgrading, to be able to go back")
+        return None
+    if path is None:
+        return None
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = backup_engine(engine, Path(path).with_name(
+        f"{Path(path).name}.before-{head}-{stamp}"))
+    log.warning("journal_backed_up_before_migration", backup=str(target),
+                revision_from=current, revision_to=head,
+                to_go_back=f"stop the service, reinstall the connector version that used "
+                           f"revision {current}, and copy {target} over {path}")
+    return target

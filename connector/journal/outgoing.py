@@ -123,8 +123,11 @@ class OutgoingTransitions:
 
     def list_outgoing(self, state: OutgoingState | str | Iterable[OutgoingState | str] | None = None,
                       *, kind: str | None = None, limit: int = 100, offset: int = 0,
-                      newest_first: bool = True) -> list[OutgoingRecord]:
+                      newest_first: bool = True, agency: str | None = None) -> list[OutgoingRecord]:
+        """Newest first (by default); ``agency`` keeps one unit's items."""
         query = select(t.outgoing)
+        if agency is not None:
+            query = query.where(t.outgoing.c.agency == agency)
         states = _states(state)
         if states:
             query = query.where(t.outgoing.c.state.in_(states))
@@ -221,7 +224,8 @@ class OutgoingTransitions:
                     package_path=None, package_sha256=None, package_size=None,
                     state=OutgoingState.QUEUED.value, attempts=0, next_attempt_at=None,
                     claimed_at=None, claimed_by=None, last_error=None, axis_doc_id=None,
-                    meta=item.meta or {}, created_at=now, updated_at=now, instance=self.core.instance)
+                    meta=item.meta or {}, created_at=now, updated_at=now, instance=self.core.instance,
+                    agency=self.core.agency)
                 new_rows.append(values)
                 new_deliveries.extend({"outgoing_id": item_id, "organ_id": organ_id,
                                        "updated_at": now} for organ_id in wanted)

@@ -72,6 +72,7 @@ class OutgoingRecord:
     updated_at: dt.datetime
     instance: str | None = None  # the connector instance that took it in (sends it)
     signed_by: str | None = None  # SHA-256 of the certificate that signed the stored package
+    agency: str = ""  # the unit (OrganId) it is sent as
     deliveries: tuple[DeliveryRecord, ...] = field(default=())
 
     @property
@@ -110,6 +111,7 @@ class IncomingRecord:
     created_at: dt.datetime
     updated_at: dt.datetime
     instance: str | None = None  # the connector instance whose package store holds it
+    agency: str = ""  # the unit (OrganId) it was received for
 
     @property
     def is_stored(self) -> bool:

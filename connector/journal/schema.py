@@ -93,10 +93,13 @@ outgoing = Table(
     # SHA-256 (hex) of the certificate that signed the stored package (revision 0004): after a
     # renewal, which key signed which document stays known. NULL: unsigned (statuses).
     Column("signed_by", String(64), nullable=True),
+    # The unit (OrganId) the item is sent as (revision 0006): a hub serves many from one journal.
+    Column("agency", String(32), nullable=False, server_default=""),
     UniqueConstraint("source", "source_ref"),
     Index(None, "state", "next_attempt_at"),
     Index(None, "document_id"),
     Index(None, "instance", "state"),
+    Index(None, "agency", "state"),
 )
 
 deliveries = Table(
@@ -114,7 +117,7 @@ deliveries = Table(
 incoming = Table(
     "incoming", metadata,
     Column("id", String(26), primary_key=True),
-    Column("axis_doc_id", String(128), nullable=False, unique=True),
+    Column("axis_doc_id", String(128), nullable=False),
     Column("messagetype", String(16), nullable=False),  # edoc or status
     Column("state", String(16), nullable=False),
     Column("sender", String(32), nullable=True),
@@ -138,6 +141,11 @@ incoming = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     # The instance whose package store holds the package (revision 0002; NULL: any instance).
     Column("instance", String(128), nullable=True),
+    # The unit (OrganId) it was received for (revision 0006): one DocId may be listed for two
+    # units of a hub, so an item is unique per unit and DocId.
+    Column("agency", String(32), nullable=False, server_default=""),
+    UniqueConstraint("agency", "axis_doc_id"),
+    Index(None, "axis_doc_id"),
     Index(None, "state"),
     Index(None, "sender", "document_id", "business_type", "package_sha256"),
 )

@@ -13,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 """The newest revision in ``connector/journal/migrations/versions`` (checked by a test)."""
 
 

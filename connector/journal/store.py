@@ -92,9 +92,9 @@ class Journal:
 
     def __init__(self, engine: Engine, *, max_attempts: int | None = None,
                  owner: str | None = None, instance: str | None = None,
-                 any_instance: bool = False) -> None:
+                 any_instance: bool = False, agency: str = "") -> None:
         self.core = JournalCore(engine, max_attempts=max_attempts, owner=owner,
-                                instance=instance, any_instance=any_instance)
+                                instance=instance, any_instance=any_instance, agency=agency)
         self.outgoing = OutgoingTransitions(self.core)
         self.incoming = IncomingTransitions(self.core)
         self.recipients = RecipientStatuses(self.core, self.outgoing)
@@ -113,11 +113,18 @@ class Journal:
     def instance(self) -> str:
         return self.core.instance
 
+    @property
+    def agency(self) -> str:
+        """The unit (OrganId) this journal's new items belong to."""
+        return self.core.agency
+
     @classmethod
     def open(cls, url: str | URL, *, max_attempts: int | None = None, owner: str | None = None,
              instance: str | None = None, any_instance: bool = False,
-             migrate: bool = True) -> Journal:
-        """Connect, and upgrade the schema to the newest revision (creating it when empty)."""
+             migrate: bool = True, agency: str = "") -> Journal:
+        """Connect, and upgrade the schema to the newest revision (creating it when empty).
+        ``agency`` is the configured unit's OrganId: new items get it, and a migration that
+        gives every item its unit (revision 0006) assigns the existing ones to it."""
         engine = create_journal_engine(url)
         try:
             if migrate and stored_revision(engine) != HEAD_REVISION:
@@ -125,12 +132,12 @@ class Journal:
                 # (connector/journal/schema_version.py says why).
                 from connector.journal.migrate import upgrade_to_head
 
-                upgrade_to_head(engine)
+                upgrade_to_head(engine, agency=agency)
         except Exception:
             engine.dispose()
             raise
         return cls(engine, max_attempts=max_attempts, owner=owner, instance=instance,
-                   any_instance=any_instance)
+                   any_instance=any_instance, agency=agency)
 
     def close(self) -> None:
         self.engine.dispose()

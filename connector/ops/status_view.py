@@ -64,7 +64,8 @@ def _iso(moment: dt.datetime | None) -> str | None:
 
 def outgoing_row(record: OutgoingRecord) -> dict[str, Any]:
     return {
-        "id": record.id, "direction": "out", "kind": record.kind, "source": record.source,
+        "id": record.id, "direction": "out", "agency": record.agency, "kind": record.kind,
+        "source": record.source,
         "name": display_name(record), "document_id": record.document_id,
         "state": record.state.value, "attempts": record.attempts,
         "recipients": [{"organ_id": d.organ_id, "status": d.status_code,
@@ -77,7 +78,8 @@ def outgoing_row(record: OutgoingRecord) -> dict[str, Any]:
 
 def incoming_row(record: IncomingRecord) -> dict[str, Any]:
     return {
-        "id": record.id, "direction": "in", "kind": record.messagetype, "source": "axis",
+        "id": record.id, "direction": "in", "agency": record.agency, "kind": record.messagetype,
+        "source": "axis",
         "name": record.sender, "document_id": record.document_id,
         "state": record.state.value, "attempts": None, "recipients": [],
         "axis_doc_id": record.axis_doc_id, "last_error": record.last_error,
@@ -86,17 +88,21 @@ def incoming_row(record: IncomingRecord) -> dict[str, Any]:
 
 
 def collect_status(journal: Journal, *, state: str | None = None, direction: str | None = None,
-                   limit: int = 50, now: dt.datetime | None = None) -> dict[str, Any]:
-    """The ``status --json`` object. Items are newest first, at most ``limit`` of them."""
+                   limit: int = 50, now: dt.datetime | None = None,
+                   agency: str | None = None) -> dict[str, Any]:
+    """The ``status --json`` object. Items are newest first, at most ``limit`` of them (only
+    the unit ``agency``'s when given)."""
     check_state_filter(state, direction)
     if limit < 1:
         raise InputError(f"--limit {limit} must be at least 1", hint="e.g. --limit 50")
     now = now or dt.datetime.now(dt.timezone.utc)
     rows: list[dict[str, Any]] = []
     if direction in (None, "out") and (state is None or state in OutgoingState._value2member_map_):
-        rows += [outgoing_row(r) for r in journal.outgoing.list_outgoing(state, limit=limit)]
+        rows += [outgoing_row(r) for r in journal.outgoing.list_outgoing(state, limit=limit,
+                                                                         agency=agency)]
     if direction in (None, "in") and (state is None or state in IncomingState._value2member_map_):
-        rows += [incoming_row(r) for r in journal.incoming.list_incoming(state, limit=limit)]
+        rows += [incoming_row(r) for r in journal.incoming.list_incoming(state, limit=limit,
+                                                                         agency=agency)]
     rows.sort(key=lambda row: row["id"], reverse=True)  # ULIDs: newest first across directions
     age = journal.oldest_pending_age(now)
     contact = journal.get_time(KV_LAST_AXIS_CONTACT)
@@ -111,7 +117,7 @@ def collect_status(journal: Journal, *, state: str | None = None, direction: str
         "last_poll": _iso(poll),
         "outbox_refused": _outbox_refused(journal),
         "delivery_paused": _delivery_paused(journal),
-        "filter": {"state": state, "direction": direction, "limit": limit},
+        "filter": {"state": state, "direction": direction, "limit": limit, "agency": agency},
         "items": rows[:limit],
     }
 

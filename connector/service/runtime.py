@@ -191,7 +191,8 @@ class Runtime:
         journal = Journal.open(self.settings.journal.url,
                                max_attempts=self.settings.outbound.max_attempts,
                                instance=self.instance,
-                               any_instance=self.settings.journal.send_any_instance)
+                               any_instance=self.settings.journal.send_any_instance,
+                               agency=self.settings.agency.organ_id)
         self._opened.append(journal)
         return journal
 

@@ -25,7 +25,7 @@ T0 = dt.datetime(2026, 3, 1, 8, 0, tzinfo=dt.timezone.utc)
 
 
 def test_migrations_create_exactly_the_declared_schema(journal):
-    assert current_revision(journal.engine) == head_revision() == "0005"
+    assert current_revision(journal.engine) == head_revision() == "0006"
     with journal.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
     assert diff == []

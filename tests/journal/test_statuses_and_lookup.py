@@ -145,7 +145,7 @@ def test_upgrade_from_0001_keeps_one_row_per_status_package_and_the_items(journa
             conn.execute(insert(t.statuses).values(**{**row, "incoming_id": incoming_id}))
     engine.dispose()
     with Journal.open(journal_url, instance="node-x") as journal:
-        assert current_revision(journal.engine) == "0005"
+        assert current_revision(journal.engine) == "0006"
         assert sorted((s.incoming_id or "-") for s in journal.recipients.statuses(DOC)) == [
             "-", "-", "IN-1", "IN-2"]
         [claimed] = journal.outgoing.claim_for_sending(5, now=T0)

@@ -127,3 +127,14 @@ def test_the_table_fits_in_100_columns_and_wide_shows_every_column(ctx, daemon_s
     assert code == 0, err
     assert "Axis DocId" in out and "axis-doc-1" in out
     assert max(len(line) for line in out.splitlines()) > 100
+
+
+def test_every_item_shows_its_unit_and_agency_keeps_one_units(ctx, daemon_side, site, cli):
+    failed, waiting, sent, incoming_id = _populate(ctx, daemon_side, site)
+    snapshot = json.loads(cli("status", "--json")[1])
+    assert {item["agency"] for item in snapshot["items"]} == {site.organ_id}
+    mine = json.loads(cli("status", "--json", "--agency", site.organ_id)[1])
+    assert {item["id"] for item in mine["items"]} == {failed.id, waiting.id, sent.id, incoming_id}
+    assert mine["filter"]["agency"] == site.organ_id
+    other = json.loads(cli("status", "--json", "--agency", site.peer)[1])
+    assert other["items"] == []
