@@ -249,6 +249,17 @@ def _register_outgoing(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _register_inbox(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "units", help="the connector's own units: state, queues, last poll, certificate days left",
+        description="List the units this connector serves (its agency; a hub's units) with "
+                    "their state, the items waiting each way, the last successful poll and the "
+                    "days the certificate can still sign (as the daemon last loaded it). Units "
+                    "the journal holds items for but the configuration does not name are listed "
+                    "as 'not configured'. The national directory is `agencies find`.")
+    _config(parser)
+    parser.add_argument("--json", action="store_true", help="a JSON list instead of the table")
+    parser.set_defaults(handler=units_command)
+
     inbox = subparsers.add_parser("inbox", help="received documents: list, redeliver")
     inbox_commands = inbox.add_subparsers(dest="inbox_command", metavar="ACTION", required=True)
     parser = inbox_commands.add_parser(
@@ -383,6 +394,18 @@ def send_command(args: argparse.Namespace) -> int:
     for record in records:
         print(f"queued {record.id} {record.kind} {record.document_id} to "
               f"{', '.join(record.recipients)} ({record.state.value})")
+    return 0
+
+
+def units_command(args: argparse.Namespace) -> int:
+    from connector.ops.units_view import collect_units, render_units
+
+    with _context(args) as ctx:
+        rows = collect_units(ctx.settings, ctx.journal)
+    if args.json:
+        _print_json(rows)
+    else:
+        _console(width=STATUS_WIDTH).print(render_units(rows))
     return 0
 
 

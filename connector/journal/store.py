@@ -75,6 +75,15 @@ KV_LAST_AXIS_CONTACT = "axis.last_successful_contact"
 KV_LAST_POLL = "axis.last_successful_poll"
 KV_OUTBOX_REFUSED = "outbox.refused_entries"
 KV_DELIVERY_PAUSED = "inbox.delivery_paused"
+KV_CERTIFICATE_COVERAGE = "certificate.coverage_end"
+"""Until when some key of the unit can sign (the daemon's key ring, written at each load), so
+that ``units`` shows the days left without reading a key or its password. Per unit: the key is
+``unit_key(KV_CERTIFICATE_COVERAGE, organ_id)``."""
+
+
+def unit_key(key: str, organ_id: str) -> str:
+    """The journal key of one unit's value (a hub keeps one per unit)."""
+    return f"{key}:{organ_id}"
 """Why delivery of received items to the agency side waits (pipeline/delivery_backoff.py)."""
 """JSON object: outbox entries that cannot be claimed, by name, with the reason."""
 
@@ -189,6 +198,21 @@ class Journal:
                 rows = conn.execute(select(table.c.state, func.count()).group_by(table.c.state))
                 for state, count in rows:
                     result[name][state] = count
+        return result
+
+    def counts_by_agency(self) -> dict[str, dict[str, dict[str, int]]]:
+        """:meth:`counts_by_state` per unit: ``{organ_id: {"outgoing": {...}, "incoming": {...}}}``
+        for every unit that has items (one the configuration no longer names included)."""
+        result: dict[str, dict[str, dict[str, int]]] = {}
+        with self.core.read() as conn:
+            for name, table in (("outgoing", t.outgoing), ("incoming", t.incoming)):
+                rows = conn.execute(select(table.c.agency, table.c.state, func.count())
+                                    .group_by(table.c.agency, table.c.state))
+                for agency, state, count in rows:
+                    unit = result.setdefault(agency, {
+                        "outgoing": {s.value: 0 for s in OutgoingState},
+                        "incoming": {s.value: 0 for s in IncomingState}})
+                    unit[name][state] = count
         return result
 
     def oldest_pending_age(self, now: dt.datetime | None = None) -> dt.timedelta | None:

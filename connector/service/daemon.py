@@ -31,6 +31,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from connector.config import Settings, load_config
 from connector.errors import CertificateError, SignerUnavailable, describe_error
+from connector.journal import KV_CERTIFICATE_COVERAGE, unit_key
 from connector.logs import configure_logging, get_logger, set_level
 from connector.pipeline.inbound import Inbound
 from connector.pipeline.outbound import Outbound, report_signer_unavailable
@@ -343,7 +344,10 @@ class Daemon:
         some key can sign (a next certificate that takes over in time extends it)."""
         entry = ring.preferred()
         self._active_fingerprint = entry.key.fingerprint
-        self.health.set_certificate(entry.key.not_before, ring.coverage_end(), ring.describe())
+        coverage_end = ring.coverage_end()
+        self.health.set_certificate(entry.key.not_before, coverage_end, ring.describe())
+        self.runtime.journal.set_time(unit_key(KV_CERTIFICATE_COVERAGE, self.settings.agency.organ_id),
+                                      coverage_end)
 
     def _signer_unavailable(self, error: SignerUnavailable) -> None:
         report_signer_unavailable(self.health, error)

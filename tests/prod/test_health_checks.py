@@ -45,7 +45,8 @@ def test_a_healthy_state_is_ready():
     readiness = evaluate(healthy(), SETTINGS, NOW)
     assert readiness.ready
     assert readiness.reasons == [] and readiness.warnings == []
-    assert set(readiness.as_json()["checks"]) == {"journal", "certificate", "axis", "disk", "clock"}
+    assert set(readiness.as_json()["checks"]) == {"journal", "certificate", "axis", "disk", "clock",
+                                                  "delivery"}
 
 
 def test_journal():

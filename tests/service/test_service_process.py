@@ -54,7 +54,7 @@ def test_notify_metrics_and_readiness_follow_the_daemon(tmp_path, dev_certs, sim
     # --- /readyz green once the axis has been reached and authenticated ---------------------
     status, body = wait_for(lambda: (r := _ready(daemon))[0] == 200 and r, 15, "/readyz 200")
     assert body["ready"] is True
-    assert set(body["checks"]) == {"journal", "certificate", "axis", "disk", "clock"}
+    assert set(body["checks"]) == {"journal", "certificate", "axis", "disk", "clock", "delivery"}
     assert body["reasons"] == []
     assert "within" in body["checks"]["clock"]["detail"]  # measured from the axis's Date
     assert daemon.get("/healthz")[0] == 200

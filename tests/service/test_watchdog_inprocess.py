@@ -124,3 +124,20 @@ def test_readiness_reports_a_clock_far_from_the_axis_date_and_low_disk(
     assert "behind the axis" in body["checks"]["clock"]["detail"]
     assert not body["checks"]["disk"]["ok"] and "MiB free" in body["checks"]["disk"]["detail"]
     assert {reason.split(":")[0] for reason in body["reasons"]} == {"clock", "disk"}
+
+
+def test_the_daemon_records_how_long_its_certificate_can_sign_for_units(
+        tmp_path, dev_certs, simulator, run_daemon):
+    from cryptography import x509
+
+    from connector.journal import KV_CERTIFICATE_COVERAGE, unit_key
+    from connector.ops.units_view import collect_units
+
+    config = write_config(tmp_path / "A", simulator.url, dev_certs.agency_a, dev_certs.ca_cert)
+    daemon = run_daemon(config)
+    organ_id = daemon.settings.agency.organ_id
+    recorded = daemon.runtime.journal.get_time(unit_key(KV_CERTIFICATE_COVERAGE, organ_id))
+    certificate = x509.load_pem_x509_certificate(dev_certs.agency_a.cert.read_bytes())
+    assert recorded == certificate.not_valid_after_utc
+    [unit] = collect_units(daemon.settings, daemon.runtime.journal)
+    assert unit["organ_id"] == organ_id and unit["certificate_days_left"] > 0
