@@ -306,7 +306,11 @@ class Outbound:
     def enqueue_status(self, key: str, request: StatusRequest, *,
                        reason: str | None = None) -> OutgoingRecord:
         """An outgoing status the connector itself decided on (01 on arrival, 02 on a refusal
-        from quarantine): source ``connector``, ``key`` makes it idempotent."""
+        from quarantine): source ``connector``, ``key`` makes it idempotent — one already queued
+        is returned as it is, without a log line (a delivery retried every poll asks again)."""
+        known = self.journal.outgoing.find_by_source(CONNECTOR_SOURCE, key)
+        if known is not None:
+            return known
         record = statuses.enqueue_status(self.journal, request, source=CONNECTOR_SOURCE,
                                          source_ref=key, display_name=key,
                                          meta={"reason": reason})
