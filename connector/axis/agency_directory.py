@@ -56,6 +56,9 @@ class Resolution:
     unknown: list[str] = field(default_factory=list)
 
 
+MAX_REMEMBERED = 20_000
+"""Found codes kept in memory at most (a province's units and their partners fit many times)."""
+
 class AgencyDirectory:
     """The directory (see the module docstring). ``records`` is the journal's
     :class:`~connector.journal.directory.AgencyDirectoryRecords` (anything with its methods)."""
@@ -64,6 +67,13 @@ class AgencyDirectory:
         self.client = client
         self.records = records
         self._lock = threading.Lock()
+        self._found: dict[str, str] = {}
+        """Codes already found (code -> current code). WHY: every document asks for its
+        recipients two to four times (check, resolve, the send's check); one journal query each
+        took a third of the daemon's CPU per document (bench/README.md, "End to end"). Only
+        found codes are kept — an unknown one is asked again, so an agency that a sync run by
+        the ``agencies sync`` command added is seen at once — and the whole map is dropped at
+        each refresh of this process and when it grows past MAX_REMEMBERED."""
         if legacy_cache_file is not None:
             self._import_legacy_cache(Path(legacy_cache_file))
         self._loaded = self.records.synced_at() is not None or self.records.count() > 0
@@ -101,6 +111,7 @@ class AgencyDirectory:
                 count = self.records.replace_all(_rows(agencies), synced_at=started)
                 result = SyncResult(kind, count, count)
             self._loaded = True
+            self._found = {}
         log.info("agency_list_refreshed", kind=result.kind, count=result.total,
                  changed=result.agencies,
                  duration_ms=round((dt.datetime.now(dt.timezone.utc) - started).total_seconds() * 1000, 1))
@@ -112,7 +123,14 @@ class AgencyDirectory:
         while no list is known)."""
         if not self._loaded:
             return Resolution(list(organ_ids))
-        found = self.records.resolve(list(organ_ids))
+        found: dict[str, str | None] = {code: self._found.get(code) for code in organ_ids}
+        missing = [code for code, current in found.items() if current is None]
+        if missing:
+            looked_up = self.records.resolve(missing)
+            found.update(looked_up)
+            if len(self._found) > MAX_REMEMBERED:
+                self._found = {}
+            self._found.update({code: current for code, current in looked_up.items() if current})
         current, renamed, unknown = [], {}, []
         for organ_id in organ_ids:
             code = found.get(organ_id)

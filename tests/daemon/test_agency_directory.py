@@ -161,3 +161,36 @@ def test_a_ready_package_to_an_old_code_goes_to_the_current_one_unchanged(make_a
     assert receipt["warnings"] == [f"recipient {OLD_B} is an old code: sent to its current code {B}"]
     b.poll()
     assert [r.document_id for r in b.journal.incoming.list_incoming()] == [f"{A},2026/12/07,8/VPCP"]
+
+
+def test_found_codes_are_remembered_until_a_refresh_and_unknown_ones_asked_again(tmp_path):
+    import datetime as dt
+
+    class Counting:
+        def __init__(self, records) -> None:
+            self.records, self.asked = records, []
+
+        def resolve(self, codes):
+            self.asked.append(list(codes))
+            return self.records.resolve(codes)
+
+        def __getattr__(self, name):
+            return getattr(self.records, name)
+
+    with Journal.open(f"sqlite:///{tmp_path / 'j.db'}") as journal:
+        client = FakeDirectoryClient([agency(A, "VPCP"), agency(B, "Nghệ An", old_code=OLD_B)])
+        records = Counting(journal.directory)
+        directory = AgencyDirectory(client, records)
+        directory.refresh()
+        for _ in range(3):  # what one document asks: once to the journal
+            assert directory.resolve([OLD_B, A]).current == [B, A]
+        assert records.asked == [[OLD_B, A]]
+        new = "000.00.00.Q01"
+        assert directory.unknown([new]) == [new]
+        # `agencies sync` run by the operator adds it in the journal: seen at once
+        journal.directory.apply_changes([agency(new, "Đơn vị mới")],
+                                        synced_at=dt.datetime.now(dt.timezone.utc))
+        assert directory.unknown([new]) == []
+        client.changes = [agency(A, deleted=True)]
+        directory.refresh()  # this process's own sync drops what it remembered
+        assert directory.unknown([A]) == [A]
