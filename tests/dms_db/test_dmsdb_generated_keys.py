@@ -82,6 +82,16 @@ def deliver(side: DatabaseSide, received: IncomingDocument, number: int) -> str:
     return side.deliver_document(dataclasses.replace(received, journal_id=f"IN-{number}"))
 
 
+def deliver_two(backend, key: dict, received: IncomingDocument) -> None:
+    """Documents IN-1 and IN-2 inserted by one connector whose mapping generates the key so."""
+    side = DatabaseSide(mapping(backend, key))
+    try:
+        deliver(side, received, 1)
+        deliver(side, received, 2)
+    finally:
+        side.close()
+
+
 def test_the_next_number_follows_what_the_dms_wrote_and_the_attachments_follow_it(
         registers, received):
     with registers.engine.begin() as connection:  # the DMS's own clerk entered number 7
@@ -119,12 +129,7 @@ def test_two_connectors_inserting_at_once_never_take_the_same_number(
 
 def test_an_expression_the_operator_writes_fills_the_key(registers, received):
     expression = "(SELECT COALESCE(MAX(id), 0) + 1000 FROM van_ban_den)"
-    side = DatabaseSide(mapping(registers, {"expression": expression}))
-    try:
-        deliver(side, received, 1)
-        deliver(side, received, 2)
-    finally:
-        side.close()
+    deliver_two(registers, {"expression": expression}, received)
     assert [r["id"] for r in rows(registers.engine, van_ban_den)] == [1000, 2000]
 
 
@@ -137,12 +142,7 @@ def test_a_sequence_fills_the_key_where_the_database_has_sequences(registers, re
         return
     with registers.engine.begin() as connection:
         connection.exec_driver_sql("CREATE SEQUENCE so_den_seq START WITH 500")
-    side = DatabaseSide(mapping(registers, {"sequence": "so_den_seq"}))
-    try:
-        deliver(side, received, 1)
-        deliver(side, received, 2)
-    finally:
-        side.close()
+    deliver_two(registers, {"sequence": "so_den_seq"}, received)
     assert [r["id"] for r in rows(registers.engine, van_ban_den)] == [500, 501]
 
 

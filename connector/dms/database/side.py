@@ -556,9 +556,9 @@ class DatabaseSide:
             parts = (self._read_parts(package_path, Path(scratch))
                      if attachments_mapping is not None else [])
 
-            def insert_all(connection: Connection) -> None:
+            def insert_all(connection: Connection) -> bool:
                 if self._exists(mapping.table, mapping.key_column, key_value, connection):
-                    return
+                    return False  # delivered meanwhile by another connector
                 written = self._insert(connection, mapping.table, row, mapping.generated)
                 if attachments_mapping is not None:
                     parent = (written[attachments_mapping.references]
@@ -569,9 +569,11 @@ class DatabaseSide:
                             child[column] = part.field(field)
                         self._insert(connection, attachments_mapping.table, child,
                                      attachments_mapping.generated)
+                return True
 
             try:
-                self._transaction(insert_all)
+                if not self._transaction(insert_all):
+                    return location
             except sa.exc.IntegrityError:
                 if self._exists(mapping.table, mapping.key_column, key_value):
                     return location  # delivered concurrently: the unique key did its job
@@ -601,9 +603,11 @@ class DatabaseSide:
         table, key_column, key_value = mapping.table, mapping.key_column, record[mapping.key]
         row = {column: incoming.lookup(record, field) for field, column in mapping.columns.items()}
 
-        def insert(connection: Connection) -> None:
-            if not self._exists(table, key_column, key_value, connection):
-                self._insert(connection, table, row, mapping.generated)
+        def insert(connection: Connection) -> bool:
+            if self._exists(table, key_column, key_value, connection):
+                return False
+            self._insert(connection, table, row, mapping.generated)
+            return True
 
         try:
             self._transaction(insert)
@@ -614,19 +618,19 @@ class DatabaseSide:
             raise DmsDatabaseError(f"inserting into {table} failed: {_short(error)}",
                                    hint="retried at the next delivery attempt") from error
 
-    def _transaction(self, work: Callable[[Connection], None]) -> None:
+    def _transaction(self, work: Callable[[Connection], bool]) -> bool:
         """Run ``work`` in one transaction, again (up to DEADLOCK_RETRIES times) when the
         database chose it as a deadlock victim — as the database asks. Two writers taking the
         next number of an empty table can both hold its gap lock on MariaDB and deadlock."""
         for attempt in range(DEADLOCK_RETRIES + 1):
             try:
                 with self.engine.begin() as connection:
-                    work(connection)
-                return
+                    return work(connection)
             except sa.exc.DBAPIError as error:
                 if attempt == DEADLOCK_RETRIES or not is_deadlock(error):
                     raise
                 log.info("dms_db.deadlock_retried", attempt=attempt + 1)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _insert(self, connection: Connection, table: str, row: Mapping[str, Any],
                 generated: Mapping[str, GeneratedValue]) -> dict[str, Any]:
