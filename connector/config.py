@@ -445,12 +445,22 @@ class FoldersConfig(_Section):
     max_metadata_mb: float = Field(
         default=1.0, gt=0, le=64,
         description="document.yaml and status files larger than this are refused unread")
+    group: str | None = Field(
+        default=None, description="the group the tree is given to (a hub unit's own DMS "
+        "group, so that one unit's DMS user cannot read another's inbox); default: as created")
 
 
 class SchedulesConfig(_Section):
     """``schedules:`` — how often each loop runs (seconds)."""
 
-    axis_poll_seconds: float = Field(default=60.0, ge=1, le=86_400)
+    axis_poll_seconds: float = Field(default=60.0, ge=1, le=86_400,
+                                     description="a unit that received something lately (a hub: 30)")
+    idle_poll_seconds: float | None = Field(
+        default=None, ge=1, le=86_400, description="a unit that received nothing for "
+        "active_window_seconds, asked with the axis's count calls; default: axis_poll_seconds "
+        "(a hub: 600)")
+    active_window_seconds: float = Field(default=3600.0, ge=0, le=7 * 86_400)
+    poll_concurrency: int = Field(default=4, ge=1, le=64, description="units polled at once")
     dms_poll_seconds: float = Field(default=30.0, ge=1, le=86_400)
     retry_sweep_seconds: float = Field(default=30.0, ge=1, le=86_400)
     retention_seconds: float = Field(default=86_400.0, ge=60)
@@ -639,6 +649,7 @@ class Settings(_Section):
     _source: Path | None = PrivateAttr(default=None)
     _warnings: list[str] = PrivateAttr(default_factory=list)
     _secrets_resolved: bool = PrivateAttr(default=True)
+    _units: list[Settings] | None = PrivateAttr(default=None)
 
     @field_validator("timezone")
     @classmethod
@@ -665,6 +676,18 @@ class Settings(_Section):
     def warnings(self) -> list[str]:
         """Things that work but should be fixed (e.g. a world-readable secret file)."""
         return list(self._warnings)
+
+    @property
+    def units(self) -> list[Settings]:
+        """Every unit this file serves, each as complete settings (a hub: ``agencies:`` /
+        ``agencies_dir:``, see connector/config_units.py; a single-agency file: itself, a hub
+        of one). The shared sections are the same in all of them."""
+        return list(self._units) if self._units else [self]
+
+    @property
+    def is_hub(self) -> bool:
+        """True when the file lists its units (``agencies:`` or ``agencies_dir:``)."""
+        return self._units is not None
 
     @property
     def systemid(self) -> str:
@@ -766,8 +789,24 @@ def load_config(path: str | os.PathLike[str], *, environ: typing.Mapping[str, st
     service's credentials (no ``$CREDENTIALS_DIRECTORY``): where each secret is must still be
     well-formed, but it is read only when a command uses it (``axis.client_settings``,
     ``certificate.resolved_password()``, ``database.resolved_url()``), and a missing one is then
-    a ConfigError naming its key. ``status``, ``inbox list`` or ``journal backup`` never need one."""
-    path = Path(path)
+    a ConfigError naming its key. ``status``, ``inbox list`` or ``journal backup`` never need one.
+
+    A file with ``agencies:`` or ``agencies_dir:`` serves several units (a hub): the result is
+    the first unit's settings, and :attr:`Settings.units` all of them
+    (:mod:`connector.config_units`)."""
+    file = str(path)
+    data = read_yaml_mapping(Path(path), environ=environ)
+    if "agencies" in data or "agencies_dir" in data:
+        # Imported here: config_units builds on this module (its settings_from_mapping).
+        from connector.config_units import hub_settings
+
+        return hub_settings(data, file=file, environ=environ, resolve_secrets=resolve_secrets)
+    return settings_from_mapping(data, file=file, resolve_secrets=resolve_secrets)
+
+
+def read_yaml_mapping(path: Path, *, environ: typing.Mapping[str, str] | None = None,
+                      what: str = "sections (agency:, axis:, ...)") -> dict[str, Any]:
+    """One YAML file as a mapping, ``${VAR}`` substituted; ConfigError naming the file."""
     file = str(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -789,14 +828,12 @@ def load_config(path: str | os.PathLike[str], *, environ: typing.Mapping[str, st
     if raw is None:
         raise ConfigError("the file is empty", file=file, hint=_HINT)
     if not isinstance(raw, dict):
-        raise ConfigError("expected a mapping of sections (agency:, axis:, ...) at the top level",
-                          file=file, hint=_HINT)
+        raise ConfigError(f"expected a mapping of {what} at the top level", file=file, hint=_HINT)
     try:
-        data = substitute_env(raw, environ=environ)
+        return substitute_env(raw, environ=environ)
     except ConfigError as error:
         error.file = file
         raise
-    return settings_from_mapping(data, file=file, resolve_secrets=resolve_secrets)
 
 
 def settings_from_mapping(data: dict[str, Any], *, file: str | None = None,

@@ -193,3 +193,42 @@ def trust_config(ca_cert: Path) -> dict[str, str]:
     if (ca_cert.parent / "signers.yaml").is_file():
         config["signer_map_file"] = str(ca_cert.parent / "signers.yaml")
     return config
+
+
+def make_unit_certs(certs: DevCerts, organ_ids: list[str], directory: str | Path, *,
+                    name: str = "Đơn vị {organ_id} (dev)") -> dict[str, AgencyCert]:
+    """A certificate for each of a hub's units, issued by the dev CA of ``certs`` (CN = the
+    unit's OrganId, so that a signer mapping with ``organ_id_in_subject: CN`` binds them all),
+    each as a .p12 with its password file. Returns them by OrganId."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key = serialization.load_pem_private_key(certs.ca_key.read_bytes(), password=None)
+    ca_cert = x509.load_pem_x509_certificate(certs.ca_cert.read_bytes())
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    made = {}
+    for organ_id in organ_ids:
+        key = _new_key()
+        cert = _agency_cert(key, ca_key, ca_cert, organ_id, name.format(organ_id=organ_id),
+                            now - dt.timedelta(days=1), now + dt.timedelta(days=730))
+        stem = organ_id.replace(".", "-")
+        key_path, cert_path = directory / f"{stem}.key", directory / f"{stem}.pem"
+        p12_path, password_path = directory / f"{stem}.p12", directory / f"{stem}.password"
+        _write_key(key_path, key)
+        _write_cert(cert_path, cert)
+        password = secrets.token_urlsafe(18)
+        _write_private(password_path, (password + "\n").encode())
+        _write_private(p12_path, pkcs12.serialize_key_and_certificates(
+            stem.encode(), key, cert, [ca_cert],
+            serialization.BestAvailableEncryption(password.encode())))
+        made[organ_id] = AgencyCert(organ_id, key_path, cert_path, p12_path, password_path)
+    return made
+
+
+def subject_signer_map(certs: DevCerts, path: str | Path) -> Path:
+    """The dev signer mapping plus ``organ_id_in_subject: CN``: every dev certificate signs for
+    the OrganId in its CN (the hub's units), the two dev agencies by fingerprint as before."""
+    path = Path(path)
+    text = certs.signer_map.read_text(encoding="utf-8")
+    path.write_text(text.replace("signers:", "organ_id_in_subject: CN\nsigners:", 1),
+                    encoding="utf-8")
+    return path

@@ -258,124 +258,11 @@ def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-class AgencyNode:
-    """One agency: its config file, exchange folder, journal, and its ``run`` process."""
+class ExchangeFolders:
+    """One agency's exchange tree as its DMS sees it: drop documents and statuses into the
+    outbox, read the inbox, the receipts and the error files (the folder contract)."""
 
-    def __init__(self, lab: Lab, label: str, organ_id: str, p12: Path, password_file: Path,
-                 secret: str) -> None:
-        self.lab = lab
-        self.label = label
-        self.organ_id = organ_id
-        self.name = AGENCY_NAMES.get(organ_id, organ_id)
-        self.home = lab.base / f"agency-{label.lower()}"
-        self.exchange = self.home / "exchange"
-        self.state_dir = self.home / "state"
-        self.journal_path = self.state_dir / "journal.db"
-        self.config_path = self.home / "connector.yaml"
-        self.secret_file = self.home / "axis-secret"
-        self.p12 = p12
-        self.password_file = password_file
-        self.health_port = free_port()
-        self.overrides: dict[str, Any] = {}
-        self.extra_env: dict[str, str] = {}
-        self.process = ManagedProcess(f"connector-{label}", [], lab.base / "logs" /
-                                      f"connector-{label.lower()}.log")
-        self.home.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secret + "\n")
-
-    # -- configuration --------------------------------------------------------------------------
-    def base_config(self) -> dict[str, Any]:
-        """Folder mode, SQLite journal, short poll intervals and tiny backoff (a lab, not a
-        production setting: see config/connector.example.yaml for those)."""
-        return {
-            "agency": {"organ_id": self.organ_id, "name": self.name},
-            "certificate": {"p12_file": str(self.p12), "password_file": str(self.password_file)},
-            "trust": trust_config(self.lab.certs.ca_cert),
-            "axis": {"endpoint": self.lab.sim.url, "systemid": self.organ_id,
-                     "secret_file": str(self.secret_file), "connect_timeout": 2,
-                     "read_timeout": 10,
-                     "retry": {"max_attempts": 2, "max_total_seconds": 5,
-                               "initial_backoff": 0.05, "max_backoff": 0.2}},
-            "journal": {"url": f"sqlite:///{self.journal_path}"},
-            "state_dir": str(self.state_dir),
-            "exchange": {"enabled": True, "root": str(self.exchange), "rescan_seconds": 1,
-                         "watch": True},
-            "schedules": {"axis_poll_seconds": 1, "dms_poll_seconds": 1,
-                          "retry_sweep_seconds": 1},
-            "outbound": {"retry_initial_seconds": 0.2, "retry_max_seconds": 1,
-                         "max_attempts": 100},
-            "health": {"enabled": True, "listen": f"127.0.0.1:{self.health_port}",
-                       "readiness": {"min_free_disk_mb": 0, "axis_poll_intervals": 3}},
-            "logging": {"level": "info"},
-        }
-
-    def configure(self, **changes: Any) -> Path:
-        """Merge ``changes`` into this agency's config (kept for later restarts) and write it."""
-        self.overrides = deep_merge(self.overrides, changes)
-        return self.write_config()
-
-    def config(self) -> dict[str, Any]:
-        return deep_merge(self.base_config(), self.overrides)
-
-    def write_config(self) -> Path:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        text = yaml.safe_dump(self.config(), allow_unicode=True, sort_keys=False)
-        tmp = self.config_path.with_suffix(".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, self.config_path)
-        return self.config_path
-
-    # -- the daemon -----------------------------------------------------------------------------
-    def start(self, *, env: dict[str, str] | None = None) -> AgencyNode:
-        self.write_config()
-        self.process.argv = cli_command("run", "--config", str(self.config_path))
-        self.process.env = child_environment({**self.extra_env, **(env or {})})
-        self.process.start()
-        return self
-
-    def stop(self) -> int | None:
-        return self.process.stop()
-
-    def kill(self) -> int | None:
-        return self.process.kill()
-
-    def wait_started(self, timeout: float = 30.0) -> AgencyNode:
-        """Until /healthz answers (the daemon is up and its main loop turns)."""
-        self.lab.wait_for(lambda: self.http_status("/healthz") == 200, timeout=timeout,
-                          what=f"connector {self.label} to answer /healthz on port "
-                               f"{self.health_port}",
-                          seen=lambda: f"process running={self.process.running}")
-        return self
-
-    def http_get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}{path}",
-                                        timeout=timeout) as answer:
-                return answer.status, answer.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
-
-    def http_status(self, path: str) -> int | None:
-        try:
-            return self.http_get(path, timeout=2.0)[0]
-        except (OSError, urllib.error.URLError):
-            return None
-
-    # -- the command line ---------------------------------------------------------------------
-    def cli(self, *args: str, check: bool = True, timeout: float = 60.0) -> subprocess.CompletedProcess:
-        """``edxml-connector ARGS --config THIS`` (the operator's commands)."""
-        result = subprocess.run(cli_command(*args, "--config", str(self.config_path)),
-                                capture_output=True, text=True, timeout=timeout,
-                                env=child_environment())
-        if check and result.returncode != 0:
-            raise LabError(f"`edxml-connector {' '.join(args)}` for agency {self.label} exited "
-                           f"{result.returncode}: {result.stderr.strip() or result.stdout.strip()}")
-        return result
-
-    def status_json(self, *extra: str) -> dict[str, Any]:
-        return json.loads(self.cli("status", "--json", "--limit", "1000", *extra).stdout)
+    exchange: Path
 
     # -- the DMS's side of the folder contract ---------------------------------------------------
     @property
@@ -496,6 +383,125 @@ class AgencyNode:
         return sorted(p.name for p in path.iterdir()
                       if not p.name.startswith(".") and p.name != "statuses")
 
+
+class AgencyNode(ExchangeFolders):
+    """One agency: its config file, exchange folder, journal, and its ``run`` process."""
+
+    def __init__(self, lab: Lab, label: str, organ_id: str, p12: Path, password_file: Path,
+                 secret: str) -> None:
+        self.lab = lab
+        self.label = label
+        self.organ_id = organ_id
+        self.name = AGENCY_NAMES.get(organ_id, organ_id)
+        self.home = lab.base / f"agency-{label.lower()}"
+        self.exchange = self.home / "exchange"
+        self.state_dir = self.home / "state"
+        self.journal_path = self.state_dir / "journal.db"
+        self.config_path = self.home / "connector.yaml"
+        self.secret_file = self.home / "axis-secret"
+        self.p12 = p12
+        self.password_file = password_file
+        self.health_port = free_port()
+        self.overrides: dict[str, Any] = {}
+        self.extra_env: dict[str, str] = {}
+        self.process = ManagedProcess(f"connector-{label}", [], lab.base / "logs" /
+                                      f"connector-{label.lower()}.log")
+        self.home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secret + "\n")
+
+    # -- configuration --------------------------------------------------------------------------
+    def base_config(self) -> dict[str, Any]:
+        """Folder mode, SQLite journal, short poll intervals and tiny backoff (a lab, not a
+        production setting: see config/connector.example.yaml for those)."""
+        return {
+            "agency": {"organ_id": self.organ_id, "name": self.name},
+            "certificate": {"p12_file": str(self.p12), "password_file": str(self.password_file)},
+            "trust": trust_config(self.lab.certs.ca_cert),
+            "axis": {"endpoint": self.lab.sim.url, "systemid": self.organ_id,
+                     "secret_file": str(self.secret_file), "connect_timeout": 2,
+                     "read_timeout": 10,
+                     "retry": {"max_attempts": 2, "max_total_seconds": 5,
+                               "initial_backoff": 0.05, "max_backoff": 0.2}},
+            "journal": {"url": f"sqlite:///{self.journal_path}"},
+            "state_dir": str(self.state_dir),
+            "exchange": {"enabled": True, "root": str(self.exchange), "rescan_seconds": 1,
+                         "watch": True},
+            "schedules": {"axis_poll_seconds": 1, "dms_poll_seconds": 1,
+                          "retry_sweep_seconds": 1},
+            "outbound": {"retry_initial_seconds": 0.2, "retry_max_seconds": 1,
+                         "max_attempts": 100},
+            "health": {"enabled": True, "listen": f"127.0.0.1:{self.health_port}",
+                       "readiness": {"min_free_disk_mb": 0, "axis_poll_intervals": 3}},
+            "logging": {"level": "info"},
+        }
+
+    def configure(self, **changes: Any) -> Path:
+        """Merge ``changes`` into this agency's config (kept for later restarts) and write it."""
+        self.overrides = deep_merge(self.overrides, changes)
+        return self.write_config()
+
+    def config(self) -> dict[str, Any]:
+        return deep_merge(self.base_config(), self.overrides)
+
+    def write_config(self) -> Path:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        text = yaml.safe_dump(self.config(), allow_unicode=True, sort_keys=False)
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, self.config_path)
+        return self.config_path
+
+    # -- the daemon -----------------------------------------------------------------------------
+    def start(self, *, env: dict[str, str] | None = None) -> AgencyNode:
+        self.write_config()
+        self.process.argv = cli_command("run", "--config", str(self.config_path))
+        self.process.env = child_environment({**self.extra_env, **(env or {})})
+        self.process.start()
+        return self
+
+    def stop(self) -> int | None:
+        return self.process.stop()
+
+    def kill(self) -> int | None:
+        return self.process.kill()
+
+    def wait_started(self, timeout: float = 30.0) -> AgencyNode:
+        """Until /healthz answers (the daemon is up and its main loop turns)."""
+        self.lab.wait_for(lambda: self.http_status("/healthz") == 200, timeout=timeout,
+                          what=f"connector {self.label} to answer /healthz on port "
+                               f"{self.health_port}",
+                          seen=lambda: f"process running={self.process.running}")
+        return self
+
+    def http_get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}{path}",
+                                        timeout=timeout) as answer:
+                return answer.status, answer.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def http_status(self, path: str) -> int | None:
+        try:
+            return self.http_get(path, timeout=2.0)[0]
+        except (OSError, urllib.error.URLError):
+            return None
+
+    # -- the command line ---------------------------------------------------------------------
+    def cli(self, *args: str, check: bool = True, timeout: float = 60.0) -> subprocess.CompletedProcess:
+        """``edxml-connector ARGS --config THIS`` (the operator's commands)."""
+        result = subprocess.run(cli_command(*args, "--config", str(self.config_path)),
+                                capture_output=True, text=True, timeout=timeout,
+                                env=child_environment())
+        if check and result.returncode != 0:
+            raise LabError(f"`edxml-connector {' '.join(args)}` for agency {self.label} exited "
+                           f"{result.returncode}: {result.stderr.strip() or result.stdout.strip()}")
+        return result
+
+    def status_json(self, *extra: str) -> dict[str, Any]:
+        return json.loads(self.cli("status", "--json", "--limit", "1000", *extra).stdout)
 
 # --------------------------------------------------------------------------- the lab
 

@@ -31,13 +31,14 @@ from connector.journal.store import (
     KV_LAST_AXIS_CONTACT,
     KV_LAST_POLL,
     KV_OUTBOX_REFUSED,
+    KV_UNIT_PAUSED,
     Journal,
     unit_key,
 )
 
 __all__ = [
     "DEFAULT_STALE_AFTER", "KV_CERTIFICATE_COVERAGE", "KV_DELIVERY_PAUSED", "KV_LAST_AXIS_CONTACT",
-    "KV_LAST_POLL", "KV_OUTBOX_REFUSED", "DeliveryRecord", "EventOutcome", "EventRecord",
+    "KV_LAST_POLL", "KV_OUTBOX_REFUSED", "KV_UNIT_PAUSED", "DeliveryRecord", "EventOutcome", "EventRecord",
     "IncomingRecord", "IncomingState", "InvalidTransition", "Journal", "JournalError",
     "MessageType", "NewOutgoing", "OutgoingKind", "OutgoingRecord", "OutgoingState", "Packaged",
     "SignatureState", "StatusRecord", "UnknownItem", "unit_key", "backup", "new_id",

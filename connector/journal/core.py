@@ -79,6 +79,11 @@ class JournalCore:
             return sa_true()
         return or_(column == self.instance, column.is_(None))
 
+    def of_unit(self, column: Any) -> ColumnElement[bool]:
+        """Rows of this journal's unit: in a hub, each unit's pipelines work only on its own
+        items (a unit's package is signed with its key and sent with its credentials)."""
+        return column == self.agency
+
     @staticmethod
     def event_row(item_id: str | None, item_kind: str, name: str, outcome: EventOutcome | str,
                   detail: dict[str, Any] | None, at: dt.datetime) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import true as sa_true
 from sqlalchemy.exc import IntegrityError
 
 from connector.journal import schema as t
@@ -299,10 +300,11 @@ class IncomingTransitions:
             row = conn.execute(query.order_by(i.stored_at, i.id).limit(1)).mappings().first()
         return None if row is None else self._incoming_record(row)
 
-    def pending_incoming(self) -> list[IncomingRecord]:
+    def pending_incoming(self, *, every_unit: bool = False) -> list[IncomingRecord]:
         """Stored items whose later steps did not all happen (crash recovery): not yet
         acknowledged, or acknowledged but neither delivered, quarantined, refused nor a duplicate.
-        Only this instance's items: their packages are in this server's package store."""
+        Only this instance's items: their packages are in this server's package store; only
+        this unit's, unless ``every_unit`` (the hub's oldest-pending metric)."""
         i = t.incoming.c
         unfinished = or_(
             i.acknowledged_at.is_(None),
@@ -310,7 +312,7 @@ class IncomingTransitions:
                  i.state != IncomingState.REFUSED.value))
         query = select(t.incoming).where(
             or_(i.stored_at.is_not(None), i.duplicate_of.is_not(None)), unfinished,
-            self.core.mine(i.instance)
+            self.core.mine(i.instance), sa_true() if every_unit else self.core.of_unit(i.agency)
         ).order_by(i.created_at, i.id)
         with self.core.read() as conn:
             return [self._incoming_record(row) for row in conn.execute(query).mappings()]

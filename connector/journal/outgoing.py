@@ -83,7 +83,7 @@ class OutgoingTransitions:
                      c.claimed_at <= bindparam("stale_before"))
         self._claim_candidates = (
             select(t.outgoing)
-            .where(or_(due, stale), core.mine(c.instance))
+            .where(or_(due, stale), core.mine(c.instance), core.of_unit(c.agency))
             .order_by(c.created_at, c.id).limit(bindparam("limit"))
             .with_for_update(skip_locked=True))
 
@@ -420,7 +420,8 @@ class OutgoingTransitions:
         c = t.outgoing.c
         with self.core.write() as conn:
             query = select(c.id, c.package_sha256, c.claimed_by).where(
-                c.state == OutgoingState.SENDING.value, self.core.mine(c.instance)
+                c.state == OutgoingState.SENDING.value, self.core.mine(c.instance),
+                self.core.of_unit(c.agency)
             ).with_for_update(skip_locked=True)
             if claimed_by is not None:
                 query = query.where(c.claimed_by == claimed_by)

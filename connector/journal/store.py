@@ -75,6 +75,9 @@ KV_LAST_AXIS_CONTACT = "axis.last_successful_contact"
 KV_LAST_POLL = "axis.last_successful_poll"
 KV_OUTBOX_REFUSED = "outbox.refused_entries"
 KV_DELIVERY_PAUSED = "inbox.delivery_paused"
+KV_UNIT_PAUSED = "unit.paused"
+"""Why a unit of the daemon does not work (its start failed: secret refused, certificate
+missing, folder unwritable); per unit (``unit_key``); absent: it works."""
 KV_CERTIFICATE_COVERAGE = "certificate.coverage_end"
 """Until when some key of the unit can sign (the daemon's key ring, written at each load), so
 that ``units`` shows the days left without reading a key or its password. Per unit: the key is
@@ -148,8 +151,29 @@ class Journal:
         return cls(engine, max_attempts=max_attempts, owner=owner, instance=instance,
                    any_instance=any_instance, agency=agency)
 
+    def for_agency(self, agency: str) -> Journal:
+        """The same journal (engine, instance, policy) as another unit of a hub sees it: its
+        new items are that unit's, and its work queries hand out only that unit's items.
+        Closing the view leaves the engine open; it belongs to the journal that opened it."""
+        core = self.core
+        view = Journal(core.engine, max_attempts=core.max_attempts, owner=core.owner,
+                       instance=core.instance, any_instance=core.any_instance, agency=agency)
+        view._primary = self._primary and agency == core.agency
+        view._view = True
+        return view
+
+    _primary = True  # the unit the journal was opened for keeps the single-agency keys
+    _view = False  # made by for_agency: the engine belongs to another Journal
+
+    def unit_key(self, key: str) -> str:
+        """Where this unit keeps a per-unit value (last poll, delivery pause, refused outbox
+        entries, the poller lease): the journal a connector opened keeps the single-agency key,
+        so a single-agency journal reads as before; each other unit of a hub has its own."""
+        return key if self._primary else unit_key(key, self.agency)
+
     def close(self) -> None:
-        self.engine.dispose()
+        if not self._view:
+            self.engine.dispose()
 
     def __enter__(self) -> Journal:
         return self

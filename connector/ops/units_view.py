@@ -17,6 +17,7 @@ from connector.journal import (
     KV_CERTIFICATE_COVERAGE,
     KV_DELIVERY_PAUSED,
     KV_LAST_POLL,
+    KV_UNIT_PAUSED,
     Journal,
     unit_key,
 )
@@ -29,7 +30,7 @@ DAY = 86_400.0
 
 def configured_units(settings: Settings) -> list[tuple[str, str]]:
     """(OrganId, name) of every unit the configuration serves."""
-    return [(settings.agency.organ_id, settings.agency.name)]
+    return [(unit.agency.organ_id, unit.agency.name) for unit in settings.units]
 
 
 def collect_units(settings: Settings, journal: Journal,
@@ -37,15 +38,19 @@ def collect_units(settings: Settings, journal: Journal,
     """One row per unit, configured ones first (in configuration order)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     counts = journal.counts_by_agency()
-    pause = DeliveryPause.from_json(journal.kv_get(KV_DELIVERY_PAUSED))
-    last_poll = journal.get_time(KV_LAST_POLL)
     rows = []
     configured = configured_units(settings)
     for organ_id, name in configured:
+        unit = journal.for_agency(organ_id)  # the first unit keeps the single-agency keys
+        pause = DeliveryPause.from_json(journal.kv_get(unit.unit_key(KV_DELIVERY_PAUSED)))
+        last_poll = journal.get_time(unit.unit_key(KV_LAST_POLL))
+        paused = journal.kv_get(unit_key(KV_UNIT_PAUSED, organ_id))
         coverage = journal.get_time(unit_key(KV_CERTIFICATE_COVERAGE, organ_id))
         days_left = None if coverage is None else round((coverage - now).total_seconds() / DAY, 1)
         state, reason = "active", None
-        if days_left is not None and days_left <= 0:
+        if paused:
+            state, reason = "paused", paused
+        elif days_left is not None and days_left <= 0:
             state, reason = "paused", "no certificate can sign"
         elif pause is not None:
             state, reason = "paused", f"delivery: {pause.reason}"

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from connector.axis.errors import PermanentAxisError
 from connector.dms.base import (
     IncomingDocument,
     IncomingStatus,
@@ -113,9 +114,13 @@ class Inbound:
         return self.runtime.database or self.runtime.folder
 
     # ============================================================================ polling
-    def poll(self) -> dict[str, int]:
+    def poll(self, *, ask_first: bool = False) -> dict[str, int]:
         """List documents and statuses pending for us and take each one as far as it goes.
         Raises when a list cannot be had (the caller logs it; nothing is assumed empty).
+
+        ``ask_first`` (an idle unit of a hub): ask the axis's count call for each kind first
+        and list only a kind it says is waiting — the cheapest "is there anything?" the axis
+        offers; an axis that does not answer the count is listed as usual.
 
         Two connectors sharing one journal must not pull at the same time (both would fetch,
         store and deliver the same items): the poll runs only while this process holds the
@@ -129,9 +134,9 @@ class Inbound:
             log.debug("inbound_poll_skipped", reason="another connector holds the poller lease")
             return {**counts, "skipped": 1}
         try:
-            self._poll(counts)
+            self._poll(counts, ask_first=ask_first)
         finally:
-            self.journal.release_lease(POLLER_LEASE, owner=_lease_owner())
+            self.journal.release_lease(self.journal.unit_key(POLLER_LEASE), owner=_lease_owner())
         return counts
 
     @property
@@ -146,15 +151,18 @@ class Inbound:
         renewed = self._lease_renewed
         if renewed is not None and now - renewed < self._lease_ttl.total_seconds() / 10:
             return True
-        if self.journal.acquire_lease(POLLER_LEASE, ttl=self._lease_ttl, owner=_lease_owner()):
+        lease = self.journal.unit_key(POLLER_LEASE)
+        if self.journal.acquire_lease(lease, ttl=self._lease_ttl, owner=_lease_owner()):
             self._lease_renewed = now
             return True
         self._lease_renewed = None
         return False
 
-    def _poll(self, counts: dict[str, int]) -> None:
+    def _poll(self, counts: dict[str, int], *, ask_first: bool = False) -> None:
         self.resume()
         for messagetype in MESSAGE_TYPES:
+            if ask_first and self._nothing_waiting(messagetype):
+                continue
             with self._timer("getReceivedEdocList"):
                 try:
                     listed = self.runtime.axis.list_received(messagetype)
@@ -172,6 +180,18 @@ class Inbound:
                     counts["failed"] += 1
         self._note_poll_time(changed=counts["listed"] > 0)
 
+    def _nothing_waiting(self, messagetype: str) -> bool:
+        """True when the axis's count says nothing of ``messagetype`` waits for us."""
+        try:
+            waiting = self.runtime.axis.count_received(messagetype)
+        except PermanentAxisError as error:  # an axis without the count calls: list instead
+            log.info("count_call_unavailable", messagetype=messagetype, error=describe_error(error),
+                     note="listed instead")
+            return False
+        if self.health is not None:
+            self.health.record_axis_success(poll_complete=messagetype == MESSAGE_TYPES[-1])
+        return waiting == 0
+
     def _note_poll_time(self, *, changed: bool) -> None:
         """Record the last successful poll (what ``status`` shows) after a poll that found
         something, else at most every POLL_TIME_EVERY_SECONDS: with a 1-s poll schedule an idle
@@ -182,15 +202,16 @@ class Inbound:
         if not changed and written is not None and monotonic - written < POLL_TIME_EVERY_SECONDS:
             return
         now = dt.datetime.now(dt.timezone.utc)
-        self.journal.set_time(KV_LAST_POLL, now)
-        self.journal.set_time(KV_LAST_AXIS_CONTACT, now)
+        self.journal.set_time(self.journal.unit_key(KV_LAST_POLL), now)
+        self.journal.set_time(self.journal.unit_key(KV_LAST_AXIS_CONTACT), now)
         self._poll_time_written = monotonic
 
     def resume(self) -> int:
         """Finish items stored but not yet acknowledged or delivered (after a crash, or after a
         delivery that failed, e.g. on a full inbox disk)."""
         if not self._stale_pause_cleared and not self.delivery.paused:
-            self.journal.kv_set(KV_DELIVERY_PAUSED, None)  # a pause an earlier run left behind
+            # a pause an earlier run left behind
+            self.journal.kv_set(self.journal.unit_key(KV_DELIVERY_PAUSED), None)
             self._stale_pause_cleared = True
         done = 0
         for record in self.journal.incoming.pending_incoming():
@@ -259,7 +280,7 @@ class Inbound:
         changed = self.delivery.failed(reason)
         pause = self.delivery.pause
         assert pause is not None
-        self.journal.kv_set(KV_DELIVERY_PAUSED, pause.as_json())
+        self.journal.kv_set(self.journal.unit_key(KV_DELIVERY_PAUSED), pause.as_json())
         if self.health is not None:
             self.health.set_delivery_problem(f"{reason}; next try at {pause.retry_at:%H:%M:%S} UTC")
         if changed:
@@ -272,7 +293,7 @@ class Inbound:
     def _delivery_resumed(self) -> None:
         pause = self.delivery.pause
         self.delivery.succeeded()
-        self.journal.kv_set(KV_DELIVERY_PAUSED, None)
+        self.journal.kv_set(self.journal.unit_key(KV_DELIVERY_PAUSED), None)
         if self.health is not None:
             self.health.set_delivery_problem(None)
         log.info("delivery_resumed", failures=pause.failures if pause else 0)

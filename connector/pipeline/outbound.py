@@ -160,7 +160,10 @@ class Outbound:
 
     def __init__(self, runtime: PipelineContext, *, metrics: Any = None, health: Any = None,
                  rng: Callable[[], float] = random.random,
-                 auth_pause_seconds: float | None = None) -> None:
+                 auth_pause_seconds: float | None = None, executor: Any = None,
+                 wake: threading.Event | None = None) -> None:
+        """``executor`` and ``wake`` are a hub's, shared by its units (one pool of send
+        threads and one outbound loop for all of them); by default the pipeline has its own."""
         self.runtime = runtime
         self.journal = runtime.journal
         self.settings = runtime.settings.outbound
@@ -176,12 +179,14 @@ class Outbound:
         self._unfinished_side: dict[str, Callable[[], None]] = {}
         self._paused_until = 0.0
         self.paused_reason: str | None = None
-        self.wake = threading.Event()
+        self.wake = wake if wake is not None else threading.Event()
         self.stopping = threading.Event()
         self._refused_seen: dict[str, dict[str, str]] = {}
         self.threads = PIPELINE_THREADS_PER_SLOT * self.settings.concurrency
         self._send_slots = threading.BoundedSemaphore(self.settings.concurrency)
-        self._executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="send")
+        self._own_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(max_workers=self.threads,
+                                                        thread_name_prefix="send")
 
     # ============================================================================ intake
     def intake(self, side: Any, limit: int | None = None) -> int:
@@ -226,7 +231,7 @@ class Outbound:
         self._refused_seen[side.name] = refused
         every = {name: reason for seen in self._refused_seen.values()
                  for name, reason in seen.items()}
-        self.journal.kv_set(KV_OUTBOX_REFUSED, json.dumps(every, ensure_ascii=False)
+        self.journal.kv_set(self.journal.unit_key(KV_OUTBOX_REFUSED), json.dumps(every, ensure_ascii=False)
                             if every else None)
         if self.metrics is not None:
             self.metrics.outbox_refused.set(len(every))
@@ -471,7 +476,8 @@ class Outbound:
             while self._inflight and time.monotonic() < deadline:
                 self._idle.wait(max(0.0, deadline - time.monotonic()))
             abandoned = sorted(self._inflight)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._own_executor:
+            self._executor.shutdown(wait=False, cancel_futures=True)
         if abandoned:
             log.warning("outgoing_abandoned", items=abandoned,
                         note="left in sending; they are sent again at the next start")

@@ -25,75 +25,183 @@ import signal
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from connector.config import Settings, load_config
-from connector.errors import CertificateError, SignerUnavailable, describe_error
-from connector.journal import KV_CERTIFICATE_COVERAGE, unit_key
+from connector.errors import describe_error
 from connector.logs import configure_logging, get_logger, set_level
 from connector.pipeline.inbound import Inbound
-from connector.pipeline.outbound import Outbound, report_signer_unavailable
+from connector.pipeline.outbound import PIPELINE_THREADS_PER_SLOT, Outbound
 from connector.pipeline.retention import run_retention
 from connector.service import sdnotify
 from connector.service.health import (
     HealthMonitor,
     HealthServer,
     HealthSettings,
-    certificate_status,
     clock_skew_from_date,
     start_health_server,
 )
 from connector.service.metrics import Metrics
 from connector.service.runtime import Runtime
 from connector.service.sdnotify import watchdog_interval, watchdog_ping_interval
+from connector.service.unit import Unit
 
 log = get_logger(__name__)
 
 STOP_BUDGET_SECONDS = 9.0
 SEND_GRACE_SECONDS = 5.0
 METRICS_REFRESH_SECONDS = 5.0
+PENDING_OUTGOING = ("queued", "packaged", "sending")
+PENDING_INCOMING = ("listed", "fetched", "verified", "stored", "acknowledged")
+POLL_ROUND_SECONDS = 0.25
+"""How often the poll round looks which units are due (each unit has its own interval)."""
 
 
 class Daemon:
-    """One running connector. ``run()`` blocks until stopped and returns the exit code."""
+    """One running connector serving one unit or many (a hub). ``run()`` blocks until stopped
+    and returns the exit code.
+
+    ``runtime`` (tests) replaces the first unit's runtime; the first unit's runtime also holds
+    the parts every unit shares (journal engine, package store, trust store, directory)."""
 
     def __init__(self, settings: Settings, *, runtime: Any = None, install_signals: bool = True,
                  configure_logs: bool = True, folder_instance: str | None = None) -> None:
         self.settings = settings
+        self._folder_instance = folder_instance
         self.runtime = runtime or Runtime(settings, folder_instance=folder_instance)
         self.install_signals = install_signals
         self.configure_logs = configure_logs
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
         self.ready_event = threading.Event()
-        self._db_due = threading.Event()
+        self.wake = threading.Event()
         self._health_settings = HealthSettings.from_config(
             settings.health, float(settings.certificate.expiry_warning_days))
-        exchange = settings.exchange
-        disk_paths = [settings.state_dir]
-        if exchange is not None and exchange.enabled:
-            disk_paths.append(exchange.root)
         self.metrics = Metrics(agency=settings.agency.organ_id)
-        self.health = HealthMonitor(self._health_settings, self.metrics, disk_paths=disk_paths,
+        self.health = HealthMonitor(self._health_settings, self.metrics,
+                                    disk_paths=self._disk_paths(settings.units),
                                     poll_interval_seconds=settings.schedules.axis_poll_seconds)
         self._notifier = sdnotify.Notifier()
-        # Made by _start(), which opens the journal first; the loops run only after it.
-        self._pipelines: tuple[Outbound, Inbound] | None = None
+        outbound = settings.outbound
+        # One pool of send threads and one of pollers for every unit (bounded, whatever the
+        # number of units): a hub of 500 units is one process with a few dozen threads.
+        self._send_pool = ThreadPoolExecutor(
+            max_workers=PIPELINE_THREADS_PER_SLOT * outbound.concurrency, thread_name_prefix="send")
+        self._poll_pool = ThreadPoolExecutor(max_workers=settings.schedules.poll_concurrency,
+                                             thread_name_prefix="poll")
+        self.units: dict[str, Unit] = {}
+        self._units_lock = threading.Lock()
+        self._started_once = False
         self._health_server: HealthServer | None = None
-        self._watcher: Any = None
+        self._watchers: dict[str, Any] = {}
         self._scheduler: BackgroundScheduler | None = None
         self._outbound_thread: threading.Thread | None = None
         self._counts: dict | None = None
-        # Watchdog: when each worker loop last proved it is turning (monotonic seconds), and
-        # when the outbound loop started its current turn (None: waiting, which is not stuck).
+        # Watchdog: when the outbound loop started its current turn (None: waiting, which is
+        # not stuck), and when the scheduler's refresh last ran.
         self._outbound_busy_since: float | None = None
         self._last_refresh = time.monotonic()
         self._withholding: list[str] = []
-        self._signing_blocked_logged = False
-        self._signing_blocked = False
-        self._active_fingerprint: str | None = None
+
+    # ============================================================================ the units
+    @property
+    def first(self) -> Unit:
+        """The first configured unit (the only one of a single-agency file)."""
+        return self._unit(self.settings.agency.organ_id)
+
+    def _unit(self, organ_id: str) -> Unit:
+        unit = self.units.get(organ_id)
+        if unit is None:
+            raise RuntimeError(f"unit {organ_id} is not running")
+        return unit
+
+    @property
+    def outbound(self) -> Outbound:
+        return self._started(self.first.outbound)
+
+    @property
+    def inbound(self) -> Inbound:
+        return self._started(self.first.inbound)
+
+    @staticmethod
+    def _started(pipeline: Any) -> Any:
+        if pipeline is None:
+            raise RuntimeError("the daemon's pipelines are used before it started")
+        return pipeline
+
+    @property
+    def is_hub(self) -> bool:
+        """More than one unit: a unit's trouble pauses that unit, not the daemon."""
+        return len(self.settings.units) > 1
+
+    def _new_unit(self, settings: Settings, place: float) -> Unit:
+        first = settings.agency.organ_id == self.settings.agency.organ_id
+        runtime = self.runtime if first else Runtime(
+            settings, folder_instance=self._folder_instance, hub=self.runtime)
+        health = self.health if not self.is_hub else HealthMonitor(
+            self._health_settings, None,
+            poll_interval_seconds=settings.schedules.idle_poll_seconds
+            or settings.schedules.axis_poll_seconds)
+        return Unit(settings, runtime, health=health, metrics=self.metrics,
+                    executor=self._send_pool, wake=self.wake, place=place)
+
+    def _start_unit(self, unit: Unit) -> None:
+        """Open one unit and add it to the running ones. In a hub, a unit that cannot start
+        is kept paused with the reason (``units``, the log, a metric, /readyz); the others
+        go on. A single unit that cannot start stops the daemon's start, as it always did."""
+        try:
+            unit.open()
+        except Exception as error:
+            if not self.is_hub:
+                raise
+            log.error("unit_paused", agency=unit.organ_id, reason=unit.paused_reason,
+                      error=describe_error(error),
+                      note="the other units go on; fix it and reload (systemctl reload)")
+        self._hook_axis_responses(unit)
+        with self._units_lock:
+            self.units[unit.organ_id] = unit
+        self._watch_folder(unit)
+
+    def _stop_unit(self, unit: Unit) -> None:
+        """A unit removed by a reload: it takes no new work; its sends in flight finish, its
+        unfinished items stay in the journal (and go on if the unit comes back)."""
+        with self._units_lock:
+            self.units.pop(unit.organ_id, None)
+        watcher = self._watchers.pop(unit.organ_id, None)
+        if watcher is not None:
+            watcher.stop(timeout=1.0)
+        if unit.inbound is not None:
+            unit.inbound.stopping.set()
+        if unit.outbound is not None:
+            unit.outbound.shutdown(SEND_GRACE_SECONDS)
+        if unit.runtime is not self.runtime:
+            unit.close()
+        self.metrics.forget_unit(unit.organ_id)
+
+    def _watch_folder(self, unit: Unit) -> None:
+        exchange = unit.settings.exchange
+        folder = unit.runtime.folder if unit.outbound is not None else None
+        if folder is not None and exchange is not None and exchange.watch:
+            watcher = folder.watcher(self.wake.set, rescan_seconds=exchange.rescan_seconds)
+            watcher.start()
+            self._watchers[unit.organ_id] = watcher
+
+    @staticmethod
+    def _disk_paths(units: list[Settings]) -> list[Any]:
+        """The state directory and the exchange trees' filesystems: a single agency's root; a
+        hub's folder holding the units' roots (one unit's missing tree is that unit's trouble,
+        not the hub's disk)."""
+        paths = [units[0].state_dir]
+        for settings in units:
+            exchange = settings.exchange
+            if exchange is not None and exchange.enabled:
+                path = exchange.root if len(units) == 1 else exchange.root.parent
+                if path not in paths:
+                    paths.append(path)
+        return paths
 
     # ============================================================================ life cycle
     def run(self) -> int:
@@ -103,7 +211,7 @@ class Daemon:
                               file=logging_config.file,
                               file_max_bytes=logging_config.file_max_mb * 1024 * 1024,
                               file_backup_count=logging_config.file_backups,
-                              secrets=self.settings.secret_values())
+                              secrets=_secrets_of(self.settings.units))
         for warning in self.settings.warnings:
             log.warning("config_warning", detail=warning)
         if self.install_signals:
@@ -114,9 +222,11 @@ class Daemon:
         except BaseException:
             self._close_quietly()
             raise
+        working = [unit.organ_id for unit in self.units.values() if unit.working]
         log.info("daemon_started", organ_id=self.settings.agency.organ_id,
                  duration_ms=round((time.monotonic() - started) * 1000, 1),
-                 sides=sorted(self.runtime.sides))
+                 sides=sorted(self.runtime.sides), units=len(self.units),
+                 units_working=len(working))
         self._main_loop()
         return self._stop()
 
@@ -136,51 +246,30 @@ class Daemon:
         signal.signal(signal.SIGHUP, reload)
 
     def _start(self) -> None:
-        settings = self.settings
-        runtime = self._open_runtime()
-        self._load_certificate()
         self._check_journal()
-        self._hook_axis_responses()
-        # Items found in `sending` were interrupted by a crash: send them again (at-least-once).
-        # The journal only recovers this instance's items, so this is safe on a shared journal.
-        recovered = runtime.journal.outgoing.recover_interrupted()
-        if recovered:
-            log.warning("outgoing_recovered", items=recovered,
-                        note="found in sending after a restart; sent again (at-least-once)")
+        units = self.settings.units
+        for index, settings in enumerate(units):
+            self._start_unit(self._new_unit(settings, index / len(units)))
+        if self.is_hub:
+            self.health.units = self._unit_health
         try:
-            runtime.directory.refresh()
+            self.runtime.directory.refresh()
         except Exception as error:
             log.warning("agency_list_unavailable", error=describe_error(error),
                         note="recipients are checked by the axis until the list loads")
-        outbound = Outbound(runtime, metrics=self.metrics, health=self.health)
-        inbound = Inbound(runtime, outbound, metrics=self.metrics, health=self.health)
-        self._pipelines = (outbound, inbound)
         self._health_server = start_health_server(self._health_settings, self.health, self.metrics)
         self._outbound_thread = threading.Thread(target=self._outbound_loop, name="outbound",
                                                  daemon=True)
         self._outbound_thread.start()
-        exchange = settings.exchange
-        if runtime.folder is not None and exchange is not None and exchange.watch:
-            self._watcher = runtime.folder.watcher(outbound.wake.set,
-                                                   rescan_seconds=exchange.rescan_seconds)
-            self._watcher.start()
         self._scheduler = self._schedule()
         self._refresh_status()
         self._notifier.ready(self._status_text())
         self.ready_event.set()
 
-    @property
-    def outbound(self) -> Outbound:
-        return self._started()[0]
-
-    @property
-    def inbound(self) -> Inbound:
-        return self._started()[1]
-
-    def _started(self) -> tuple[Outbound, Inbound]:
-        if self._pipelines is None:
-            raise RuntimeError("the daemon's pipelines are used before it started")
-        return self._pipelines
+    def _unit_health(self) -> dict[str, tuple[Any, str | None]]:
+        with self._units_lock:
+            units = list(self.units.values())
+        return {unit.organ_id: (unit.health.state(), unit.paused_reason) for unit in units}
 
     def _schedule(self) -> BackgroundScheduler:
         schedules = self.settings.schedules
@@ -194,15 +283,15 @@ class Daemon:
                               id=name, name=name, next_run_time=first or now + dt.timedelta(
                                   seconds=seconds))
 
-        every(self._poll_inbound, schedules.axis_poll_seconds, "inbound_poll", first=now)
-        if self.runtime.database is not None:
+        every(self._poll_round, POLL_ROUND_SECONDS, "inbound_poll", first=now)
+        if any(settings.database is not None for settings in self.settings.units):
             every(self._database_due, schedules.dms_poll_seconds, "dms_poll", first=now)
-        every(self.outbound.wake.set, schedules.retry_sweep_seconds, "retry_sweep")
+        every(self.wake.set, schedules.retry_sweep_seconds, "retry_sweep")
         every(self.runtime.directory.refresh, self.settings.outbound.agency_list_refresh_seconds,
               "agency_list_refresh")
         every(self._retention, schedules.retention_seconds, "retention",
               first=now + dt.timedelta(seconds=min(60.0, schedules.retention_seconds)))
-        every(self.health.check_certificate_expiry, 86_400.0, "certificate_check")
+        every(self._check_certificates, 86_400.0, "certificate_check")
         every(self._refresh_status, METRICS_REFRESH_SECONDS, "metrics_refresh")
         scheduler.start()
         return scheduler
@@ -265,38 +354,63 @@ class Daemon:
             self._withholding = stuck
 
     def _outbound_loop(self) -> None:
-        outbound = self.outbound
-        folder = self.runtime.folder
-        database = self.runtime.database
+        """One loop for every unit: each turn gives each working unit its outbound turn
+        (intake from its sides, dispatch to the shared send threads)."""
         sweep = self.settings.schedules.retry_sweep_seconds
         while not self.stop_event.is_set():
-            sides = [folder] if folder is not None else []
-            if database is not None and self._db_due.is_set():
-                self._db_due.clear()
-                sides.append(database)
             self._outbound_busy_since = time.monotonic()
             try:
-                outbound.cycle(sides)
-            except Exception as error:
-                log.error("outbound_cycle_failed", error=describe_error(error))
+                for unit in self._working_units():
+                    if self.stop_event.is_set():
+                        break
+                    try:
+                        unit.cycle()
+                    except Exception as error:
+                        log.error("outbound_cycle_failed", agency=unit.organ_id,
+                                  error=describe_error(error))
             finally:
                 self._outbound_busy_since = None
-            outbound.wake.wait(sweep)
-            outbound.wake.clear()
+            self.wake.wait(sweep)
+            self.wake.clear()
 
-    def _poll_inbound(self) -> None:
-        started = time.monotonic()
-        counts = self.inbound.poll()
-        if counts["listed"]:
-            log.info("inbound_polled", **counts,
-                     duration_ms=round((time.monotonic() - started) * 1000, 1))
+    def _working_units(self) -> list[Unit]:
+        with self._units_lock:
+            return [unit for unit in self.units.values() if unit.working]
+
+    def _poll_round(self) -> None:
+        """Every second: hand the units whose poll is due to the poller threads (bounded
+        concurrency); each unit plans its own next poll (active often, idle rarely)."""
+        now = time.monotonic()
+        for unit in self._working_units():
+            if unit.poll_due(now):
+                unit.polling = True
+                self._poll_pool.submit(self._poll_unit, unit)
+
+    def _poll_unit(self, unit: Unit) -> None:
+        try:
+            if not self.stop_event.is_set():
+                unit.poll()
+                unit.note_problem(None)
+        except Exception as error:
+            problem = describe_error(error)
+            self.metrics.record_unit_error(unit.organ_id, "incoming")
+            log.error("job_failed", job="inbound_poll", agency=unit.organ_id, error=problem)
+            unit.note_problem(f"polling fails: {problem}")
+        finally:
+            unit.polling = False
 
     def _database_due(self) -> None:
-        self._db_due.set()
-        self.outbound.wake.set()
+        for unit in self._working_units():
+            unit.db_due.set()
+        self.wake.set()
 
     def _retention(self) -> None:
-        run_retention(self.runtime)
+        for unit in self._working_units():
+            run_retention(unit.runtime)
+
+    def _check_certificates(self) -> None:
+        for unit in self._working_units():
+            unit.health.check_certificate_expiry()
 
     # ============================================================================ health
     def _check_journal(self) -> None:
@@ -308,71 +422,7 @@ class Daemon:
             self.health.set_journal(False, describe_error(error))
             raise
 
-    def _open_runtime(self):
-        """Open every part of the runtime now, so that a bad journal URL, exchange tree, DMS
-        database or an unreadable certificate stops the start with one clear error — except a
-        token that is absent or refuses the PIN (see :meth:`_load_certificate`)."""
-        try:
-            return self.runtime.open_all()
-        except SignerUnavailable:
-            return self.runtime.open_all(signing_key=False)
-
-    def _load_certificate(self) -> None:
-        """Load the keys before READY=1. A certificate that cannot be read (missing file, wrong
-        password, key mismatch) stops the start (exit 2, one line). One that is merely expired
-        (or not yet valid) does not, nor a token that is absent or refuses the PIN: receiving
-        goes on, the documents wait in the journal, ``/readyz`` says why and the
-        ``edxml_connector_signing_blocked`` / ``_signing_paused`` metrics are 1 — so monitoring
-        shows the real cause instead of a service that restarts forever. A token that comes
-        back resumes signing by itself; ``systemctl reload`` after a renewal or a PIN fix."""
-        try:
-            ring = self.runtime.keyring
-        except SignerUnavailable as error:
-            self._signer_unavailable(error)
-            return
-        self._show_keyring(ring)
-        try:
-            ring.active()
-        except CertificateError as error:
-            log.error("certificate_unusable_at_start", error=error.one_line(),
-                      note="the daemon runs without signing until a renewed certificate is "
-                           "installed and the service reloaded")
-            self._signing_blocked_logged = True
-
-    def _show_keyring(self, ring) -> None:
-        """Tell readiness and the metrics about the keys: the one signing now, and how long
-        some key can sign (a next certificate that takes over in time extends it)."""
-        entry = ring.preferred()
-        self._active_fingerprint = entry.key.fingerprint
-        coverage_end = ring.coverage_end()
-        self.health.set_certificate(entry.key.not_before, coverage_end, ring.describe())
-        self.runtime.journal.set_time(unit_key(KV_CERTIFICATE_COVERAGE, self.settings.agency.organ_id),
-                                      coverage_end)
-
-    def _signer_unavailable(self, error: SignerUnavailable) -> None:
-        report_signer_unavailable(self.health, error)
-
-    def _watch_signer(self) -> None:
-        """While a token is absent, ask it every refresh whether it is back (one small
-        signature), so that signing resumes by itself — never when it refused the PIN, which
-        is not presented again until a reload."""
-        state = self.health.state()
-        if state.signer_reason != SignerUnavailable.reason:
-            return
-        try:
-            self.runtime.probe_signer()
-        except SignerUnavailable as error:
-            self._signer_unavailable(error)
-            return
-        except CertificateError:
-            pass  # readable now but out of its dates: the certificate check says so
-        self._show_keyring(self.runtime.keyring)
-        if self.health.set_signer_problem(None):
-            log.info("signing_resumed", note="the token answers again")
-        if self._pipelines is not None:
-            self.outbound.resume()
-
-    def _hook_axis_responses(self) -> None:
+    def _hook_axis_responses(self, unit: Unit) -> None:
         """Every axis response's HTTP Date tells readiness how far our clock is off; every
         request feeds the latency histogram (timed at the transport, see Metrics)."""
 
@@ -380,7 +430,9 @@ class Daemon:
             self._observe_axis_date(response.headers.get("Date"))
             return response
 
-        session = getattr(self.runtime.axis, "session", None)
+        if "axis" not in unit.runtime.__dict__:  # not opened (a unit that could not start)
+            return
+        session = getattr(unit.runtime.axis, "session", None)
         if session is not None:
             session.hooks.setdefault("response", []).append(on_response)
             self.metrics.instrument_session(session)
@@ -392,7 +444,7 @@ class Daemon:
                 self.health.update(clock_skew_seconds=skew)
 
     def _refresh_status(self) -> None:
-        """Every few seconds: item counts, oldest pending ages, journal size, certificate
+        """Every few seconds: item counts, oldest pending ages, journal size, each unit's
         standing -> metrics and systemd STATUS=. Also the scheduler's proof of life."""
         journal = self.runtime.journal
         try:
@@ -404,39 +456,29 @@ class Daemon:
             self.metrics.set_oldest_pending_age("outgoing", outgoing_age)
             self.metrics.set_oldest_pending_age("incoming", incoming_age)
             self.health.set_journal(True, size_bytes=journal.size_bytes())
+            by_unit = journal.counts_by_agency()
         except Exception as error:
             self.health.set_journal(False, describe_error(error))
             raise
         finally:
             self._last_refresh = time.monotonic()
         self._counts = counts
-        self._watch_signer()
-        self._watch_certificate()
+        with self._units_lock:
+            units = list(self.units.values())
+        for unit in units:
+            if unit.outbound is not None:
+                unit.watch_signer()
+                unit.watch_certificate()
+            self._publish_unit(unit, by_unit.get(unit.organ_id))
         self._notifier.status(self._status_text())
 
-    def _watch_certificate(self) -> None:
-        """The moment the certificate expires, say so loudly once (the daily check repeats it)
-        and keep the metrics exact without waiting for a scrape. When the ring switches to the
-        next certificate (its moment came), say so and show the new one."""
-        ring = self.runtime.loaded_keyring
-        if ring is not None and ring.preferred().key.fingerprint != self._active_fingerprint:
-            previous = self._active_fingerprint
-            self._show_keyring(ring)
-            log.info("certificate_switched", subject=ring.preferred().key.subject,
-                     fingerprint=self._active_fingerprint, previous=previous)
-        state = self.health.state()
-        now = dt.datetime.now(dt.timezone.utc)
-        status = certificate_status(state.certificate_not_before, state.certificate_not_after,
-                                    now, self.health.settings.certificate_warning_days,
-                                    state.certificate_subject)
-        self.metrics.set_certificate_expiry(state.certificate_not_after, now)
-        self.metrics.set_signing_blocked(not status.can_sign)
-        self._signing_blocked = not status.can_sign
-        if status.can_sign:
-            self._signing_blocked_logged = False
-        elif not self._signing_blocked_logged:
-            self._signing_blocked_logged = True
-            self.health.check_certificate_expiry()  # logs certificate_unusable (error)
+    def _publish_unit(self, unit: Unit, counts: dict | None) -> None:
+        counts = counts or {"outgoing": {}, "incoming": {}}
+        pending = {"outgoing": sum(counts["outgoing"].get(s, 0) for s in PENDING_OUTGOING),
+                   "incoming": sum(counts["incoming"].get(s, 0) for s in PENDING_INCOMING)}
+        self.metrics.set_unit(unit.organ_id, pending=pending,
+                              last_poll=unit.health.state().last_successful_poll,
+                              paused=unit.state_text() != "active")
 
     def _status_text(self) -> str:
         counts = self._counts or {"outgoing": {}, "incoming": {}}
@@ -445,16 +487,29 @@ class Daemon:
         text = (f"outgoing: {pending} pending, {out.get('sent', 0)} sent, "
                 f"{out.get('failed', 0)} failed; incoming: {inc.get('delivered', 0)} delivered, "
                 f"{inc.get('quarantined', 0)} quarantined")
-        if self._pipelines is not None and self.outbound.paused:
-            text += f"; sending paused ({self.outbound.paused_reason or 'axis refused our credentials'})"
-        if self._signing_blocked:
-            text += "; SIGNING STOPPED (certificate expired: renew and reload)"
+        with self._units_lock:
+            units = list(self.units.values())
+        if self.is_hub:
+            paused = [unit.organ_id for unit in units if unit.state_text() != "active"]
+            text += f"; units: {len(units) - len(paused)} of {len(units)} working"
+            if paused:
+                text += f" (paused: {', '.join(paused[:5])}{' …' if len(paused) > 5 else ''})"
+            return text
+        for unit in units:
+            if unit.outbound is not None and unit.outbound.paused:
+                text += ("; sending paused ("
+                         f"{unit.outbound.paused_reason or 'axis refused our credentials'})")
+            if unit.signing_blocked:
+                text += "; SIGNING STOPPED (certificate expired: renew and reload)"
         return text
 
+    # ============================================================================ reload
     def _reload(self) -> None:
-        """SIGHUP: the config file read again for the certificate section (keys, renewals,
-        passwords and PIN), the trust store (bundle, CRL folder, signer mapping) and the log
-        level. A file that no longer loads keeps everything as it was, and says why."""
+        """SIGHUP: the config file (and the agencies folder) read again. New units start,
+        removed ones stop taking work, a unit whose settings or secret changed is started
+        again with them, and every unit's keys are read again (renewals, passwords, PIN); the
+        trust store and the log level too. A file that no longer loads keeps everything as it
+        was, and says which file and key are wrong."""
         self._notifier.reloading()
         fresh = None
         if self.settings.source is not None:
@@ -463,22 +518,12 @@ class Daemon:
             except Exception as error:
                 log.error("config_reload_failed", error=describe_error(error),
                           note="the running configuration stays in use")
-        try:
-            ring = self.runtime.reload_certificate(fresh.certificate if fresh is not None else None)
-            self._show_keyring(ring)
-            self.health.set_signer_problem(None)
-            if self._pipelines is not None:
-                self.outbound.resume()
-            key = ring.preferred().key
-            log.info("certificate_reloaded", subject=key.subject, days_left=key.days_left,
-                     fingerprint=key.fingerprint, certificates=ring.describe(),
-                     signing_until=ring.coverage_end().isoformat())
-        except SignerUnavailable as error:
-            self._signer_unavailable(error)
-            log.error("certificate_reload_failed", error=error.one_line())
-        except Exception as error:
-            log.error("certificate_reload_failed", error=describe_error(error),
-                      note="the previous certificate stays in use")
+        if fresh is not None:
+            self._reload_units(fresh)
+        else:
+            for unit in list(self.units.values()):
+                if unit.outbound is not None:
+                    unit.reload_certificate(None)
         try:
             store = self.runtime.reload_trust()
             log.info("trust_reloaded", **(store.summary() if store is not None else {"bundle": None}))
@@ -488,22 +533,51 @@ class Daemon:
         if fresh is not None:
             set_level(fresh.logging.level.value)
             log.info("log_level_reloaded", log_level=fresh.logging.level.value)
+        self._refresh_status()
         self._notifier.ready(self._status_text())
+
+    def _reload_units(self, fresh: Settings) -> None:
+        wanted = {settings.agency.organ_id: settings for settings in fresh.units}
+        for organ_id, unit in list(self.units.items()):
+            if organ_id not in wanted:
+                self._stop_unit(unit)
+                log.info("unit_removed", agency=organ_id,
+                         note="its unfinished items stay in the journal and go on if it returns")
+        for index, (organ_id, settings) in enumerate(wanted.items()):
+            running = self.units.get(organ_id)
+            if running is not None and (running.runtime is self.runtime or (
+                    running.working and _same_unit(running.settings, settings))):
+                # Only the keys changed (or the first unit, which keeps the shared parts).
+                running.reload_certificate(settings)
+                continue
+            if running is not None:
+                self._stop_unit(running)
+            self._start_unit(self._new_unit(settings, index / max(1, len(wanted))))
+            log.info("unit_started" if running is None else "unit_restarted", agency=organ_id,
+                     state=self.units[organ_id].state_text())
 
     # ============================================================================ stopping
     def _stop(self) -> int:
         deadline = time.monotonic() + STOP_BUDGET_SECONDS
         self._notifier.stopping("stopping: finishing the sends in flight")
-        if self._watcher is not None:
-            self._watcher.stop(timeout=1.0)
-        if self._pipelines is not None:
-            self.inbound.stopping.set()
+        for watcher in list(self._watchers.values()):
+            watcher.stop(timeout=1.0)
+        units = list(self.units.values())
+        for unit in units:
+            if unit.inbound is not None:
+                unit.inbound.stopping.set()
+            if unit.outbound is not None:
+                unit.outbound.stopping.set()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
+        self._poll_pool.shutdown(wait=False, cancel_futures=True)
+        self.wake.set()
         clean = True
-        if self._pipelines is not None:
-            self.outbound.wake.set()
-            clean = self.outbound.shutdown(SEND_GRACE_SECONDS)
+        for unit in units:
+            if unit.outbound is not None:
+                budget = max(0.0, min(SEND_GRACE_SECONDS, deadline - time.monotonic() - 3.0))
+                clean = unit.outbound.shutdown(budget) and clean
+        self._send_pool.shutdown(wait=False, cancel_futures=True)
         if self._outbound_thread is not None:
             self._outbound_thread.join(max(0.0, deadline - time.monotonic() - 2.0))
         if self._health_server is not None:
@@ -532,10 +606,38 @@ class Daemon:
             busy[0].join(min(0.1, max(0.0, until - time.monotonic())))
 
     def _close_quietly(self) -> None:
+        for unit in list(self.units.values()):
+            if unit.runtime is self.runtime:
+                continue
+            try:
+                unit.close()
+            except Exception as error:
+                log.warning("close_failed", agency=unit.organ_id, error=describe_error(error))
         try:
             self.runtime.close()
         except Exception as error:
             log.warning("close_failed", error=describe_error(error))
+
+
+def _same_unit(running: Settings, fresh: Settings) -> bool:
+    """Nothing but the keys changed (those are read again in place): the same settings, the
+    same axis secret, the same DMS URL."""
+    def shape(settings: Settings) -> Any:
+        return settings.model_dump(mode="json", exclude={"certificate"})
+
+    try:
+        same_secret = (running.axis.resolved_secret().get_secret_value()
+                       == fresh.axis.resolved_secret().get_secret_value())
+    except Exception:
+        same_secret = False
+    return same_secret and shape(running) == shape(fresh)
+
+
+def _secrets_of(units: list[Settings]) -> list[str]:
+    values: list[str] = []
+    for settings in units:
+        values.extend(settings.secret_values())
+    return values
 
 
 def _oldest_pending(journal) -> tuple[float | None, float | None]:
@@ -544,7 +646,7 @@ def _oldest_pending(journal) -> tuple[float | None, float | None]:
     now = dt.datetime.now(dt.timezone.utc)
     outgoing = journal.outgoing.list_outgoing(("queued", "packaged", "sending"), limit=1,
                                      newest_first=False)
-    incoming = journal.incoming.pending_incoming()
+    incoming = journal.incoming.pending_incoming(every_unit=True)
 
     def age(records) -> float | None:
         if not records:

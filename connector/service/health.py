@@ -129,6 +129,8 @@ class CheckResult:
 @dataclass(frozen=True)
 class Readiness:
     results: tuple[CheckResult, ...]
+    units: Mapping[str, Readiness] = field(default_factory=dict)
+    """A hub's units, each with its own checks (certificate, axis, delivery, its state)."""
 
     @property
     def ready(self) -> bool:
@@ -143,13 +145,19 @@ class Readiness:
         return [f"{r.name}: {r.warning}" for r in self.results if r.warning]
 
     def as_json(self) -> dict:
-        return {
+        body = {
             "ready": self.ready,
             "reasons": self.reasons,
             "warnings": self.warnings,
             "checks": {r.name: {"ok": r.ok, "detail": r.detail, "warning": r.warning}
                        for r in self.results},
         }
+        if self.units:
+            body["units"] = {organ_id: {"ready": unit.ready, "reasons": unit.reasons}
+                             for organ_id, unit in self.units.items()}
+            body["paused_units"] = sorted(organ_id for organ_id, unit in self.units.items()
+                                          if not unit.ready)
+        return body
 
 
 # --------------------------------------------------------------------------------------------
@@ -304,6 +312,38 @@ def evaluate(state: HealthState, settings: HealthSettings, now: float) -> Readin
     return Readiness(tuple(check(state, settings, now) for check in READINESS_CHECKS))
 
 
+HUB_CHECKS = (check_journal, check_disk, check_clock)
+"""What a hub's readiness rests on: the parts every unit shares. A unit's own trouble names
+the unit (``units`` / ``paused_units``) and does not make the hub unready."""
+UNIT_CHECKS = (check_certificate, check_axis, check_delivery)
+
+
+def evaluate_hub(state: HealthState, settings: HealthSettings, now: float,
+                 units: Mapping[str, tuple[HealthState, str | None]]) -> Readiness:
+    """Readiness of a hub of several units: the shared checks, the axis reached by at least
+    one unit (the endpoint works), and each unit's own checks plus its paused state."""
+    per_unit: dict[str, Readiness] = {}
+    for organ_id, (unit_state, paused_reason) in units.items():
+        checks = [check(unit_state, settings, now) for check in UNIT_CHECKS]
+        if paused_reason:
+            checks.append(CheckResult("unit", False, f"paused: {paused_reason}"))
+        per_unit[organ_id] = Readiness(tuple(checks))
+    reached = [organ_id for organ_id, unit in per_unit.items()
+               if any(r.name == "axis" and r.ok for r in unit.results)]
+    if reached or not units:
+        axis = CheckResult("axis", True, f"reached by {len(reached)} of {len(units)} units")
+    else:
+        axis = CheckResult("axis", False, "no unit reached the axis lately: "
+                           + next(r.detail for r in next(iter(per_unit.values())).results
+                                  if r.name == "axis"))
+    paused = sorted(organ_id for organ_id, unit in per_unit.items() if not unit.ready)
+    units_result = CheckResult("units", True, f"{len(units) - len(paused)} of {len(units)} "
+                               "units working",
+                               f"paused: {', '.join(paused)}" if paused else None)
+    results = tuple(check(state, settings, now) for check in HUB_CHECKS) + (axis, units_result)
+    return Readiness(results, per_unit)
+
+
 def clock_skew_from_date(date_header: str, local_time: float) -> float | None:
     """Our clock minus the server's, from an HTTP ``Date`` header (1-second resolution, so a
     skew under a second or two means nothing — the threshold is minutes). None if unparsable."""
@@ -358,6 +398,8 @@ class HealthMonitor:
         self._state = HealthState(started_at=now, last_beat=now,
                                   poll_interval_seconds=poll_interval_seconds)
         self._beat_monotonic = monotonic()
+        self.units: Callable[[], Mapping[str, tuple[HealthState, str | None]]] | None = None
+        """Set by a hub of several units: each unit's health state and paused reason."""
 
     # -- recording (daemon side) --------------------------------------------------------------
 
@@ -475,9 +517,13 @@ class HealthMonitor:
         """Evaluate every check on a fresh snapshot and publish the outcome as metrics."""
         state = self.snapshot()
         now = self._clock()
-        result = evaluate(state, self.settings, now)
+        if self.units is not None:
+            result = evaluate_hub(state, self.settings, now, self.units())
+        else:
+            result = evaluate(state, self.settings, now)
         if self.metrics is not None:
             self.metrics.set_readiness(result.ready, {r.name: r.ok for r in result.results})
+        if self.metrics is not None and self.units is None:  # a hub's units publish their own
             self.metrics.set_certificate_expiry(
                 state.certificate_not_after, datetime.fromtimestamp(now, timezone.utc))
         return result

@@ -25,6 +25,10 @@ name                                                           type       labels
 ``edxml_connector_ready``                                      gauge      (none)
 ``edxml_connector_readiness_check``                            gauge      check
 ``edxml_connector_info``                                       gauge      version
+``edxml_connector_unit_pending_items``                         gauge      agency, direction
+``edxml_connector_unit_last_successful_poll_timestamp_seconds`` gauge     agency
+``edxml_connector_unit_paused``                                gauge      agency
+``edxml_connector_unit_errors_total``                          counter    agency, direction
 =============================================================  =========  ====================
 
 Label values are a closed set (the tuples below): an unknown one is a programming error and
@@ -166,6 +170,24 @@ class Metrics:
             f"{PREFIX}_info", "Always 1; the label carries the connector's version.",
             ["version"], registry=r)
         self.info.labels(version=__version__).set(1)
+        # Per unit (decisions.md: the agency label only on the few per-unit series): what waits,
+        # when it last heard from the axis, whether it is paused, its failures; the series above
+        # stay the whole connector's, so a single-agency dashboard reads as before.
+        self.unit_pending = Gauge(
+            f"{PREFIX}_unit_pending_items", "Items of one unit not yet done (outgoing: queued, "
+            "packaged or sending; incoming: not yet delivered).", ["agency", "direction"],
+            registry=r)
+        self.unit_last_poll = Gauge(
+            f"{PREFIX}_unit_last_successful_poll_timestamp_seconds",
+            "Unix time of the unit's last successful poll of the axis (0: never).", ["agency"],
+            registry=r)
+        self.unit_paused = Gauge(
+            f"{PREFIX}_unit_paused", "1 when the unit does not work (its reason in `units` and "
+            "/readyz): credentials refused, certificate unusable, its side failing.", ["agency"],
+            registry=r)
+        self.unit_errors = Counter(
+            f"{PREFIX}_unit_errors", "Failed polls (incoming) and failed send attempts "
+            "(outgoing) of one unit.", ["agency", "direction"], registry=r)
 
         # Counters start at 0 for every known label value, so that rate()/increase() work from the
         # first scrape and an alert can tell "nothing happened" from "no data".
@@ -273,6 +295,44 @@ class Metrics:
         self.certificate_expiry.set(remaining)
         days_left.set(round(remaining / 86400, 2))
         self.signing_blocked.set(1 if remaining <= 0 else 0)
+
+    def set_unit_certificate(self, organ_id: str, not_after: datetime | None,
+                             now: datetime | None = None) -> None:
+        """One unit's certificate days left (the hub's other certificate series stay unset)."""
+        days_left = self.certificate_days_left.labels(agency=organ_id)
+        if not_after is None:
+            days_left.set(float("nan"))
+            return
+        now = now or datetime.now(timezone.utc)
+        days_left.set(round((not_after - now).total_seconds() / 86400, 2))
+
+    def set_unit(self, organ_id: str, *, pending: Mapping[str, int], last_poll: float | None,
+                 paused: bool) -> None:
+        """The per-unit gauges, from the daemon's periodic refresh."""
+        for direction in DIRECTIONS:
+            self.unit_pending.labels(agency=organ_id, direction=direction).set(
+                pending.get(direction, 0))
+        self.unit_last_poll.labels(agency=organ_id).set(last_poll or 0)
+        self.unit_paused.labels(agency=organ_id).set(1 if paused else 0)
+
+    def record_unit_error(self, organ_id: str, direction: str) -> None:
+        self.unit_errors.labels(agency=organ_id,
+                                direction=_check(direction, DIRECTIONS, "direction")).inc()
+
+    def forget_unit(self, organ_id: str) -> None:
+        """A unit removed by a reload: its series go (a dashboard must not show it forever)."""
+        for gauge, labels in ((self.unit_last_poll, (organ_id,)), (self.unit_paused, (organ_id,)),
+                              (self.certificate_days_left, (organ_id,))):
+            try:
+                gauge.remove(*labels)
+            except KeyError:
+                pass
+        for direction in DIRECTIONS:
+            for metric in (self.unit_pending, self.unit_errors):
+                try:
+                    metric.remove(organ_id, direction)
+                except KeyError:
+                    pass
 
     def set_signing_paused(self, reason: str | None) -> None:
         """Which reason (if any) keeps a valid key from signing now."""

@@ -168,8 +168,11 @@ class Runtime:
     """
 
     def __init__(self, settings: Settings, *, folder_instance: str | None = None,
-                 axis_session: Any = None) -> None:
+                 axis_session: Any = None, hub: Runtime | None = None) -> None:
         self.settings = settings
+        self.hub = hub
+        """A unit of a hub other than the first: the parts every unit shares (the journal's
+        engine, the package store, the trust store, the agency directory) are ``hub``'s."""
         self.instance = check_instance(folder_instance or settings.journal.instance
                                        or default_instance())
         """WHY one name: an item's journal row and its claim in ``work/`` must belong to the same
@@ -188,6 +191,8 @@ class Runtime:
     # -- parts -----------------------------------------------------------------------------------
     @cached_property
     def journal(self):
+        if self.hub is not None:
+            return self.hub.journal.for_agency(self.settings.agency.organ_id)
         journal = Journal.open(self.settings.journal.url,
                                max_attempts=self.settings.outbound.max_attempts,
                                instance=self.instance,
@@ -274,10 +279,14 @@ class Runtime:
 
     @cached_property
     def store(self):
+        if self.hub is not None:
+            return self.hub.store
         return PackageStore(self.settings.state_dir / PACKAGE_STORE_DIR)
 
     @cached_property
     def directory(self):
+        if self.hub is not None:
+            return self.hub.directory
         # The client is reached only on refresh: an operator command that merely consults the
         # directory in the journal (``send``) needs neither the axis nor its secret.
         return AgencyDirectory(_LazyAxis(self), self.journal.directory,
@@ -293,7 +302,7 @@ class Runtime:
         exchange = self.settings.exchange
         if exchange is None or not exchange.enabled:
             return None
-        side = FolderSide(exchange.root, instance=self.folder_instance,
+        side = FolderSide(exchange.root, instance=self.folder_instance, group=exchange.group,
                           settle_seconds=exchange.settle_seconds, zip_limits=self.zip_limits,
                           max_metadata_bytes=int(exchange.max_metadata_mb * 1024 * 1024))
         self._opened.append(side)
@@ -304,9 +313,27 @@ class Runtime:
         """The DMS database side, or None when ``database`` is not configured."""
         if self.settings.database is None:
             return None
-        side = DatabaseSide(self.settings.database)
+        side = DatabaseSide(self.settings.database, **self._database_unit())
         self._opened.append(side)
         return side
+
+    def _database_unit(self) -> dict[str, Any]:
+        """On a DMS database shared by a hub's units: this unit's value in the unit columns,
+        and — for the first unit — the other units' values, to refuse rows of none of them."""
+        units = self.settings.units
+        if not self.settings.is_hub:
+            return {}
+
+        def value(settings: Settings) -> str:
+            database = settings.database
+            return (database.unit_value if database is not None and database.unit_value
+                    else settings.agency.organ_id)
+
+        mine = value(self.settings)
+        others = None
+        if self.hub is None:
+            others = frozenset(value(settings) for settings in units) - {mine}
+        return {"unit": mine, "other_units": others}
 
     @property
     def sides(self) -> dict[str, Any]:
@@ -353,6 +380,8 @@ class Runtime:
         """What received signatures are judged against (:class:`connector.edxml.trust_store.
         TrustStore`; None without a bundle): built at the first use, rebuilt by
         :meth:`reload_trust`. The background revocation fetcher and its cache outlive reloads."""
+        if self.hub is not None:
+            return self.hub.trust_store  # one trust store for the hub (decisions.md)
         with self._trust_lock:
             if self._trust_store is _UNBUILT:
                 self._trust_store = self._build_trust_store()

@@ -187,6 +187,9 @@ class _Source(_Strict):
     order_by: str | None = Field(default=None, description="default: id_column")
     claims: ClaimsMapping = Field(default_factory=ClaimsMapping)
     columns: dict[str, str] = Field(default_factory=dict)  # each source names its own
+    unit_column: str | None = Field(
+        default=None, description="a DMS shared by a hub's units: the column saying which unit "
+        "a row belongs to (its values: each unit's database.unit_value, default its OrganId)")
 
     _default_table: typing.ClassVar[str] = ""
 
@@ -467,6 +470,10 @@ class DmsDatabaseSettings(_Strict):
     timezone: str = Field(default="Asia/Ho_Chi_Minh", description="timestamps written to the DMS "
                           "are naive local times in this zone (IANA name, e.g. UTC)")
     states: StateValues = Field(default_factory=StateValues)
+    unit_value: str | None = Field(
+        default=None, min_length=1, description="a hub unit's value in the unit columns "
+        "(outgoing/statuses unit_column; the ``unit`` field of the incoming rows); default: "
+        "its OrganId")
     outgoing: OutgoingDocumentsMapping | None = Field(default_factory=OutgoingDocumentsMapping)
     statuses: OutgoingStatusesMapping | None = Field(default_factory=OutgoingStatusesMapping)
     incoming: IncomingMapping = Field(default_factory=IncomingMapping)

@@ -97,9 +97,20 @@ class DatabaseSide:
     name = "database"
 
     def __init__(self, settings: DmsDatabaseSettings, *, engine: Engine | None = None,
-                 parts_reader: incoming.PartsReader | None = None) -> None:
+                 parts_reader: incoming.PartsReader | None = None, unit: str | None = None,
+                 other_units: frozenset[str] | None = None) -> None:
+        """``unit`` (a hub's unit on a shared DMS database): the value of the mapping's
+        ``unit_column`` on this unit's rows — only those are claimed, and received rows carry
+        it as their ``unit`` field. ``other_units``, given to one unit of the hub: every other
+        configured unit's value; a ready row with a value in neither is refused (its error
+        written back, never sent)."""
         self.settings = settings
-        self.owner = settings.claim_owner or socket.gethostname()
+        self.unit = unit
+        self.known_units = (None if other_units is None or unit is None
+                            else other_units | {unit})
+        owner = settings.claim_owner or socket.gethostname()
+        # Each unit's claims under its own name, so that one unit never takes back another's.
+        self.owner = owner if unit is None or not _has_unit_column(settings) else f"{owner}:{unit}"
         self._timezone = ZoneInfo(settings.timezone)
         if engine is None:
             url = sa.make_url(settings.resolved_url())
@@ -170,6 +181,8 @@ class DatabaseSide:
         budget = limit if limit is not None else self.settings.batch_size
         items: list[OutgoingItem] = []
         try:
+            if self.known_units is not None:
+                self._refuse_unknown_units()
             for mapping, kind in ((self.settings.outgoing, OutgoingKind.DOCUMENT),
                                   (self.settings.statuses, OutgoingKind.STATUS)):
                 if mapping is None or budget - len(items) <= 0:
@@ -255,7 +268,8 @@ class DatabaseSide:
         states = self.settings.states
         order = self._order_column(mapping, table)
         select = (sa.select(table.c[claims.id_column])
-                  .where(ready_condition(table.c[claims.state], states.new, states.null_is_new))
+                  .where(ready_condition(table.c[claims.state], states.new, states.null_is_new),
+                         self._of_unit(mapping, table))
                   .order_by(order).limit(budget).with_for_update(skip_locked=True))
         with self.engine.begin() as connection:
             ids = [plain(value) for value in connection.execute(select).scalars()]
@@ -273,6 +287,7 @@ class DatabaseSide:
         if claims.table is None:
             table = self._claims_table(mapping)
             condition = ready_condition(table.c[claims.state], states.new, states.null_is_new)
+            condition = condition & self._of_unit(mapping, table)
             statement = (sa.select(table.c[claims.id_column]).where(condition)
                          .order_by(self._order_column(mapping, table)).limit(budget))
         else:
@@ -282,6 +297,7 @@ class DatabaseSide:
                 claim_table, claim_table.c[claims.id_column] == source.c[mapping.id_column])
             condition = ready_condition(claim_table.c[claims.state], states.new,
                                         states.null_is_new, row_exists=claim_table.c[claims.id_column])
+            condition = condition & self._of_unit(mapping, source)
             statement = (sa.select(source.c[mapping.id_column]).select_from(joined)
                          .where(condition).order_by(self._order_column(mapping, source))
                          .limit(budget))
@@ -523,11 +539,13 @@ class DatabaseSide:
     # -- incoming -------------------------------------------------------------------------------
 
     def deliver_document(self, document: IncomingDocument) -> str:
-        record = incoming.document_record(document, quarantined=False, quarantine_reason=None)
+        record = self._with_unit(incoming.document_record(document, quarantined=False,
+                                                           quarantine_reason=None))
         return self._insert_document(document, record)
 
     def quarantine_document(self, document: IncomingDocument, reason: str) -> str:
-        record = incoming.document_record(document, quarantined=True, quarantine_reason=reason)
+        record = self._with_unit(incoming.document_record(document, quarantined=True,
+                                                           quarantine_reason=reason))
         return self._insert_document(document, record)
 
     def release_quarantined(self, location: str) -> str:
@@ -592,12 +610,12 @@ class DatabaseSide:
         tell it apart from a real answer."""
         mapping = self.settings.incoming.statuses
         if mapping is not None and not status.refused:
-            self._insert_once(mapping, incoming.status_record(status))
+            self._insert_once(mapping, self._with_unit(incoming.status_record(status)))
 
     def record_event(self, event: LifecycleEvent) -> None:
         mapping = self.settings.incoming.events
         if mapping is not None:
-            self._insert_once(mapping, incoming.event_record(event))
+            self._insert_once(mapping, self._with_unit(incoming.event_record(event)))
 
     def _insert_once(self, mapping: IncomingTableMapping, record: Mapping[str, Any]) -> None:
         table, key_column, key_value = mapping.table, mapping.key_column, record[mapping.key]
@@ -675,7 +693,65 @@ class DatabaseSide:
         columns += [column for column in (claims.claimed_by, claims.claimed_at) if column]
         if claims.table is None and mapping.order_by:
             columns.append(mapping.order_by)
-        return table_ref(self._claims_name(mapping), *columns)
+        if claims.table is None and mapping.unit_column:
+            columns.append(mapping.unit_column)
+        return table_ref(self._claims_name(mapping), *dict.fromkeys(columns))
+
+    def _with_unit(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A received row carries its unit's value (the ``unit`` field of the incoming mapping)."""
+        if self.unit is not None:
+            record["unit"] = self.unit
+        return record
+
+    def _of_unit(self, mapping: _Source, table: Any) -> sa.ColumnElement[bool]:
+        """This unit's rows only (every row when the mapping names no unit column)."""
+        if self.unit is None or not mapping.unit_column:
+            return sa.true()
+        return table.c[mapping.unit_column] == self.unit
+
+    def _refuse_unknown_units(self) -> None:
+        """Ready rows whose unit is no configured unit's: claimed and marked failed with the
+        reason, so the DMS shows why they are not sent (instead of waiting forever)."""
+        assert self.known_units is not None
+        states = self.settings.states
+        for mapping, kind in ((self.settings.outgoing, OutgoingKind.DOCUMENT),
+                              (self.settings.statuses, OutgoingKind.STATUS)):
+            if mapping is None or not mapping.unit_column:
+                continue
+            claims = mapping.claims
+            known = sorted(self.known_units)
+            if claims.table is None:
+                table = self._claims_table(mapping)
+                unit = table.c[mapping.unit_column]
+                unknown = sa.or_(unit.is_(None), unit.not_in(known))
+                ready = ready_condition(table.c[claims.state], states.new, states.null_is_new)
+                statement = sa.select(table.c[claims.id_column], unit).where(ready, unknown)
+            else:
+                source = self._source(mapping)
+                source_unit = source.c[mapping.unit_column]
+                unknown = sa.or_(source_unit.is_(None), source_unit.not_in(known))
+                claim_table = self._claims_table(mapping)
+                joined = source.outerjoin(
+                    claim_table, claim_table.c[claims.id_column] == source.c[mapping.id_column])
+                ready = ready_condition(claim_table.c[claims.state], states.new,
+                                        states.null_is_new, row_exists=claim_table.c[claims.id_column])
+                statement = (sa.select(source.c[mapping.id_column], source_unit).select_from(joined)
+                             .where(ready, unknown))
+            with self.engine.connect() as connection:
+                rows = [(plain(row[0]), row[1]) for row in connection.execute(statement.limit(100))]
+            for row_id, value in rows:
+                if not self._claim_one(mapping, row_id):
+                    continue
+                reason = (f"{mapping.unit_column} = {value!r} is no unit of this connector "
+                          f"(configured: {', '.join(sorted(self.known_units))}); not sent — add "
+                          "the unit (agencies_dir) and reload, or correct the row")
+                item = OutgoingItem(source=self.name, source_ref=self._ref(mapping, row_id),
+                                    kind=kind, display_name=str(row_id))
+                self._row_ids[item.source_ref] = row_id
+                self._write_back(item, {"state": states.failed, "error": reason,
+                                        "updated_at": self._now()})
+                log.error("dms_db.unknown_unit", ref=item.source_ref, column=mapping.unit_column,
+                          value=value, fix="configure the unit, or correct the row")
 
     def _order_column(self, mapping: _Source, table: Any) -> Any:
         name = mapping.order_by or mapping.id_column
@@ -724,6 +800,11 @@ def _refuse_sequences_without_support(settings: DmsDatabaseSettings, dialect: st
                     "sequences", hint="use next_number: true, or an expression")
 
 
+def _has_unit_column(settings: DmsDatabaseSettings) -> bool:
+    return any(mapping is not None and mapping.unit_column
+               for mapping in (settings.outgoing, settings.statuses))
+
+
 def _source_columns(mapping: _Source) -> list[str]:
     """Every source column the adapter reads (besides the id)."""
     columns = list(mapping.columns.values())
@@ -736,7 +817,9 @@ def _source_columns(mapping: _Source) -> list[str]:
             columns += _attachment_columns(mapping.attachments)
     if mapping.order_by:
         columns.append(mapping.order_by)
-    return columns
+    if mapping.unit_column:
+        columns.append(mapping.unit_column)
+    return list(dict.fromkeys(columns))
 
 
 def _attachment_columns(mapping: AttachmentsMapping) -> list[str]:

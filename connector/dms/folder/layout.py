@@ -85,8 +85,10 @@ class ExchangeLayout:
             (self.quarantine, READ_DIR_MODE),
         ]
 
-    def prepare(self) -> list[str]:
+    def prepare(self, group: str | None = None) -> list[str]:
         """Create what is missing, check what exists; return warnings worth logging.
+        ``group`` (a hub unit's ``exchange.group``): the tree is given to that group, so that
+        only that unit's DMS user (a member of it) can reach its folders.
 
         Raises :class:`ConfigError` when the tree cannot be used: a path that is not a
         directory, a directory the connector cannot write, or ``work/`` (or ``sent/``,
@@ -110,8 +112,35 @@ class ExchangeLayout:
             warning = self._fix_mode(path, mode)
             if warning:
                 warnings.append(warning)
+        if group is not None:
+            self._give_to_group(group)
         self.check_same_filesystem()
         return warnings
+
+    def _give_to_group(self, group: str) -> None:
+        """Give the root and every folder of the tree to ``group`` (setgid keeps it for what the
+        DMS and the connector create inside). Refused with the fix when the group does not
+        exist or the connector's user may not give its folders to it."""
+        import grp  # POSIX only, like the folder contract's permissions
+
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise ConfigError(f"exchange.group: no group {group!r} on this host",
+                              file=str(self.root),
+                              hint=f"create it (groupadd {group}) and add the unit's DMS user "
+                                   "and the connector's user to it") from None
+        for path in [self.root, *(path for path, _ in self.directories())]:
+            if os.stat(path).st_gid == gid:
+                continue
+            try:
+                os.chown(path, -1, gid)
+            except PermissionError:
+                raise ConfigError(f"exchange.group: cannot give this folder to group {group!r}",
+                                  file=str(path),
+                                  hint=f"add the connector's user to group {group} (usermod -aG "
+                                       f"{group} edxml-connector), or chgrp the tree once as "
+                                       "root") from None
 
     def check_same_filesystem(self) -> None:
         """Refuse a tree where claiming or archiving would not be an atomic rename."""

@@ -80,11 +80,12 @@ class FolderSide:
 
     def __init__(self, root: str | os.PathLike[str] = DEFAULT_ROOT, *, instance: str | None = None,
                  settle_seconds: float | None = None, zip_limits: Any = None,
-                 max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES) -> None:
+                 max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES,
+                 group: str | None = None) -> None:
         self.layout = ExchangeLayout(Path(root))
         self.max_metadata_bytes = max_metadata_bytes
         self.instance = check_instance(instance or default_instance())
-        self.start_warnings = self.layout.prepare()
+        self.start_warnings = self.layout.prepare(group)
         for warning in self.start_warnings:
             log.warning("exchange_layout", detail=warning)
         self._instance_lock = self._lock_instance()
