@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from connector.config_units import check_distinct, unit_mappings
 from connector.dms.database.mapping import DmsDatabaseSettings
 from connector.dms.folder.claims import check_instance
 from connector.errors import ConfigError
@@ -797,11 +798,24 @@ def load_config(path: str | os.PathLike[str], *, environ: typing.Mapping[str, st
     file = str(path)
     data = read_yaml_mapping(Path(path), environ=environ)
     if "agencies" in data or "agencies_dir" in data:
-        # Imported here: config_units builds on this module (its settings_from_mapping).
-        from connector.config_units import hub_settings
-
-        return hub_settings(data, file=file, environ=environ, resolve_secrets=resolve_secrets)
+        return _hub_settings(data, file=file, environ=environ, resolve_secrets=resolve_secrets)
     return settings_from_mapping(data, file=file, resolve_secrets=resolve_secrets)
+
+
+def _hub_settings(data: dict[str, Any], *, file: str, environ: typing.Mapping[str, str] | None,
+                  resolve_secrets: bool) -> Settings:
+    """Every unit validated as a whole agency's file (connector/config_units.py says why); the
+    first unit's settings returned, all of them in :attr:`Settings.units`."""
+    entries = unit_mappings(data, file=file, read_mapping=read_yaml_mapping,
+                            default_root=DEFAULT_EXCHANGE_ROOT, environ=environ)
+    labelled = [(label, settings_from_mapping(mapping, file=label, resolve_secrets=resolve_secrets))
+                for label, mapping in entries]
+    check_distinct(labelled)
+    units = [settings for _, settings in labelled]
+    for settings in units:
+        settings._units = units
+        settings._source = Path(file)
+    return units[0]
 
 
 def read_yaml_mapping(path: Path, *, environ: typing.Mapping[str, str] | None = None,

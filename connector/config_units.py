@@ -22,14 +22,10 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from connector.config import (
-    _HINT,
-    DEFAULT_EXCHANGE_ROOT,
-    Settings,
-    read_yaml_mapping,
-    settings_from_mapping,
-)
 from connector.errors import ConfigError
+
+_HINT = "see config/hub.example.yaml, which documents a hub key by key"
+ReadMapping = typing.Callable[..., dict[str, Any]]
 
 UNIT_KEYS: dict[str, frozenset[str] | None] = {
     "agency": None,  # every key of agency:
@@ -48,10 +44,12 @@ within the hour is listed every 30 s; an idle one is asked with the two count ca
 minutes, so that 500 idle units cost 500 × 2 / 600 ≈ 1.7 requests a second."""
 
 
-def hub_settings(data: dict[str, Any], *, file: str,
-                 environ: typing.Mapping[str, str] | None = None,
-                 resolve_secrets: bool = True) -> Settings:
-    """The first unit's settings, with :attr:`Settings.units` holding every unit's."""
+def unit_mappings(data: dict[str, Any], *, file: str, read_mapping: ReadMapping,
+                  default_root: Path,
+                  environ: typing.Mapping[str, str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """Each unit as (the label its errors name, the complete mapping to validate): the shared
+    sections with the unit's over them. ``read_mapping`` reads one unit file (the main file's
+    reader, so that a unit file is read exactly as the main one)."""
     shared = dict(data)
     schedules = dict(shared.get("schedules") or {})
     for key, value in HUB_POLL_DEFAULTS.items():
@@ -61,18 +59,23 @@ def hub_settings(data: dict[str, Any], *, file: str,
     folder = shared.pop("agencies_dir", None)
     entries = list(_listed_units(listed, file))
     if folder is not None:
-        entries.extend(_unit_files(_folder_path(folder, file), environ))
+        entries.extend(_unit_files(_folder_path(folder, file), read_mapping, environ))
     if not entries:
         raise ConfigError("no units: agencies: is empty and agencies_dir holds no *.yaml file",
                           file=file, hint="list the units under agencies:, or put one YAML file "
                                           "per unit in agencies_dir (config/hub.example.yaml)")
-    units: list[Settings] = []
-    seen: dict[str, str] = {}
-    systemids: dict[str, str] = {}
+    merged = []
     for label, unit in entries:
         _check_unit_keys(unit, label)
-        settings = settings_from_mapping(_merged(shared, unit, label), file=label,
-                                         resolve_secrets=resolve_secrets)
+        merged.append((label, _merged(shared, unit, label, default_root)))
+    return merged
+
+
+def check_distinct(units: list[tuple[str, Any]]) -> None:
+    """Two units with one OrganId, or one systemid, are refused naming both files."""
+    seen: dict[str, str] = {}
+    systemids: dict[str, str] = {}
+    for label, settings in units:
         organ_id = settings.agency.organ_id
         if organ_id in seen:
             raise ConfigError(f"agency.organ_id {organ_id} is already the unit of {seen[organ_id]}",
@@ -83,11 +86,6 @@ def hub_settings(data: dict[str, Any], *, file: str,
                               hint="each unit has its own axis credentials")
         seen[organ_id] = label
         systemids[settings.systemid] = label
-        units.append(settings)
-    for settings in units:
-        settings._units = units
-        settings._source = Path(file)
-    return units[0]
 
 
 def _listed_units(listed: Any, file: str) -> typing.Iterator[tuple[str, dict[str, Any]]]:
@@ -122,11 +120,11 @@ def unit_files(folder: Path) -> list[Path]:
                   and path.is_file())
 
 
-def _unit_files(folder: Path, environ: typing.Mapping[str, str] | None
+def _unit_files(folder: Path, read_mapping: ReadMapping, environ: typing.Mapping[str, str] | None
                 ) -> typing.Iterator[tuple[str, dict[str, Any]]]:
     for path in unit_files(folder):
-        yield str(path), read_yaml_mapping(path, environ=environ, what="a unit's sections "
-                                           "(agency:, axis:, certificate:, exchange:)")
+        yield str(path), read_mapping(path, environ=environ, what="a unit's sections "
+                                      "(agency:, axis:, certificate:, exchange:)")
 
 
 def _check_unit_keys(unit: dict[str, Any], label: str) -> None:
@@ -150,7 +148,8 @@ def _check_unit_keys(unit: dict[str, Any], label: str) -> None:
                           hint="see config/agencies.d.example/000.00.00.H01.yaml")
 
 
-def _merged(shared: dict[str, Any], unit: dict[str, Any], label: str) -> dict[str, Any]:
+def _merged(shared: dict[str, Any], unit: dict[str, Any], label: str,
+            default_root: Path) -> dict[str, Any]:
     """The shared sections with the unit's keys over them (a deep copy: units share nothing)."""
     merged = copy.deepcopy(shared)
     # A key written as null in a unit's file means "the default", as the examples show it.
@@ -166,8 +165,8 @@ def _merged(shared: dict[str, Any], unit: dict[str, Any], label: str) -> dict[st
             merged[section].update(copy.deepcopy(value))
     exchange = merged.get("exchange")
     if isinstance(exchange, dict) and "root" not in unit.get("exchange", {}):
-        base = Path(exchange.get("root") or DEFAULT_EXCHANGE_ROOT)
+        base = Path(exchange.get("root") or default_root)
         exchange["root"] = str(base / str(unit["agency"].get("organ_id", "")))
     elif "exchange" not in merged:
-        merged["exchange"] = {"root": str(DEFAULT_EXCHANGE_ROOT / str(unit["agency"].get("organ_id", "")))}
+        merged["exchange"] = {"root": str(default_root / str(unit["agency"].get("organ_id", "")))}
     return merged

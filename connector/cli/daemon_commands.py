@@ -78,20 +78,69 @@ def check_command(args: argparse.Namespace, *, out=None) -> int:
 
     runtime = Runtime(settings, folder_instance="check")
     try:
-        for what, probe in _probes(settings, runtime):
-            try:
-                detail = probe()
-            except Exception as error:
-                line(False, what, describe_error(error))
-            else:
-                if detail is not None:
-                    line(True, what, detail)
+        if settings.is_hub:
+            failures += _check_hub(settings, runtime, line, out)
+        else:
+            for what, probe in _probes(settings, runtime):
+                _run_probe(line, what, probe)
     finally:
         runtime.close()
     return 1 if failures else 0
 
 
-def _probes(settings: Settings, runtime) -> list[tuple[str, Callable[[], str | None]]]:
+def _run_probe(line, what: str, probe: Callable[[], str | None]) -> None:
+    try:
+        detail = probe()
+    except Exception as error:
+        line(False, what, describe_error(error))
+    else:
+        if detail is not None:
+            line(True, what, detail)
+
+
+def _check_hub(settings: Settings, runtime, line, out) -> int:
+    """A hub: the shared parts once, then ONE line per unit (certificate days left, axis
+    credentials accepted, its side usable) and a summary. Returns the units that failed (the
+    shared lines count themselves through ``line``)."""
+    from connector.service.runtime import Runtime
+
+    shared = dict(_probes(settings, runtime))
+    for what in ("trust", "journal", "state_dir"):
+        _run_probe(line, what, shared[what])
+    failed: list[str] = []
+    for unit_settings in settings.units:
+        first = unit_settings is settings
+        unit_runtime = runtime if first else Runtime(unit_settings, folder_instance="check",
+                                                     hub=runtime)
+        parts, problems = [], []
+        try:
+            probes = dict(_probes(unit_settings, unit_runtime, unit=True))
+            for what in ("certificate", "axis", "database", "exchange"):
+                try:
+                    detail = probes[what]()
+                except Exception as error:
+                    problems.append(f"{what}: {describe_error(error)}")
+                else:
+                    if detail is not None:
+                        parts.append(detail)
+        finally:
+            if not first:
+                unit_runtime.close()
+        organ_id = unit_settings.agency.organ_id
+        if problems:
+            failed.append(organ_id)
+            line(False, f"unit {organ_id}", "; ".join(problems))
+        else:
+            line(True, f"unit {organ_id}", "; ".join(parts))
+    total = len(settings.units)
+    print(f"{'OK  ' if not failed else 'FAIL'} units: {total - len(failed)} of {total} ready"
+          + (f"; failing: {', '.join(failed)}" if failed else ""), file=out, flush=True)
+    return 1 if failed else 0
+
+
+def _probes(settings: Settings, runtime, *, unit: bool = False
+            ) -> list[tuple[str, Callable[[], str | None]]]:
+    """What ``check`` tries. ``unit``: a hub's unit, said in a few words each (one line)."""
     def certificate() -> str:
         ring = runtime.keyring
         key = ring.active()  # raises (expired, not yet valid) with the dates
@@ -101,6 +150,8 @@ def _probes(settings: Settings, runtime) -> list[tuple[str, Callable[[], str | N
         warning = ""
         if days < settings.certificate.expiry_warning_days:
             warning = " — renew it soon (docs/operations.md, 'Renewing a certificate')"
+        if unit:
+            return f"certificate {days} days left{warning}"
         return (f"{ring.describe()}; signs as {key.subject} (sha256 {key.fingerprint[:16]}…); "
                 f"a certificate can sign until {until:%Y-%m-%d}, {days} days left{warning}")
 
@@ -125,6 +176,8 @@ def _probes(settings: Settings, runtime) -> list[tuple[str, Callable[[], str | N
 
     def axis() -> str:
         listed = runtime.axis.list_received("edoc")
+        if unit:
+            return f"axis credentials accepted ({settings.systemid}, {len(listed)} waiting)"
         agencies = runtime.axis.list_agencies()
         return (f"{settings.axis.endpoint} authenticated as {settings.systemid}; {len(listed)} "
                 f"document(s) waiting; {len(agencies)} agencies listed")
@@ -132,7 +185,10 @@ def _probes(settings: Settings, runtime) -> list[tuple[str, Callable[[], str | N
     def database() -> str | None:
         if settings.database is None:
             return None
-        return runtime.database.check() or "reachable, every mapped table and column found"
+        problem = runtime.database.check()
+        if unit:
+            return problem or "DMS database reachable"
+        return problem or "reachable, every mapped table and column found"
 
     def exchange() -> str | None:
         folders = settings.exchange
@@ -141,7 +197,9 @@ def _probes(settings: Settings, runtime) -> list[tuple[str, Callable[[], str | N
         from connector.dms.folder.layout import ExchangeLayout
 
         layout = ExchangeLayout(folders.root)
-        warnings = layout.prepare()
+        warnings = layout.prepare(folders.group)
+        if unit:
+            return f"folders {folders.root} usable" + (f" ({'; '.join(warnings)})" if warnings else "")
         return f"{folders.root} usable (outbox, work, sent, failed on one filesystem)" + (
             f"; {'; '.join(warnings)}" if warnings else "")
 

@@ -103,6 +103,8 @@ class HubLab:
         self.units = [HubUnit(self, organ_id, certs_by_unit[organ_id], os.urandom(12).hex())
                       for organ_id in self.organ_ids]
         self.outside = self.lab.b
+        # the outside agency knows the units' certificates the same way (OrganId in the CN)
+        self.outside.configure(trust={"signer_map_file": str(self.signer_map)})
         self.process = ManagedProcess("hub", [], self.base / "logs" / "hub.log")
         self.write_agencies_file()
 

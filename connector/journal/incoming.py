@@ -67,14 +67,14 @@ class IncomingTransitions:
                       originals_only: bool = False,
                       exclude_id: str | None = None) -> IncomingRecord | None:
         """The first stored received *document* with ``document_id`` (from ``sender`` when
-        given), duplicates left out: the original that a revoke, update, take-back or status is
+        given) of this journal's unit, duplicates left out: the original that a revoke, update, take-back or status is
         about. ``originals_only`` leaves out revokes and updates, which reuse their original's
         DocumentId (a row without a business type counts as an original). ``exclude_id`` leaves
         out the item being processed itself."""
         i = t.incoming.c
         query = select(t.incoming).where(
             i.messagetype == MessageType.EDOC.value, i.document_id == document_id,
-            i.stored_at.is_not(None), i.duplicate_of.is_(None))
+            i.stored_at.is_not(None), i.duplicate_of.is_(None), self.core.of_unit(i.agency))
         if sender is not None:
             query = query.where(i.sender == sender)
         if exclude_id is not None:
@@ -290,7 +290,7 @@ class IncomingTransitions:
         i = t.incoming.c
         query = select(t.incoming).where(
             i.package_sha256 == sha256, i.stored_at.is_not(None), i.stored_at >= now - window,
-            i.duplicate_of.is_(None),
+            i.duplicate_of.is_(None), self.core.of_unit(i.agency),  # two units may get one package
             i.sender.is_(None) if sender is None else i.sender == sender,
             i.document_id.is_(None) if document_id is None else i.document_id == document_id,
             i.business_type.is_(None) if business_type is None else i.business_type == business_type)

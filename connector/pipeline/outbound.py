@@ -45,6 +45,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from structlog.contextvars import bound_contextvars
+
 from connector.axis.errors import AxisAuthError, PermanentAxisError
 from connector.dms.base import (
     Failure,
@@ -423,7 +425,7 @@ class Outbound:
         for record in records:
             with self._lock:
                 self._inflight.add(record.id)
-            self._executor.submit(self._process, record)
+            self._executor.submit(self._process_for_unit, record)
         return len(records)
 
     @property
@@ -484,6 +486,13 @@ class Outbound:
         return not abandoned
 
     # ============================================================================ one item
+    def _process_for_unit(self, record: OutgoingRecord) -> None:
+        """In a send thread (shared by a hub's units): every log line of the item's work
+        names the unit it is sent as (decisions.md: each line of work for a unit carries
+        ``agency``)."""
+        with bound_contextvars(agency=record.agency or self.runtime.settings.agency.organ_id):
+            self._process(record)
+
     def _process(self, record: OutgoingRecord) -> None:
         """Package (when not yet done) and send one claimed item, and record the outcome.
 

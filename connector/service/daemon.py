@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from structlog.contextvars import bound_contextvars
 
 from connector.config import Settings, load_config
 from connector.errors import describe_error
@@ -212,8 +213,9 @@ class Daemon:
                               file_max_bytes=logging_config.file_max_mb * 1024 * 1024,
                               file_backup_count=logging_config.file_backups,
                               secrets=_secrets_of(self.settings.units))
-        for warning in self.settings.warnings:
-            log.warning("config_warning", detail=warning)
+        for unit_settings in self.settings.units:
+            for warning in unit_settings.warnings:
+                log.warning("config_warning", agency=unit_settings.agency.organ_id, detail=warning)
         if self.install_signals:
             self._install_signals()
         started = time.monotonic()
@@ -363,11 +365,11 @@ class Daemon:
                 for unit in self._working_units():
                     if self.stop_event.is_set():
                         break
-                    try:
-                        unit.cycle()
-                    except Exception as error:
-                        log.error("outbound_cycle_failed", agency=unit.organ_id,
-                                  error=describe_error(error))
+                    with bound_contextvars(agency=unit.organ_id):
+                        try:
+                            unit.cycle()
+                        except Exception as error:
+                            log.error("outbound_cycle_failed", error=describe_error(error))
             finally:
                 self._outbound_busy_since = None
             self.wake.wait(sweep)
@@ -387,17 +389,18 @@ class Daemon:
                 self._poll_pool.submit(self._poll_unit, unit)
 
     def _poll_unit(self, unit: Unit) -> None:
-        try:
-            if not self.stop_event.is_set():
-                unit.poll()
-                unit.note_problem(None)
-        except Exception as error:
-            problem = describe_error(error)
-            self.metrics.record_unit_error(unit.organ_id, "incoming")
-            log.error("job_failed", job="inbound_poll", agency=unit.organ_id, error=problem)
-            unit.note_problem(f"polling fails: {problem}")
-        finally:
-            unit.polling = False
+        with bound_contextvars(agency=unit.organ_id):  # on every line of the poll's work
+            try:
+                if not self.stop_event.is_set():
+                    unit.poll()
+                    unit.note_problem(None)
+            except Exception as error:
+                problem = describe_error(error)
+                self.metrics.record_unit_error(unit.organ_id, "incoming")
+                log.error("job_failed", job="inbound_poll", error=problem)
+                unit.note_problem(f"polling fails: {problem}")
+            finally:
+                unit.polling = False
 
     def _database_due(self) -> None:
         for unit in self._working_units():

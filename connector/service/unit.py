@@ -239,7 +239,7 @@ class Unit:
         if counts["listed"]:
             self.last_received = finished
             self.next_poll = max(finished, started + self.active_interval)
-            log.info("inbound_polled", agency=self.organ_id, **counts,
+            log.info("inbound_polled", **counts,
                      duration_ms=round((finished - started) * 1000, 1))
         return counts
 

@@ -128,6 +128,19 @@ def test_one_units_trouble_pauses_that_unit_only_and_a_reload_brings_it_back(tmp
         assert str(bad_folder.exchange) in paused[bad_folder.organ_id]["reason"]
         assert unit_row(hub, no_cert.organ_id)["state"] == "paused"
 
+        # `check`: one line per unit, the failing ones with their reason, and a summary
+        checked = hub.cli("check", check=False)
+        lines = checked.stdout.splitlines()
+        assert checked.returncode == 1
+        assert any(line.startswith(f"OK   unit {good.organ_id}: certificate 7") and
+                   "axis credentials accepted" in line and "folders" in line for line in lines)
+        for broken, why in ((no_cert, str(cert_file)), (bad_folder, str(bad_folder.exchange)),
+                            (refused, "axis")):
+            assert any(line.startswith(f"FAIL unit {broken.organ_id}:") and why in line
+                       for line in lines), (broken.organ_id, lines)
+        assert lines[-1] == (f"FAIL units: 1 of 4 ready; failing: {refused.organ_id}, "
+                             f"{no_cert.organ_id}, {bad_folder.organ_id}")
+
         # the good unit works, without waiting for the others
         send_round(hub, [good], "iso")
         send_round(hub, [refused], "ref")
