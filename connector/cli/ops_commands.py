@@ -43,6 +43,29 @@ def _config(parser: argparse.ArgumentParser) -> None:
                         help="the connector's configuration (connector.yaml)")
 
 
+def _agency(parser: argparse.ArgumentParser, what: str = "the items of") -> None:
+    parser.add_argument("--agency", metavar="ORGANID", default=None,
+                        help=f"a hub: only {what} this unit (default: every unit, each item "
+                             "showing its unit)")
+
+
+def _item_of_unit(record: Any, agency: str | None) -> Any:
+    """An operator's ID with ``--agency``: it must be that unit's item."""
+    if agency is not None and record.agency and record.agency != agency:
+        raise InputError(f"item {record.id} belongs to unit {record.agency}, not {agency}",
+                         hint=f"give --agency {record.agency}, or leave --agency out")
+    return record
+
+
+def _one_unit_or_all(ctx: Any, agencies: list[str], what: str, *, all_units: bool) -> None:
+    """A bulk action that would touch several units of a hub says how many and asks for
+    ``--all`` (or ``--agency`` for one)."""
+    units = sorted(set(agencies))
+    if len(units) > 1 and not all_units:
+        raise InputError(f"{len(agencies)} {what} in {len(units)} units ({', '.join(units)})",
+                         hint="give --agency ORGANID for one unit, or --all for every unit")
+
+
 class _Stderr(io.TextIOBase):
     """sys.stderr looked up at each write (it may be replaced after logging is set up)."""
 
@@ -214,6 +237,9 @@ def _register_outgoing(subparsers: argparse._SubParsersAction) -> None:
     _config(parser)
     parser.add_argument("id", nargs="?", metavar="ID", help=ID_HELP)
     parser.add_argument("--failed", action="store_true", help="every failed item (progress bar)")
+    _agency(parser)
+    parser.add_argument("--all", action="store_true",
+                        help="with --failed in a hub: the failed items of every unit")
     parser.set_defaults(handler=retry_command)
 
     parser = subparsers.add_parser(
@@ -222,6 +248,7 @@ def _register_outgoing(subparsers: argparse._SubParsersAction) -> None:
     _config(parser)
     parser.add_argument("id", metavar="ID", help=ID_HELP)
     parser.add_argument("--reason", metavar="TEXT", help="why (kept in the history)")
+    _agency(parser)
     parser.set_defaults(handler=cancel_command)
 
     parser = subparsers.add_parser(
@@ -245,6 +272,8 @@ def _register_outgoing(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--to", action="append", default=[], metavar="ORGAN_ID",
                         help="addressee (repeat for several)")
     parser.add_argument("--description", metavar="TEXT", help="free text (default: the code's label)")
+    parser.add_argument("--agency", metavar="ORGANID", default=None,
+                        help="a hub: the unit that sends it (default: the first unit)")
     parser.set_defaults(handler=status_send_command)
 
 
@@ -269,6 +298,7 @@ def _register_inbox(subparsers: argparse._SubParsersAction) -> None:
     _config(parser)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--limit", metavar="N", type=int, default=100)
+    _agency(parser, "the documents received by")
     parser.set_defaults(handler=inbox_list_command)
     parser = inbox_commands.add_parser(
         "redeliver", help="deliver a received document again from the stored package",
@@ -277,6 +307,7 @@ def _register_inbox(subparsers: argparse._SubParsersAction) -> None:
                     "present is left as it is.")
     _config(parser)
     parser.add_argument("id", metavar="ID", help="journal id, axis DocId or DocumentId")
+    _agency(parser)
     parser.set_defaults(handler=inbox_redeliver_command)
 
 
@@ -287,17 +318,21 @@ def _register_quarantine(subparsers: argparse._SubParsersAction) -> None:
     _config(parser)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--limit", metavar="N", type=int, default=100)
+    _agency(parser, "the documents held for")
     parser.set_defaults(handler=quarantine_list_command)
     parser = actions.add_parser("release", help="deliver a quarantined document (or all)")
     _config(parser)
     parser.add_argument("id", nargs="?", metavar="ID")
-    parser.add_argument("--all", action="store_true", help="every quarantined document (progress bar)")
+    parser.add_argument("--all", action="store_true",
+                        help="every quarantined document (of every unit, unless --agency)")
+    _agency(parser, "the documents held for")
     parser.set_defaults(handler=quarantine_release_command)
     parser = actions.add_parser("refuse", help="refuse a quarantined document: status 02 to its sender")
     _config(parser)
     parser.add_argument("id", metavar="ID")
     parser.add_argument("--reason", metavar="TEXT", required=True,
                         help="sent to the sender with status 02")
+    _agency(parser)
     parser.set_defaults(handler=quarantine_refuse_command)
 
 
@@ -320,6 +355,7 @@ def _register_journal(subparsers: argparse._SubParsersAction) -> None:
                     "that is gone for good is taken over with `journal adopt`.")
     _config(parser)
     parser.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    _agency(parser)
     parser.set_defaults(handler=journal_instances_command)
 
     parser = journal_commands.add_parser(
@@ -335,6 +371,7 @@ def _register_journal(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--instance", metavar="NAME", default=None,
                         help="the instance taking over (default: journal.instance, else the "
                              "host name — the name the surviving daemon runs with)")
+    _agency(parser)
     parser.set_defaults(handler=journal_adopt_command)
 
 
@@ -367,9 +404,14 @@ def retry_command(args: argparse.Namespace) -> int:
     if bool(args.id) == bool(args.failed):
         raise InputError("give either an ID or --failed", hint="e.g. `retry 01J...` or `retry --failed`")
     with _context(args) as ctx:
+        agency = ctx.check_unit(args.agency) if args.agency else None
         if args.failed:
-            return _run_bulk("requeueing failed items", partial(outgoing.retry_failed, ctx),
-                             "requeued")
+            if agency is None:
+                _one_unit_or_all(ctx, [r.agency for r in outgoing.failed_items(ctx)],
+                                 "failed items", all_units=args.all)
+            return _run_bulk("requeueing failed items",
+                             partial(outgoing.retry_failed, ctx, agency=agency), "requeued")
+        _item_of_unit(ctx.outgoing(args.id), agency)
         record = outgoing.retry(ctx, args.id)
         print(f"requeued {record.id} ({record.state.value}); the daemon sends it on its next pass")
     return 0
@@ -379,6 +421,7 @@ def cancel_command(args: argparse.Namespace) -> int:
     from connector.ops import outgoing
 
     with _context(args) as ctx:
+        _item_of_unit(ctx.outgoing(args.id), args.agency)
         record, warning = outgoing.cancel(ctx, args.id, reason=args.reason)
     if warning:
         _warn(warning)
@@ -413,7 +456,8 @@ def status_send_command(args: argparse.Namespace) -> int:
     from connector.ops.enqueue import enqueue_status
 
     with _context(args) as ctx:
-        record = enqueue_status(ctx, code=args.code, document_id=args.document_id, to=args.to,
+        unit = ctx.for_unit(ctx.check_unit(args.agency)) if args.agency else ctx
+        record = enqueue_status(unit, code=args.code, document_id=args.document_id, to=args.to,
                                 description=args.description)
     print(f"queued {record.id} status {record.meta['status']['code']} about {record.document_id} "
           f"to {', '.join(record.recipients)}; the daemon sends one package to each")
@@ -424,13 +468,16 @@ def _incoming_table(rows: list[dict[str, Any]], *, quarantine: bool):
     from rich.table import Table
 
     table = Table()
-    columns = ["ID", "Received", "Sender", "DocumentId", "Subject", "Signature"]
+    hub = any(row.get("agency") for row in rows) and len({row.get("agency") for row in rows}) > 1
+    columns = (["Unit"] if hub else []) + ["ID", "Received", "Sender", "DocumentId", "Subject",
+                                           "Signature"]
     columns += ["Reason", "Held in"] if quarantine else ["State", "Delivered to", "Lifecycle"]
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        cells = [row["id"], row["received_at"] or "", row["sender"] or "", row["document_id"] or "",
-                 row["subject"] or "", row["signature"] or ""]
+        cells = ([row["agency"] or ""] if hub else []) + [
+            row["id"], row["received_at"] or "", row["sender"] or "", row["document_id"] or "",
+            row["subject"] or "", row["signature"] or ""]
         if quarantine:
             cells += [row["quarantine_reason"] or "", row["quarantine_location"] or ""]
         else:
@@ -458,7 +505,7 @@ def inbox_list_command(args: argparse.Namespace) -> int:
     from connector.ops.inbox import inbox_list
 
     with _context(args) as ctx:
-        rows = inbox_list(ctx, limit=args.limit)
+        rows = inbox_list(ctx, limit=args.limit, agency=args.agency)
     return _print_incoming(args, rows, quarantine=False, when_empty="no received documents")
 
 
@@ -466,6 +513,7 @@ def inbox_redeliver_command(args: argparse.Namespace) -> int:
     from connector.ops.inbox import redeliver
 
     with _context(args) as ctx:
+        _item_of_unit(ctx.incoming(args.id), args.agency)
         location = redeliver(ctx, args.id)
     print(f"delivered to {location}")
     return 0
@@ -475,7 +523,7 @@ def quarantine_list_command(args: argparse.Namespace) -> int:
     from connector.ops.inbox import quarantine_list
 
     with _context(args) as ctx:
-        rows = quarantine_list(ctx, limit=args.limit)
+        rows = quarantine_list(ctx, limit=args.limit, agency=args.agency)
     return _print_incoming(args, rows, quarantine=True, when_empty="quarantine is empty")
 
 
@@ -486,8 +534,9 @@ def quarantine_release_command(args: argparse.Namespace) -> int:
         raise InputError("give either an ID or --all", hint="`quarantine list` shows the ids")
     with _context(args) as ctx:
         if args.all:
-            return _run_bulk("releasing quarantined documents", partial(inbox.release_all, ctx),
-                             "released")
+            return _run_bulk("releasing quarantined documents",
+                             partial(inbox.release_all, ctx, agency=args.agency), "released")
+        _item_of_unit(ctx.incoming(args.id), args.agency)
         location = inbox.release(ctx, args.id)
     print(f"released to {location}")
     return 0
@@ -497,6 +546,7 @@ def quarantine_refuse_command(args: argparse.Namespace) -> int:
     from connector.ops.inbox import refuse
 
     with _context(args) as ctx:
+        _item_of_unit(ctx.incoming(args.id), args.agency)
         status = refuse(ctx, args.id, args.reason)
     print(f"refused; status 02 queued as {status.id} to {', '.join(status.recipients)}")
     return 0
@@ -513,7 +563,7 @@ def journal_backup_command(args: argparse.Namespace) -> int:
 
 def journal_instances_command(args: argparse.Namespace) -> int:
     with _context(args) as ctx:
-        counts = ctx.journal.ownership.instances()
+        counts = ctx.journal.ownership.instances(agency=args.agency)
         this = ctx.journal.instance
     rows = [{"instance": name, "outgoing_pending": value["outgoing"],
              "incoming_unfinished": value["incoming"], "this": name == this}
@@ -537,7 +587,8 @@ def journal_adopt_command(args: argparse.Namespace) -> int:
 
         check_instance(args.instance)
     with _context(args, instance=args.instance) as ctx:
-        adopted = ctx.journal.ownership.adopt(args.from_instance, force=args.force)
+        adopted = ctx.journal.ownership.adopt(args.from_instance, force=args.force,
+                                              agency=args.agency)
         this = ctx.journal.instance
     print(f"adopted {len(adopted['outgoing'])} outgoing and {len(adopted['incoming'])} incoming "
           f"item(s) from {args.from_instance} into {this}")

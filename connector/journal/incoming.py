@@ -67,7 +67,8 @@ class IncomingTransitions:
                       originals_only: bool = False,
                       exclude_id: str | None = None) -> IncomingRecord | None:
         """The first stored received *document* with ``document_id`` (from ``sender`` when
-        given) of this journal's unit, duplicates left out: the original that a revoke, update, take-back or status is
+        given) of this journal's unit, duplicates left out: the original that a revoke, update,
+        take-back or status is
         about. ``originals_only`` leaves out revokes and updates, which reuse their original's
         DocumentId (a row without a business type counts as an original). ``exclude_id`` leaves
         out the item being processed itself."""

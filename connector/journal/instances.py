@@ -12,6 +12,7 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import true as sa_true
 
 from connector.journal import schema as t
 from connector.journal.core import JournalCore
@@ -28,7 +29,8 @@ class InstanceAdoption:
         self.core = core
 
     def adopt(self, from_instance: str, *, stale_after: dt.timedelta = DEFAULT_STALE_AFTER,
-              force: bool = False, now: dt.datetime | None = None) -> dict[str, list[str]]:
+              force: bool = False, now: dt.datetime | None = None,
+              agency: str | None = None) -> dict[str, list[str]]:
         """Make the unfinished items of instance ``from_instance`` (a server gone for good) this
         instance's, so that this one sends or finishes them.
 
@@ -41,7 +43,8 @@ class InstanceAdoption:
         now; ``failed`` ones so that ``retry`` works here) and incoming items stored but not
         finished. Refused while ``from_instance`` still looks alive (a claim fresher than
         ``stale_after``) unless ``force``. Each item gets an ``adopted`` event. Returns
-        ``{"outgoing": [ids], "incoming": [ids]}``.
+        ``{"outgoing": [ids], "incoming": [ids]}``. ``agency``: one unit's items only (a hub
+        whose units moved to another server one by one).
         """
         now = now or utcnow()
         if from_instance == self.core.instance:
@@ -53,7 +56,8 @@ class InstanceAdoption:
         with self.core.write() as conn:
             rows = conn.execute(select(o.id, o.state, o.claimed_at, o.claimed_by, o.package_sha256)
                                 .where(o.instance == from_instance,
-                                       o.state != OutgoingState.SENT.value)
+                                       o.state != OutgoingState.SENT.value,
+                                       sa_true() if agency is None else o.agency == agency)
                                 .order_by(o.created_at, o.id).with_for_update()).mappings().all()
             live = [row for row in rows if row["state"] == OutgoingState.SENDING.value
                     and row["claimed_at"] is not None and row["claimed_at"] > now - stale_after]
@@ -79,7 +83,9 @@ class InstanceAdoption:
                 i.acknowledged_at.is_(None),
                 and_(i.delivered_at.is_(None), i.quarantined.is_(False), i.duplicate_of.is_(None),
                      i.state != IncomingState.REFUSED.value))
-            in_ids = list(conn.execute(select(i.id).where(i.instance == from_instance, unfinished)
+            of_unit = sa_true() if agency is None else i.agency == agency
+            in_ids = list(conn.execute(select(i.id).where(i.instance == from_instance, unfinished,
+                                                          of_unit)
                                        .order_by(i.created_at, i.id)).scalars())
             for item_id in in_ids:
                 conn.execute(update(t.incoming).where(i.id == item_id).values(
@@ -91,22 +97,25 @@ class InstanceAdoption:
                          "forced": bool(force and live)}, now)
         return adopted
 
-    def instances(self) -> dict[str, dict[str, int]]:
+    def instances(self, agency: str | None = None) -> dict[str, dict[str, int]]:
         """Unfinished item counts per instance (``None``: rows from before instances): what an
-        operator looks at before :meth:`adopt`."""
+        operator looks at before :meth:`adopt`; one unit's items when ``agency``."""
         o, i = t.outgoing.c, t.incoming.c
+        out_unit = sa_true() if agency is None else o.agency == agency
+        in_unit = sa_true() if agency is None else i.agency == agency
         result: dict[str, dict[str, int]] = {}
         with self.core.read() as conn:
             for instance, count in conn.execute(
                     select(o.instance, func.count()).where(
-                        o.state.in_([st.value for st in PENDING_OUTGOING]))
+                        o.state.in_([st.value for st in PENDING_OUTGOING]), out_unit)
                     .group_by(o.instance)):
                 result.setdefault(instance, {"outgoing": 0, "incoming": 0})["outgoing"] = count
             for instance, count in conn.execute(
                     select(i.instance, func.count()).where(
                         i.acknowledged_at.is_(None) | and_(
                             i.delivered_at.is_(None), i.quarantined.is_(False),
-                            i.duplicate_of.is_(None), i.state != IncomingState.REFUSED.value))
+                            i.duplicate_of.is_(None), i.state != IncomingState.REFUSED.value),
+                        in_unit)
                     .group_by(i.instance)):
                 result.setdefault(instance, {"outgoing": 0, "incoming": 0})["incoming"] = count
         return result

@@ -60,10 +60,39 @@ class OpsContext:
     needs, each opened on first use (``status`` never loads the certificate); close it (or use
     ``with``) when done."""
 
-    def __init__(self, settings: Settings, *, instance: str | None = None) -> None:
+    def __init__(self, settings: Settings, *, instance: str | None = None,
+                 hub: OpsContext | None = None) -> None:
         self.settings = settings
-        self.runtime = Runtime(settings, folder_instance=instance)
+        self._instance = instance
+        self.runtime: Runtime = Runtime(settings, folder_instance=instance,
+                                        hub=hub.runtime if hub is not None else None)
         self._sides: dict[str, Any] = {}
+        self._units: dict[str, OpsContext] = {}
+
+    def for_unit(self, organ_id: str | None) -> OpsContext:
+        """The context of one unit of a hub — its folders, its DMS rows, its journal view (the
+        statuses it sends are its own) — for acting on an item of that unit; this context for
+        the first unit (or an item from before units existed)."""
+        if not organ_id or organ_id == self.settings.agency.organ_id:
+            return self
+        if organ_id not in self._units:
+            unit = next((u for u in self.settings.units if u.agency.organ_id == organ_id), None)
+            if unit is None:
+                raise InputError(f"the item belongs to unit {organ_id}, which this configuration "
+                                 "does not serve",
+                                 hint="add the unit back (agencies_dir) to act on its items; "
+                                      "`edxml-connector units` lists them")
+            self._units[organ_id] = OpsContext(unit, instance=self._instance, hub=self)
+        return self._units[organ_id]
+
+    def check_unit(self, organ_id: str) -> str:
+        """``--agency ORGANID``: one of the configured units (or one the journal still holds
+        items for); refused with the list otherwise."""
+        known = [u.agency.organ_id for u in self.settings.units]
+        if organ_id in known or organ_id in self.journal.counts_by_agency():
+            return organ_id
+        raise InputError(f"--agency {organ_id}: no such unit",
+                         hint=f"the units: {', '.join(known)} (`edxml-connector units`)")
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str], *, instance: str | None = None) -> OpsContext:
@@ -122,7 +151,7 @@ class OpsContext:
                                   "here", file=str(self.settings.source or ""),
                                   hint="use the configuration the daemon runs with")
 
-            side = DatabaseSide(self.settings.database)
+            side = DatabaseSide(self.settings.database, **self.runtime.database_unit())
         self._sides[name] = side
         return side
 
@@ -135,6 +164,9 @@ class OpsContext:
         return self.side("database")
 
     def close(self) -> None:
+        for unit in self._units.values():
+            unit.close()
+        self._units.clear()
         for side in self._sides.values():
             if side is not None and hasattr(side, "close"):
                 side.close()

@@ -60,7 +60,7 @@ def describe_incoming(record: IncomingRecord) -> dict[str, Any]:
     if location and not location.startswith(DATABASE_LOCATION_PREFIX):
         present = Path(location).is_dir()
     return {
-        "id": record.id, "axis_doc_id": record.axis_doc_id,
+        "id": record.id, "axis_doc_id": record.axis_doc_id, "agency": record.agency,
         "received_at": _iso(record.stored_at or record.created_at),
         "sender": record.sender, "document_id": record.document_id,
         "subject": on_disk.get("subject") or meta.get("subject") or summary.get("subject"),
@@ -77,16 +77,20 @@ def describe_incoming(record: IncomingRecord) -> dict[str, Any]:
         "last_error": record.last_error}
 
 
-def inbox_list(ctx: OpsContext, *, limit: int = 100) -> list[dict[str, Any]]:
-    """Received documents (not statuses), newest first."""
-    records = ctx.journal.incoming.list_incoming(messagetype=MessageType.EDOC.value, limit=limit)
+def inbox_list(ctx: OpsContext, *, limit: int = 100,
+               agency: str | None = None) -> list[dict[str, Any]]:
+    """Received documents (not statuses), newest first (one unit's when ``agency``)."""
+    records = ctx.journal.incoming.list_incoming(messagetype=MessageType.EDOC.value, limit=limit,
+                                                 agency=agency)
     return [describe_incoming(record) for record in records]
 
 
-def quarantine_list(ctx: OpsContext, *, limit: int = 100) -> list[dict[str, Any]]:
+def quarantine_list(ctx: OpsContext, *, limit: int = 100,
+                    agency: str | None = None) -> list[dict[str, Any]]:
     """Documents held by the signature policy and waiting for an operator, newest first."""
     return [describe_incoming(record)
-            for record in ctx.journal.incoming.list_incoming(quarantined=True, limit=limit)]
+            for record in ctx.journal.incoming.list_incoming(quarantined=True, limit=limit,
+                                                             agency=agency)]
 
 
 # --------------------------------------------------------------------------- rebuilding
@@ -153,7 +157,7 @@ def redeliver(ctx: OpsContext, key: str, *, now: dt.datetime | None = None) -> s
     if not record.is_stored:
         raise InputError(f"received item {record.id} is not stored yet ({record.state.value})",
                          hint="the daemon delivers it once it is stored")
-    side = ctx.delivery_side(record.delivered_location)
+    side = ctx.for_unit(record.agency).delivery_side(record.delivered_location)
     moment = now or dt.datetime.now(dt.timezone.utc)
     document = document_from_journal(
         record, note=f"delivered again by an operator (inbox redeliver) at {_iso(moment)}")
@@ -190,7 +194,7 @@ def release(ctx: OpsContext, key: str, *, now: dt.datetime | None = None) -> str
     record = _quarantined(ctx, key)
     moment = now or dt.datetime.now(dt.timezone.utc)
     where = record.quarantine_location
-    side = ctx.delivery_side(where)
+    side = ctx.for_unit(record.agency).delivery_side(where)
     held = where and (where.startswith(DATABASE_LOCATION_PREFIX) or Path(where).is_dir())
     if held:
         location = side.release_quarantined(where)
@@ -203,9 +207,10 @@ def release(ctx: OpsContext, key: str, *, now: dt.datetime | None = None) -> str
 
 
 def release_all(ctx: OpsContext, *, progress: Callable[[int], None] | None = None,
-                total: Callable[[int], None] | None = None) -> BulkResult:
+                total: Callable[[int], None] | None = None,
+                agency: str | None = None) -> BulkResult:
     """``quarantine release --all``, oldest first (see :mod:`connector.ops.bulk`)."""
-    records = ctx.journal.incoming.list_incoming(quarantined=True, limit=BULK_LIMIT)
+    records = ctx.journal.incoming.list_incoming(quarantined=True, limit=BULK_LIMIT, agency=agency)
     oldest_first = [record.id for record in reversed(records)]
     return apply_to_each(oldest_first, lambda item_id: release(ctx, item_id),
                          total=total, progress=progress)
@@ -225,7 +230,8 @@ def refuse(ctx: OpsContext, key: str, reason: str, *, now: dt.datetime | None = 
                          "status can answer it", hint="tell the sender by other means; "
                          "the item stays in quarantine")
     moment = now or dt.datetime.now(dt.timezone.utc)
-    status_item = enqueue_status(ctx, code=REFUSE_CODE, document_id=record.document_id,
+    status_item = enqueue_status(ctx.for_unit(record.agency), code=REFUSE_CODE,
+                                 document_id=record.document_id,
                                  to=[record.sender], description=reason,
                                  source_ref=f"refuse:{record.id}",
                                  display=f"refusal (02) of {record.id} to {record.sender}",

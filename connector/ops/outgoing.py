@@ -34,7 +34,7 @@ def retry(ctx: OpsContext, key: str) -> OutgoingRecord:
     before = ctx.outgoing(key)
     after = ctx.journal.outgoing.requeue(before.id, actor=RETRY_ACTOR)
     if before.state in (OutgoingState.FAILED, OutgoingState.CANCELLED):
-        side = ctx.side(before.source)
+        side = ctx.for_unit(before.agency).side(before.source)
         if side is not None and hasattr(side, "unclaim"):
             try:
                 side.unclaim(outgoing_item_of(before))
@@ -47,10 +47,18 @@ def retry(ctx: OpsContext, key: str) -> OutgoingRecord:
     return after
 
 
+def failed_items(ctx: OpsContext, agency: str | None = None) -> list[OutgoingRecord]:
+    """Every failed item (of one unit when ``agency``), oldest first."""
+    return ctx.journal.outgoing.list_outgoing(OutgoingState.FAILED, limit=BULK_LIMIT,
+                                              newest_first=False, agency=agency)
+
+
 def retry_failed(ctx: OpsContext, *, progress: Callable[[int], None] | None = None,
-                 total: Callable[[int], None] | None = None) -> BulkResult:
-    """``retry --failed``: every failed item, oldest first (see :mod:`connector.ops.bulk`)."""
-    failed = ctx.journal.outgoing.list_outgoing(OutgoingState.FAILED, limit=BULK_LIMIT, newest_first=False)
+                 total: Callable[[int], None] | None = None,
+                 agency: str | None = None) -> BulkResult:
+    """``retry --failed``: every failed item (of one unit), oldest first (see
+    :mod:`connector.ops.bulk`)."""
+    failed = failed_items(ctx, agency)
     return apply_to_each([record.id for record in failed], lambda item_id: retry(ctx, item_id),
                          total=total, progress=progress)
 
@@ -63,7 +71,7 @@ def cancel(ctx: OpsContext, key: str, *, reason: str | None = None,
     after = ctx.journal.outgoing.cancel(before.id, reason=reason, actor=RETRY_ACTOR, now=now)
     if before.state is OutgoingState.CANCELLED:
         return after, None
-    side = ctx.side(before.source)
+    side = ctx.for_unit(before.agency).side(before.source)
     if side is None or not hasattr(side, "mark_failed"):
         return after, None
     text = "cancelled by the operator" + (f": {reason}" if reason else "")

@@ -211,8 +211,11 @@ def render_status(snapshot: dict[str, Any], *, wide: bool = False):
     for column in columns:
         table.add_column(column, overflow="fold",
                          no_wrap=column in ("ID", "State", "Att.", "Updated UTC"))
+    several_units = len({row.get("agency") for row in snapshot["items"]}) > 1
     for row in snapshot["items"]:
         name = row["name"] or ""
+        if several_units:  # a hub: each item shows its unit
+            name = f"{row['agency'] or '-'}: {name}"
         if row["document_id"]:
             name = f"{name}\n{row['document_id']}" if name else row["document_id"]
         if row["direction"] == "in" and row["state"] == "refused" and row["last_error"]:

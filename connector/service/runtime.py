@@ -313,11 +313,11 @@ class Runtime:
         """The DMS database side, or None when ``database`` is not configured."""
         if self.settings.database is None:
             return None
-        side = DatabaseSide(self.settings.database, **self._database_unit())
+        side = DatabaseSide(self.settings.database, **self.database_unit())
         self._opened.append(side)
         return side
 
-    def _database_unit(self) -> dict[str, Any]:
+    def database_unit(self) -> dict[str, Any]:
         """On a DMS database shared by a hub's units: this unit's value in the unit columns,
         and — for the first unit — the other units' values, to refuse rows of none of them."""
         units = self.settings.units
