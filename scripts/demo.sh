@@ -8,8 +8,12 @@
 # until B's inbox holds all three with valid signatures and A has B's status 01 for each; has B
 # send 03 for one; shows A's `edxml-connector status`; prints a summary; stops every process.
 #
-# Usage: scripts/demo.sh [WORK_DIR] [--timeout SECONDS]
+# Usage: scripts/demo.sh [WORK_DIR] [--timeout SECONDS] [--hub N]
 #   WORK_DIR defaults to a new folder under ./demo-run/ (kept, with every process's log in logs/).
+#   --hub N: instead, ONE hub daemon serving N units (each its own agency: OrganId, secret,
+#   certificate, folders) plus one outside agency; every unit sends a document to the next unit
+#   and to the outside agency, the statuses 01 come back, a table per unit is printed, and the
+#   exit is 0 only when every document arrived exactly once (default limit 180 s).
 # Exits 0 on success, non-zero with the reason when a step fails or times out (default 120 s).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"

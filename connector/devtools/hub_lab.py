@@ -95,6 +95,7 @@ class HubLab:
         self.health_port = free_port()
         self.overrides: dict[str, Any] = {}
         self.organ_ids = [unit_organ_id(index) for index in range(units)]
+        self.home.mkdir(parents=True, exist_ok=True)
         if shared_certificate:
             certs_by_unit = {organ_id: self.lab.certs.agency_a for organ_id in self.organ_ids}
         else:
@@ -177,8 +178,20 @@ class HubLab:
         return self
 
     def wait_started(self, timeout: float = 60.0) -> None:
-        self.lab.wait_for(lambda: "daemon_started" in self.process.log_text(), timeout=timeout,
-                          what="the hub to start", require_running=[self.process])
+        """Until /healthz answers (the hub is up and its main loop turns), whatever the log
+        level."""
+        import urllib.request
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz",
+                                            timeout=2) as answer:
+                    return answer.status == 200
+            except OSError:
+                return False
+
+        self.lab.wait_for(healthy, timeout=timeout, what="the hub to answer /healthz",
+                          require_running=[self.process])
 
     def reload(self) -> None:
         """SIGHUP, as ``systemctl reload`` sends it."""

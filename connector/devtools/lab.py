@@ -788,7 +788,11 @@ def main(argv: list[str] | None = None) -> int:
         description="Two agencies exchange documents through a local axis simulator.")
     parser.add_argument("work", nargs="?", type=Path,
                         help="work folder (default: a new folder under ./demo-run/)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="overall limit (120 s)")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="overall limit (120 s; with --hub 180 s)")
+    parser.add_argument("--hub", type=int, metavar="N", default=None,
+                        help="instead: ONE hub daemon serving N units plus one outside agency "
+                             "(every unit sends to another unit and to the outside agency)")
     args = parser.parse_args(argv)
     if args.work is None:
         Path("demo-run").mkdir(exist_ok=True)
@@ -798,7 +802,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.work} is not empty: give a new folder", file=sys.stderr)
         return 2
     try:
-        summary = run_demo(args.work.resolve(), timeout=args.timeout)
+        if args.hub is not None:
+            from connector.devtools.hub_demo import print_hub_summary, run_hub_demo
+
+            hub_summary = run_hub_demo(args.work.resolve(), args.hub, timeout=args.timeout or 180.0)
+            print_hub_summary(hub_summary)
+            return 0
+        summary = run_demo(args.work.resolve(), timeout=args.timeout or 120.0)
     except LabError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 1

@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 from sqlalchemy import true as sa_true
 from sqlalchemy.exc import IntegrityError
 
@@ -20,7 +20,7 @@ from connector.journal import schema as t
 from connector.journal.core import JournalCore
 from connector.journal.errors import InvalidTransition
 from connector.journal.records import IncomingRecord, new_id, utcnow
-from connector.journal.rows import _item_row, _states
+from connector.journal.rows import _aware, _item_row, _states
 from connector.journal.states import INCOMING_ORDER, EventOutcome, IncomingState, MessageType
 
 ORIGINAL_BUSINESS_TYPES = (0, 3)
@@ -300,6 +300,14 @@ class IncomingTransitions:
         with self.core.read() as conn:
             row = conn.execute(query.order_by(i.stored_at, i.id).limit(1)).mappings().first()
         return None if row is None else self._incoming_record(row)
+
+    def last_received_by_agency(self) -> dict[str, dt.datetime]:
+        """When each unit last had something listed for it (a hub's polling starts with the
+        units that were active before a restart polled often)."""
+        i = t.incoming.c
+        with self.core.read() as conn:
+            return {agency: _aware(moment) for agency, moment in conn.execute(
+                select(i.agency, func.max(i.created_at)).group_by(i.agency)) if moment}
 
     def pending_incoming(self, *, every_unit: bool = False) -> list[IncomingRecord]:
         """Stored items whose later steps did not all happen (crash recovery): not yet

@@ -252,6 +252,9 @@ class Daemon:
         units = self.settings.units
         for index, settings in enumerate(units):
             self._start_unit(self._new_unit(settings, index / len(units)))
+        recent = self.runtime.journal.incoming.last_received_by_agency()
+        for unit in self.units.values():
+            unit.plan_first_poll(recent.get(unit.organ_id))
         if self.is_hub:
             self.health.units = self._unit_health
         try:

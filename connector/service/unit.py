@@ -56,12 +56,23 @@ class Unit:
         self.idle_interval = float(schedules.idle_poll_seconds or schedules.axis_poll_seconds)
         self.active_window = float(schedules.active_window_seconds)
         self.last_received: float | None = None  # monotonic: when a poll last found something
-        # The first poll: at this unit's place in the round (0 <= place < 1), so that a hub's
-        # units do not all ask the axis in the same second after a start.
-        self.next_poll = time.monotonic() + place * min(self.active_interval, self.idle_interval)
+        self.place = place
+        self.plan_first_poll()
         self._active_fingerprint: str | None = None
         self._signing_blocked_logged = False
         self.signing_blocked = False
+
+    def plan_first_poll(self, last_received: dt.datetime | None = None) -> None:
+        """The first poll at this unit's place in the round (0 <= place < 1) of its interval,
+        so that a hub's units ask the axis evenly spread, never all in the same second; a unit
+        that received something within the active window before a restart counts as active."""
+        now = time.monotonic()
+        if last_received is not None:
+            age = (dt.datetime.now(dt.timezone.utc) - last_received).total_seconds()
+            if age < self.active_window:
+                self.last_received = now - max(0.0, age)
+        interval = self.active_interval if self.active else self.idle_interval
+        self.next_poll = now + self.place * interval
 
     # ============================================================================ start
     def open(self) -> None:
