@@ -204,7 +204,7 @@ def test_inotify_refused_degrades_to_polling_with_a_warning(side, exchange, monk
     def refuse() -> None:
         raise OSError(errno.EMFILE, "Too many open files")
 
-    monkeypatch.setattr(folder_watcher, "InotifyFD", refuse)
+    monkeypatch.setattr(folder_watcher, "_inotify_fd", refuse)
     wakeups = Wakeups()
     with structlog.testing.capture_logs() as logs:
         with side.watcher(wakeups, rescan_seconds=3600):

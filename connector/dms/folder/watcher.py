@@ -15,7 +15,10 @@ every claim the next document's arrival was seen only up to 0.5 s later: 100–2
 single document's drop-to-accepted latency went there. We need no pairing, only "a name
 arrived", so we ask the kernel for exactly that — ``IN_MOVED_TO``, ``IN_CREATE`` and
 ``IN_CLOSE_WRITE``, never ``IN_MOVED_FROM`` — and our claims produce no events at all. One
-inotify descriptor and one reader thread serve every watch.
+inotify descriptor and one reader thread (watchdog's shared ``InotifyFD``) serve every watch of
+the process, and one ticker thread does every watcher's housekeeping and rescans: a hub of 500
+units has 500 outboxes, and the kernel's default of 128 inotify instances per user (and 500
+threads waking every second) would not do.
 
 What is watched: ``outbox/`` and ``outbox/statuses/`` (non-recursively: a package or a finished
 bundle renamed in, a status dropped), plus each bundle folder that is *not ready yet* (no
@@ -109,7 +112,7 @@ class _Watches:
         self.notify = notify
         # OSError when the instance limit is reached. Typed Any: watchdog's low-level API wants
         # its own NewTypes (Mask, CallbackId) for what are plain ints here.
-        self.fd: Any = InotifyFD()
+        self.fd: Any = _inotify_fd()
         self._lock = threading.Lock()
         self._paths: dict[int, str] = {}           # watch descriptor -> folder
         self._bundles: dict[str, int] = {}         # not-ready bundle folder -> watch descriptor
@@ -118,15 +121,21 @@ class _Watches:
     # -------------------------------------------------------------------- set-up and tear-down
     def start(self) -> None:
         self._add(self.outbox)  # OSError (watch limit, outbox gone) -> the caller degrades
-        self.fd.start()
         for entry in _directories(Path(self.outbox)):
             self.directory_seen(entry)
 
     def stop(self, timeout: float) -> None:
+        """Remove this outbox's watches (the shared descriptor serves the others)."""
         self._closing = True
-        self.fd.stop()  # closes the descriptor, which ends the reader thread
-        if self.fd.is_alive():
-            self.fd.join(timeout)
+        with self._lock:
+            watches = [(wd, id(self)) for wd in self._paths]
+            self._paths.clear()
+            self._bundles.clear()
+        for watch in watches:
+            try:
+                self.fd.remove_callbacks([watch])
+            except (KeyError, OSError):
+                pass  # the kernel dropped it already (folder deleted)
 
     def _add(self, path: str) -> int:
         wd = self.fd.add_callback(os.fsencode(path), WATCH_MASK, self, id(self))
@@ -233,7 +242,7 @@ class FolderWatcher:
         self._stop = threading.Event()
         self._inotify: _Watches | None = None
         self._observer: PollingObserver | None = None
-        self._timer: threading.Thread | None = None
+        self._next_rescan = 0.0
 
     @property
     def _watches(self) -> list[str]:
@@ -255,8 +264,8 @@ class FolderWatcher:
                     self._degrade(error)
         else:
             self._observer = self._polling_observer(PollingObserver())
-        self._timer = threading.Thread(target=self._rescan_loop, name="outbox-rescan", daemon=True)
-        self._timer.start()
+        self._next_rescan = time.monotonic() + self.rescan_seconds
+        _Ticker.shared().add(self)
 
     def _degrade(self, error: OSError) -> None:
         """inotify instance or watch limit reached: poll instead, and say so once."""
@@ -272,13 +281,12 @@ class FolderWatcher:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        _Ticker.shared().remove(self)
         if self._inotify is not None:
             self._inotify.stop(timeout)
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout)
-        if self._timer is not None:
-            self._timer.join(timeout)
 
     def __enter__(self) -> FolderWatcher:
         self.start()
@@ -287,25 +295,70 @@ class FolderWatcher:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def _rescan_loop(self) -> None:
-        """Calls back every ``rescan_seconds``; between, drops finished bundle watches."""
-        next_rescan = time.monotonic() + self.rescan_seconds
-        while not self._stop.wait(max(0.0, min(HOUSEKEEPING_SECONDS,
-                                               next_rescan - time.monotonic()))):
-            if self._inotify is not None:
-                try:
-                    self._inotify.housekeeping()
-                except Exception:
-                    log.exception("outbox_watch_housekeeping_failed")
-            if time.monotonic() >= next_rescan:
-                next_rescan = time.monotonic() + self.rescan_seconds
-                self._notify(None)
+    def tick(self, now: float) -> None:
+        """The ticker's call (about every second): drop finished bundle watches, and call back
+        every ``rescan_seconds``."""
+        if self._stop.is_set():
+            return
+        if self._inotify is not None:
+            try:
+                self._inotify.housekeeping()
+            except Exception:
+                log.exception("outbox_watch_housekeeping_failed")
+        if now >= self._next_rescan:
+            self._next_rescan = now + self.rescan_seconds
+            self._notify(None)
 
     def _notify(self, relative: str | None) -> None:
         try:
             self.on_ready()
         except Exception:  # a failing callback must not kill the reader thread
             log.exception("outbox_callback_failed", path=relative)
+
+
+def _inotify_fd() -> Any:
+    """The process's one inotify descriptor and reader thread (watchdog's shared instance)."""
+    return InotifyFD.get_instance()
+
+
+class _Ticker:
+    """One thread for every watcher of the process: each one's housekeeping about every
+    second and its rescan when due. Started with the first watcher; it sleeps on."""
+
+    _instance: _Ticker | None = None
+    _instance_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watchers: list[FolderWatcher] = []
+        self._thread = threading.Thread(target=self._run, name="outbox-rescan", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def shared(cls) -> _Ticker:
+        with cls._instance_lock:
+            if cls._instance is None:
+                cls._instance = _Ticker()
+            return cls._instance
+
+    def add(self, watcher: FolderWatcher) -> None:
+        with self._lock:
+            self._watchers.append(watcher)
+
+    def remove(self, watcher: FolderWatcher) -> None:
+        with self._lock:
+            if watcher in self._watchers:
+                self._watchers.remove(watcher)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                watchers = list(self._watchers)
+            shortest = min((w.rescan_seconds for w in watchers), default=HOUSEKEEPING_SECONDS)
+            time.sleep(max(0.05, min(HOUSEKEEPING_SECONDS, shortest)))
+            now = time.monotonic()
+            for watcher in watchers:
+                watcher.tick(now)
 
 
 def _bundle_ready(path: str) -> bool:
