@@ -24,9 +24,9 @@ The hub is measured after a restart (its first start created the journal), as a 
 on almost every day. The units share one dev certificate (making 500 RSA keys would take
 minutes and polling does not sign; the e2e tests give each unit its own). Targets (issue 14):
 idle requests <= 2/s on average, p95 <= 60 s for an active unit and <= 5 min for an idle one,
-1 process, RSS <= 150 MB, idle CPU <= 2 %. decisions.md ("Polling") lets idle units be asked every 10 minutes, not
-5, when the two count calls cannot be combined (the axis has no combined call): the idle p95
-is then up to 10 minutes, and the summary says so.
+1 process, RSS <= 150 MB, idle CPU <= 2 %. decisions.md ("Polling") lets idle units be asked
+every 10 minutes, not 5, when the two count calls cannot be combined (the axis has no combined
+call): the idle p95 is then up to 10 minutes, and the summary says so.
 """
 
 from __future__ import annotations
