@@ -617,6 +617,8 @@ class Outbound:
     def _count_send(self, outcome: str) -> None:
         if self.metrics is not None:
             self.metrics.record_send(outcome)
+            if outcome != "accepted":  # the unit's own error series (a hub's per-unit view)
+                self.metrics.record_unit_error(self.runtime.settings.agency.organ_id, "outgoing")
 
     # ============================================================================ packaging
     def _package(self, record: OutgoingRecord) -> tuple[OutgoingRecord, Packaged]:

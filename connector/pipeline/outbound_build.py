@@ -134,9 +134,26 @@ class PackageBuilder:
         recorded or signed."""
         package = build_document(metadata, files, agency=self.runtime.agency,
                                  convention=self.runtime.zip_convention, source=label)
+        self.check_sender(package.from_.organ_id, label, "from.organ_id")
         package = prepare_package(package)
         self.check_recipients(package.recipient_ids, label)
         return package
+
+    def check_sender(self, sender: str | None, label: str | None, element: str) -> None:
+        """A unit sends only as itself: a document or package whose sender is another unit of
+        the hub (or any other agency) is refused naming both, before anything is signed — the
+        unit's key signs only its own, and the axis would refuse it anyway (and pause the unit
+        as if its credentials were wrong)."""
+        ours = self.runtime.settings.agency.organ_id
+        if sender == ours:
+            return
+        units = {unit.agency.organ_id for unit in self.runtime.settings.units}
+        whose = "another unit of this connector" if sender in units else "not this unit"
+        raise InputError(f"the sender is {sender!r} ({whose}), but this item came from the "
+                         f"side of {ours}, which sends only as itself", file=label,
+                         element=element,
+                         hint=f"drop it in the outbox of {sender} instead, or set its sender to "
+                              f"{ours} (rebuild a package with `edxml-connector pack`)")
 
     def write_signed(self, package: DocumentPackage, path: Path, *, fsync: bool = True) -> None:
         """Write ``package`` to ``path`` signed with the agency's key in one streaming pass."""
@@ -192,12 +209,7 @@ class PackageBuilder:
         data_limits = self.runtime.limits
         if package is None:
             package = read_package(path, limits=data_limits, file=label).package
-        ours = self.runtime.settings.agency.organ_id
-        if package.from_.organ_id != ours:
-            raise InputError(f"the package's sender is {package.from_.organ_id!r}, not this "
-                             f"agency ({ours})", file=label, element="From/OrganId",
-                             hint="the axis only accepts packages from the agency we log in as; "
-                                  "rebuild it with `edxml-connector pack`")
+        self.check_sender(package.from_.organ_id, label, "From/OrganId")
         if not isinstance(package, DocumentPackage):
             to = package.response_for.organ_id if package.response_for else None
             if not to:

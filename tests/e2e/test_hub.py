@@ -85,10 +85,22 @@ def test_fifty_units_in_one_daemon_exchange_exactly_once(hub):
     for unit in (units[0], units[-1]):
         assert f'edxml_connector_unit_paused{{agency="{unit.organ_id}"}} 0.0' in metrics
         assert f'edxml_connector_certificate_days_left{{agency="{unit.organ_id}"}}' in metrics
+    # a unit sends only as itself: a document.yaml naming another unit as its sender fails,
+    # naming both, and nothing is signed or sent for it
+    forger, victim = units[3], units[4]
+    forger.drop_bundle("forged", document_metadata(
+        [hub.outside.organ_id], "999", "not mine to send",
+        **{"from": {"organ_id": victim.organ_id, "organ_name": victim.name}}),
+        {"x.pdf": pdf_bytes("forged")})
+    errors = wait_until(lambda: forger.error_files().get("forged"), 30)
+    assert errors and victim.organ_id in errors and forger.organ_id in errors
+    assert "another unit of this connector" in errors
+    assert len(hub.outside.inbox_documents()) == UNITS
+
     # every item in the one journal belongs to its unit
     status_rows = json.loads(hub.cli("status", "--json", "--limit", "1000").stdout)
-    outgoing = [item for item in status_rows["items"]
-                if item["direction"] == "out" and item["kind"] == "document"]
+    outgoing = [item for item in status_rows["items"] if item["direction"] == "out"
+                and item["kind"] == "document" and item["state"] == "sent"]
     assert Counter(item["agency"] for item in outgoing) == Counter({u.organ_id: 1 for u in units})
 
 
