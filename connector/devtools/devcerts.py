@@ -89,20 +89,7 @@ def make_dev_certs(directory: str | Path, *, ca_name: str = "edXML connector dev
     agencies = []
     for stem, organ_id, name in (("agency-a", AGENCY_A_ORGAN_ID, "Văn phòng Chính phủ (dev)"),
                                  ("agency-b", AGENCY_B_ORGAN_ID, "UBND tỉnh Nghệ An (dev)")):
-        key = _new_key()
-        cert = _agency_cert(key, ca_key, ca_cert, organ_id, name,
-                            now - dt.timedelta(days=1), now + dt.timedelta(days=730))
-        key_path, cert_path = directory / f"{stem}.key", directory / f"{stem}.pem"
-        p12_path, password_path = directory / f"{stem}.p12", directory / f"{stem}.password"
-        _write_key(key_path, key)
-        _write_cert(cert_path, cert)
-        password = secrets.token_urlsafe(18)
-        _write_private(password_path, (password + "\n").encode())
-        bundle = pkcs12.serialize_key_and_certificates(
-            stem.encode(), key, cert, [ca_cert],
-            serialization.BestAvailableEncryption(password.encode()))
-        _write_private(p12_path, bundle)
-        agencies.append(AgencyCert(organ_id, key_path, cert_path, p12_path, password_path))
+        agencies.append(_issue(directory, stem, organ_id, name, ca_key, ca_cert, now))
 
     expired_key = _new_key()
     expired_cert = _agency_cert(expired_key, ca_key, ca_cert, AGENCY_A_ORGAN_ID, "Expired agency (dev)",
@@ -124,6 +111,25 @@ def make_dev_certs(directory: str | Path, *, ca_name: str = "edXML connector dev
 
     return DevCerts(directory, ca_cert_path, ca_key_path, agencies[0], agencies[1],
                     expired_cert_path, expired_key_path, crl_folder, signer_map)
+
+
+def _issue(directory: Path, stem: str, organ_id: str, name: str, ca_key, ca_cert,
+           now: dt.datetime) -> AgencyCert:
+    """One agency's key and two-year certificate from the dev CA, as PEM and as a .p12 with its
+    password file (every secret written 0600)."""
+    key = _new_key()
+    cert = _agency_cert(key, ca_key, ca_cert, organ_id, name,
+                        now - dt.timedelta(days=1), now + dt.timedelta(days=730))
+    key_path, cert_path = directory / f"{stem}.key", directory / f"{stem}.pem"
+    p12_path, password_path = directory / f"{stem}.p12", directory / f"{stem}.password"
+    _write_key(key_path, key)
+    _write_cert(cert_path, cert)
+    password = secrets.token_urlsafe(18)
+    _write_private(password_path, (password + "\n").encode())
+    _write_private(p12_path, pkcs12.serialize_key_and_certificates(
+        stem.encode(), key, cert, [ca_cert],
+        serialization.BestAvailableEncryption(password.encode())))
+    return AgencyCert(organ_id, key_path, cert_path, p12_path, password_path)
 
 
 def _signer_map(entries: list[tuple[AgencyCert, x509.Certificate]]) -> str:
@@ -207,20 +213,8 @@ def make_unit_certs(certs: DevCerts, organ_ids: list[str], directory: str | Path
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     made = {}
     for organ_id in organ_ids:
-        key = _new_key()
-        cert = _agency_cert(key, ca_key, ca_cert, organ_id, name.format(organ_id=organ_id),
-                            now - dt.timedelta(days=1), now + dt.timedelta(days=730))
-        stem = organ_id.replace(".", "-")
-        key_path, cert_path = directory / f"{stem}.key", directory / f"{stem}.pem"
-        p12_path, password_path = directory / f"{stem}.p12", directory / f"{stem}.password"
-        _write_key(key_path, key)
-        _write_cert(cert_path, cert)
-        password = secrets.token_urlsafe(18)
-        _write_private(password_path, (password + "\n").encode())
-        _write_private(p12_path, pkcs12.serialize_key_and_certificates(
-            stem.encode(), key, cert, [ca_cert],
-            serialization.BestAvailableEncryption(password.encode())))
-        made[organ_id] = AgencyCert(organ_id, key_path, cert_path, p12_path, password_path)
+        made[organ_id] = _issue(directory, organ_id.replace(".", "-"), organ_id,
+                                name.format(organ_id=organ_id), ca_key, ca_cert, now)
     return made
 
 

@@ -33,6 +33,8 @@ from connector.devtools.lab import (
     cli_command,
     deep_merge,
     free_port,
+    run_cli,
+    stop_all,
 )
 
 
@@ -214,22 +216,10 @@ class HubLab:
                                  require_running=[self.process])
 
     def cli(self, *args: str, check: bool = True, timeout: float = 60.0):
-        import subprocess
-
-        result = subprocess.run(cli_command(*args, "--config", str(self.config_path)),
-                                capture_output=True, text=True, timeout=timeout,
-                                env=child_environment())
-        if check and result.returncode != 0:
-            raise LabError(f"`edxml-connector {' '.join(args)}` exited {result.returncode}: "
-                           f"{result.stderr.strip() or result.stdout.strip()}")
-        return result
+        return run_cli(self.config_path, *args, who="the hub", check=check, timeout=timeout)
 
     def close(self) -> None:
-        for process in (self.process, self.outside.process, self.lab.sim.process):
-            try:
-                process.stop()
-            except Exception:  # noqa: BLE001 - stopping the others matters more
-                process.kill()
+        stop_all([self.process, self.outside.process, self.lab.sim.process])
 
     def __enter__(self) -> HubLab:
         return self

@@ -243,6 +243,26 @@ class Simulator:
         return self.admin("transfers")["transfers"]
 
 
+def stop_all(processes: Iterable[ManagedProcess]) -> None:
+    """Stop each (SIGTERM, then SIGKILL), in order, whatever one of them does."""
+    for process in processes:
+        try:
+            process.stop()
+        except Exception:  # noqa: BLE001 - stopping the others matters more
+            process.kill()
+
+
+def run_cli(config: Path, *args: str, who: str, check: bool = True,
+            timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """``edxml-connector ARGS --config CONFIG`` (the operator's commands), as ``who`` runs it."""
+    result = subprocess.run(cli_command(*args, "--config", str(config)), capture_output=True,
+                            text=True, timeout=timeout, env=child_environment())
+    if check and result.returncode != 0:
+        raise LabError(f"`edxml-connector {' '.join(args)}` for {who} exited "
+                       f"{result.returncode}: {result.stderr.strip() or result.stdout.strip()}")
+    return result
+
+
 # --------------------------------------------------------------------------- one agency
 
 def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -492,13 +512,8 @@ class AgencyNode(ExchangeFolders):
     # -- the command line ---------------------------------------------------------------------
     def cli(self, *args: str, check: bool = True, timeout: float = 60.0) -> subprocess.CompletedProcess:
         """``edxml-connector ARGS --config THIS`` (the operator's commands)."""
-        result = subprocess.run(cli_command(*args, "--config", str(self.config_path)),
-                                capture_output=True, text=True, timeout=timeout,
-                                env=child_environment())
-        if check and result.returncode != 0:
-            raise LabError(f"`edxml-connector {' '.join(args)}` for agency {self.label} exited "
-                           f"{result.returncode}: {result.stderr.strip() or result.stdout.strip()}")
-        return result
+        return run_cli(self.config_path, *args, who=f"agency {self.label}", check=check,
+                       timeout=timeout)
 
     def status_json(self, *extra: str) -> dict[str, Any]:
         return json.loads(self.cli("status", "--json", "--limit", "1000", *extra).stdout)
@@ -552,11 +567,7 @@ class Lab:
 
     def close(self) -> None:
         """Stop every process this lab started (SIGTERM, then SIGKILL): connectors first."""
-        for process in (self.a.process, self.b.process, self.sim.process):
-            try:
-                process.stop()
-            except Exception:  # noqa: BLE001 - stopping the others matters more
-                process.kill()
+        stop_all([self.a.process, self.b.process, self.sim.process])
 
     def __enter__(self) -> Lab:
         return self
