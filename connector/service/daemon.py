@@ -476,6 +476,11 @@ class Daemon:
                 unit.watch_signer()
                 unit.watch_certificate()
             self._publish_unit(unit, by_unit.get(unit.organ_id))
+        if self.is_hub:
+            ends = [end for unit in units
+                    if (end := unit.health.state().certificate_not_after) is not None]
+            self.metrics.set_hub_certificates(min(ends, default=None),
+                                              any(unit.signing_blocked for unit in units))
         self._notifier.status(self._status_text())
 
     def _publish_unit(self, unit: Unit, counts: dict | None) -> None:

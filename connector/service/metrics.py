@@ -306,6 +306,16 @@ class Metrics:
         now = now or datetime.now(timezone.utc)
         days_left.set(round((not_after - now).total_seconds() / 86400, 2))
 
+    def set_hub_certificates(self, soonest_end: datetime | None, any_blocked: bool,
+                             now: datetime | None = None) -> None:
+        """A hub's connector-wide certificate series: the soonest end of its units' keys (the
+        alert on expiry fires for the unit that needs a renewal first) and whether some unit
+        cannot sign; per unit: ``certificate_days_left{agency}`` and ``unit_paused``."""
+        now = now or datetime.now(timezone.utc)
+        self.certificate_expiry.set(float("nan") if soonest_end is None
+                                    else (soonest_end - now).total_seconds())
+        self.signing_blocked.set(1 if any_blocked else 0)
+
     def set_unit(self, organ_id: str, *, pending: Mapping[str, int], last_poll: float | None,
                  paused: bool) -> None:
         """The per-unit gauges, from the daemon's periodic refresh."""

@@ -82,6 +82,11 @@ def test_fifty_units_in_one_daemon_exchange_exactly_once(hub):
     assert all(row["state"] == "active" and row["last_poll"] for row in rows)
     assert all(row["certificate_days_left"] > 700 for row in rows)
     metrics = _get(hub, "/metrics")[1].decode()
+    lines = dict(line.rsplit(" ", 1) for line in metrics.splitlines()
+                 if line and not line.startswith("#"))
+    # the connector-wide certificate series: the soonest of the units' certificates
+    assert float(lines["edxml_connector_certificate_expiry_seconds"]) > 700 * 86400
+    assert lines["edxml_connector_signing_blocked"] == "0.0"
     for unit in (units[0], units[-1]):
         assert f'edxml_connector_unit_paused{{agency="{unit.organ_id}"}} 0.0' in metrics
         assert f'edxml_connector_certificate_days_left{{agency="{unit.organ_id}"}}' in metrics
