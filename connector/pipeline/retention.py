@@ -32,20 +32,24 @@ def purge_archive(directory: Path, older_than: dt.timedelta, *, now: float | Non
     return len(purge_archive_dir(Path(directory), older_than, now=now))
 
 
-def run_retention(runtime: PipelineContext) -> dict[str, int]:
-    """One retention pass over the journal, the folder archives and the package store."""
+def run_retention(runtime: PipelineContext, *, folders: Any = None) -> dict[str, int]:
+    """One retention pass over the journal, the folder archives and the package store.
+    ``folders``: the folder sides whose archives are purged (a hub: every unit's; default the
+    runtime's own) — the journal and the store are the hub's, purged once."""
     settings = runtime.settings
     retention = settings.retention
     journal = runtime.journal
     counts = dict(journal.purge(dt.timedelta(days=retention.history_days),
                                 dedupe_window=dt.timedelta(days=settings.inbox.dedupe_window_days)))
-    folder = runtime.folder
-    if folder is not None:
+    sides = [runtime.folder] if folders is None else list(folders)
+    for folder in sides:
+        if folder is None:
+            continue
         removed = folder.purge_archives(
             dt.timedelta(days=retention.sent_archive_days),
             failed_older_than=dt.timedelta(days=retention.failed_archive_days))
-        counts["sent_archive"] = len(removed["sent"])
-        counts["failed_archive"] = len(removed["failed"])
+        counts["sent_archive"] = counts.get("sent_archive", 0) + len(removed["sent"])
+        counts["failed_archive"] = counts.get("failed_archive", 0) + len(removed["failed"])
 
     failed_cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=retention.failed_archive_days)
 

@@ -411,8 +411,7 @@ class Daemon:
         self.wake.set()
 
     def _retention(self) -> None:
-        for unit in self._working_units():
-            run_retention(unit.runtime)
+        run_retention(self.runtime, folders=[unit.runtime.folder for unit in self._working_units()])
 
     def _check_certificates(self) -> None:
         for unit in self._working_units():
@@ -556,16 +555,35 @@ class Daemon:
                          note="its unfinished items stay in the journal and go on if it returns")
         for index, (organ_id, settings) in enumerate(wanted.items()):
             running = self.units.get(organ_id)
-            if running is not None and (running.runtime is self.runtime or (
-                    running.working and _same_unit(running.settings, settings))):
-                # Only the keys changed (or the first unit, which keeps the shared parts).
-                running.reload_certificate(settings)
+            if running is not None and running.runtime is self.runtime:
+                self._reload_first_unit(running, settings)
+                continue
+            if running is not None and running.working and _same_unit(running.settings, settings):
+                running.reload_certificate(settings)  # only the keys changed: read in place
                 continue
             if running is not None:
                 self._stop_unit(running)
             self._start_unit(self._new_unit(settings, index / max(1, len(wanted))))
             log.info("unit_started" if running is None else "unit_restarted", agency=organ_id,
                      state=self.units[organ_id].state_text())
+
+    def _reload_first_unit(self, unit: Unit, settings: Settings) -> None:
+        """The first unit's runtime holds the parts every unit shares, so it is not started
+        again: its keys are read again, new axis credentials take effect in place, and any
+        other change of its own waits for a restart (said in the log)."""
+        if not _same_credentials(unit.settings, settings):
+            unit.runtime.replace_axis(settings.axis)
+            self._hook_axis_responses(unit)
+            if unit.outbound is not None:
+                unit.outbound.resume()
+            log.info("axis_credentials_reloaded", agency=unit.organ_id,
+                     systemid=settings.systemid)
+        elif not _same_unit(unit.settings, settings):
+            log.warning("config_change_needs_restart", agency=unit.organ_id,
+                        note="this unit holds the parts every unit shares; its certificate and "
+                             "axis credentials are reloaded, other changes need "
+                             "systemctl restart edxml-connector")
+        unit.reload_certificate(settings)
 
     # ============================================================================ stopping
     def _stop(self) -> int:
@@ -630,18 +648,24 @@ class Daemon:
             log.warning("close_failed", error=describe_error(error))
 
 
-def _same_unit(running: Settings, fresh: Settings) -> bool:
-    """Nothing but the keys changed (those are read again in place): the same settings, the
-    same axis secret, the same DMS URL."""
-    def shape(settings: Settings) -> Any:
-        return settings.model_dump(mode="json", exclude={"certificate"})
-
+def _same_credentials(running: Settings, fresh: Settings) -> bool:
+    """The same systemid and axis secret (the secret's source may be the same file with new
+    content: the values are compared)."""
     try:
         same_secret = (running.axis.resolved_secret().get_secret_value()
                        == fresh.axis.resolved_secret().get_secret_value())
     except Exception:
         same_secret = False
-    return same_secret and shape(running) == shape(fresh)
+    return same_secret and running.systemid == fresh.systemid
+
+
+def _same_unit(running: Settings, fresh: Settings) -> bool:
+    """Nothing but the keys changed (those are read again in place): the same settings and
+    the same axis credentials."""
+    def shape(settings: Settings) -> Any:
+        return settings.model_dump(mode="json", exclude={"certificate"})
+
+    return _same_credentials(running, fresh) and shape(running) == shape(fresh)
 
 
 def _secrets_of(units: list[Settings]) -> list[str]:

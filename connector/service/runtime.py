@@ -277,6 +277,17 @@ class Runtime:
         self._opened.append(client)
         return client
 
+    def replace_axis(self, axis: AxisConfig) -> None:
+        """New axis credentials (a reload with a changed secret or systemid): the next call
+        uses a client built from them; the old one is closed."""
+        old = self.__dict__.pop("axis", None)
+        self.__dict__.pop("axis_settings", None)
+        self.settings.axis = axis
+        if old is not None:
+            if old in self._opened:
+                self._opened.remove(old)
+            old.close()
+
     @cached_property
     def store(self):
         if self.hub is not None:

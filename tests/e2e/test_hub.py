@@ -194,6 +194,18 @@ def test_one_units_trouble_pauses_that_unit_only_and_a_reload_brings_it_back(tmp
         assert unit_row(hub, no_cert.organ_id)["state"] == "active"
         assert unit_row(hub, refused.organ_id)["state"] == "active"
 
+        # the first unit (it holds the shared parts) takes a changed secret in place
+        right = good.secret_file.read_text()
+        good.secret_file.write_text("not-the-secret-either\n")
+        hub.reload()
+        hub.wait_log("axis_credentials_reloaded", agency=good.organ_id)
+        assert wait_until(lambda: unit_row(hub, good.organ_id)["state"] == "paused", 20)
+        assert "polling fails" in unit_row(hub, good.organ_id)["reason"]
+        good.secret_file.write_text(right)
+        hub.reload()
+        hub.wait_log("axis_credentials_reloaded", agency=good.organ_id, after=1)
+        assert wait_until(lambda: unit_row(hub, good.organ_id)["state"] == "active", 20)
+
         # a broken file: the running configuration stays, the log names the file and key
         bad_folder.unit_file.write_text(gone_file.replace("organ_id:", "organ_idd:"))
         hub.reload()
