@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from connector.axis.errors import PermanentAxisError
+from connector.axis.errors import PermanentAxisError, TransientAxisError
 from connector.dms.base import (
     IncomingDocument,
     IncomingStatus,
@@ -72,6 +72,8 @@ from connector.pipeline.delivery_backoff import DeliveryBackoff
 log = get_logger(__name__)
 
 MESSAGE_TYPES = ("edoc", "status")
+NO_SUCH_OPERATION = (404, 405, 501)
+"""HTTP answers of an axis that does not have the count calls (the list is asked instead)."""
 LIFECYCLE_EVENTS = {1: "revoked", 2: "updated", 3: "replaced"}
 ARRIVED_KEY = "arrived:{incoming_id}"
 POLLER_LEASE = "inbound-poller"
@@ -181,13 +183,23 @@ class Inbound:
         self._note_poll_time(changed=counts["listed"] > 0)
 
     def _nothing_waiting(self, messagetype: str) -> bool:
-        """True when the axis's count says nothing of ``messagetype`` waits for us."""
+        """True when the axis's count says nothing of ``messagetype`` waits for us. An axis
+        without the count call (HTTP 404/405/501, or a FAIL for the operation) is listed
+        instead; any other failure is raised (nothing is assumed empty)."""
         try:
             waiting = self.runtime.axis.count_received(messagetype)
-        except PermanentAxisError as error:  # an axis without the count calls: list instead
-            log.info("count_call_unavailable", messagetype=messagetype, error=describe_error(error),
-                     note="listed instead")
-            return False
+        except (PermanentAxisError, TransientAxisError) as error:
+            if isinstance(error, PermanentAxisError) or error.http_status in NO_SUCH_OPERATION:
+                log.info("count_call_unavailable", messagetype=messagetype,
+                         error=describe_error(error), note="listed instead")
+                return False
+            if self.health is not None:
+                self.health.record_axis_failure(str(error))
+            raise
+        except Exception as error:
+            if self.health is not None:
+                self.health.record_axis_failure(str(error))
+            raise
         if self.health is not None:
             self.health.record_axis_success(poll_complete=messagetype == MESSAGE_TYPES[-1])
         return waiting == 0

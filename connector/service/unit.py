@@ -55,7 +55,9 @@ class Unit:
         self.active_interval = float(schedules.axis_poll_seconds)
         self.idle_interval = float(schedules.idle_poll_seconds or schedules.axis_poll_seconds)
         self.active_window = float(schedules.active_window_seconds)
-        self.last_received: float | None = None  # monotonic: when a poll last found something
+        # monotonic: when a poll last found something, or the unit last sent (its statuses are
+        # then on their way: an active unit is listed often)
+        self.last_received: float | None = None
         self.place = place
         self.plan_first_poll()
         self._active_fingerprint: str | None = None
@@ -224,10 +226,15 @@ class Unit:
             self.db_due.clear()
             sides.append(runtime.database)
         self.outbound.cycle(sides)
+        if self.outbound.inflight():
+            was_idle = not self.active
+            self.last_received = time.monotonic()
+            if was_idle:  # the statuses of what it sends now come soon: poll it often from now
+                self.next_poll = min(self.next_poll, self.last_received + self.active_interval)
 
     @property
     def active(self) -> bool:
-        """Received something within the active window (polled often)."""
+        """Received or sent something within the active window (polled often)."""
         return (self.last_received is not None
                 and time.monotonic() - self.last_received < self.active_window)
 
