@@ -323,13 +323,18 @@ def evaluate_hub(state: HealthState, settings: HealthSettings, now: float,
     """Readiness of a hub of several units: the shared checks, the axis reached by at least
     one unit (the endpoint works), and each unit's own checks plus its paused state."""
     per_unit: dict[str, Readiness] = {}
+    reached: list[str] = []
     for organ_id, (unit_state, paused_reason) in units.items():
         checks = [check(unit_state, settings, now) for check in UNIT_CHECKS]
+        if unit_state.last_axis_success is not None and check_axis(unit_state, settings, now).ok:
+            reached.append(organ_id)
+        if unit_state.last_axis_success is None and unit_state.last_axis_error is None:
+            # not asked yet: an idle unit's turn in the round may be minutes after a start
+            checks = [CheckResult("axis", True, "not polled yet (its turn in the round comes)")
+                      if result.name == "axis" else result for result in checks]
         if paused_reason:
             checks.append(CheckResult("unit", False, f"paused: {paused_reason}"))
         per_unit[organ_id] = Readiness(tuple(checks))
-    reached = [organ_id for organ_id, unit in per_unit.items()
-               if any(r.name == "axis" and r.ok for r in unit.results)]
     if reached or not units:
         axis = CheckResult("axis", True, f"reached by {len(reached)} of {len(units)} units")
     else:
