@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from connector.service.health import HealthState, HealthSettings, evaluate_hub
+from connector.service.health import HealthSettings, HealthState, evaluate_hub
 
 NOW = 1_800_000_000.0
 VALID_UNTIL = datetime.fromtimestamp(NOW, timezone.utc) + timedelta(days=400)
