@@ -259,6 +259,8 @@ def _register_outgoing(subparsers: argparse._SubParsersAction) -> None:
                     "content twice finds the item already queued.")
     _config(parser)
     parser.add_argument("target", metavar="FILE|BUNDLE", type=Path)
+    parser.add_argument("--agency", metavar="ORGANID", default=None,
+                        help="a hub: the unit that sends it (required there)")
     parser.set_defaults(handler=send_command)
 
     parser = subparsers.add_parser(
@@ -433,6 +435,12 @@ def send_command(args: argparse.Namespace) -> int:
     from connector.ops.enqueue import send
 
     with _context(args) as ctx:
+        if args.agency:
+            ctx = ctx.for_unit(ctx.check_unit(args.agency))
+        elif ctx.settings.is_hub:
+            units = ", ".join(u.agency.organ_id for u in ctx.settings.units[:5])
+            raise InputError("this connector serves several units: say which one sends it",
+                             hint=f"give --agency ORGANID (e.g. {units})")
         records = send(ctx, args.target)
     for record in records:
         print(f"queued {record.id} {record.kind} {record.document_id} to "

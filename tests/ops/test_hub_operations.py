@@ -95,5 +95,7 @@ def test_bulk_retry_asks_for_one_unit_or_all_and_each_item_goes_back_to_its_own_
     assert f"{first}:" in out and f"{second}:" in out  # every unit, each item with its unit
     code, out, _ = run(capsys, config, "units", "--json")
     assert [row["organ_id"] for row in json.loads(out)] == [first, second]
+    code, _, err = run(capsys, config, "send", str(exchange / "nothing"))
+    assert code == 2 and "several units" in err and "--agency" in err
     code, out, _ = run(capsys, config, "journal", "instances", "--json", "--agency", second)
     assert json.loads(out)["instances"][0]["outgoing_pending"] == 1
