@@ -354,6 +354,19 @@ class OutgoingTransitions:
                          "recipients": list(recipients) if recipients is not None else None,
                          "signed_by": packaged.signed_by}, now)
 
+    def units_with_due_items(self, *, now: dt.datetime | None = None,
+                             stale_after: dt.timedelta = DEFAULT_STALE_AFTER) -> set[str]:
+        """The units (OrganIds) of this instance that have an item :meth:`claim_for_sending`
+        would hand out now: one read for a hub's retry sweep, instead of a claim per unit."""
+        now = now or utcnow()
+        c = t.outgoing.c
+        due = and_(c.state.in_([OutgoingState.QUEUED.value, OutgoingState.PACKAGED.value]),
+                   or_(c.next_attempt_at.is_(None), c.next_attempt_at <= now))
+        stale = and_(c.state == OutgoingState.SENDING.value, c.claimed_at <= now - stale_after)
+        query = select(c.agency).where(or_(due, stale), self.core.mine(c.instance)).distinct()
+        with self.core.read() as conn:
+            return set(conn.execute(query).scalars())
+
     def claim_for_sending(self, limit: int, *, now: dt.datetime | None = None,
                           stale_after: dt.timedelta = DEFAULT_STALE_AFTER,
                           owner: str | None = None) -> list[OutgoingRecord]:

@@ -163,7 +163,7 @@ class Outbound:
     def __init__(self, runtime: PipelineContext, *, metrics: Any = None, health: Any = None,
                  rng: Callable[[], float] = random.random,
                  auth_pause_seconds: float | None = None, executor: Any = None,
-                 wake: threading.Event | None = None) -> None:
+                 wake: Any = None) -> None:
         """``executor`` and ``wake`` are a hub's, shared by its units (one pool of send
         threads and one outbound loop for all of them); by default the pipeline has its own."""
         self.runtime = runtime
@@ -182,6 +182,7 @@ class Outbound:
         self._paused_until = 0.0
         self.paused_reason: str | None = None
         self.wake = wake if wake is not None else threading.Event()
+        self._dispatch_requested = threading.Event()
         self.stopping = threading.Event()
         self._refused_seen: dict[str, dict[str, str]] = {}
         self.threads = PIPELINE_THREADS_PER_SLOT * self.settings.concurrency
@@ -266,7 +267,7 @@ class Outbound:
         if unknown:
             self._fail_now(record, _unknown_reason(unknown))
             return
-        self.wake.set()
+        self.request_dispatch()
 
     def _item_summary(self, item: OutgoingItem
                       ) -> tuple[str, str | None, int | None, list[str], dict]:
@@ -324,7 +325,7 @@ class Outbound:
         log.info("outgoing_enqueued", item_id=record.id, source=CONNECTOR_SOURCE, source_ref=key,
                  kind="status", code=request.code, document_id=request.document_id,
                  to=list(request.to))
-        self.wake.set()
+        self.request_dispatch()
         return record
 
     def _fail_now(self, record: OutgoingRecord, reason: str) -> None:
@@ -436,25 +437,49 @@ class Outbound:
         while the rest is taken in the next turns (the loop turns again at once)."""
         return max(MIN_INTAKE_CHUNK, 2 * self.threads)
 
+    def request_dispatch(self) -> None:
+        """Something may be due in the journal (a slot freed, an item taken, a retry time
+        come): the next turn claims."""
+        self._dispatch_requested.set()
+        self.wake.set()
+
     def cycle(self, sides: Iterable[Any] | None = None, *, wait: bool = False,
-              timeout: float = 30.0) -> None:
+              timeout: float = 30.0, when_asked: bool = False) -> None:
         """One turn: intake from ``sides`` (default: every side; at most :attr:`intake_chunk`
         items each), repeat side updates that failed, dispatch. ``wait=True`` (tests, ``send``)
-        takes everything the sides have and waits until no send is in flight."""
+        takes everything the sides have and waits until no send is in flight.
+
+        ``when_asked`` (the daemon): claim from the journal only when this turn took items or a
+        dispatch was asked for (:meth:`request_dispatch`: a freed slot, a retry time come, the
+        retry sweep's answer). WHY: a hub's outbound loop turns for a unit whenever its outbox
+        may have changed — each periodic rescan of 500 outboxes — and a claim is a journal write
+        transaction; an idle unit's turn is then a directory listing, nothing more."""
         chunk = None if wait else self.intake_chunk
+        took = False
         for side in (self.runtime.sides.values() if sides is None else sides):
             if self.stopping.is_set():
                 return
             try:
-                if self.intake(side, chunk) >= (chunk or float("inf")):
+                taken = self.intake(side, chunk)
+                took = took or taken > 0
+                if taken >= (chunk or float("inf")):
                     self.wake.set()  # more may be waiting: take it next turn, after dispatching
             except Exception as error:
                 log.error("outgoing_intake_failed", source=getattr(side, "name", "?"),
                           error=describe_error(error))
         self.retry_side_updates()
-        self.dispatch()
+        asked = self._dispatch_requested.is_set()
+        self._dispatch_requested.clear()
+        if took or asked or wait or not when_asked:
+            self.dispatch()
         if wait:
             self.wait_idle(timeout)
+
+    @property
+    def side_updates_pending(self) -> bool:
+        """Side updates (sent/failed write-backs) that failed and wait to be repeated."""
+        with self._lock:
+            return bool(self._unfinished_side)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until nothing is in flight and nothing due is left to dispatch."""
@@ -536,7 +561,7 @@ class Outbound:
             with self._idle:
                 self._inflight.discard(record.id)
                 self._idle.notify_all()
-            self.wake.set()
+            self.request_dispatch()  # a slot is free
 
     def _sent(self, record: OutgoingRecord, transmitted: _Transmitted, started: float,
               packaged: Packaged | None = None) -> None:
@@ -607,7 +632,7 @@ class Outbound:
         with self._lock:
             self._paused_until = 0.0
             self.paused_reason = None
-        self.wake.set()
+        self.request_dispatch()
 
     def _release(self, record: OutgoingRecord, reason: str, *, wait: float | None = None) -> None:
         retry_at = utcnow() + (dt.timedelta(seconds=wait) if wait is not None else RELEASE_WAIT)

@@ -165,6 +165,8 @@ class Daemon:
         with self._units_lock:
             self.units[unit.organ_id] = unit
         self._watch_folder(unit)
+        if unit.outbound is not None:
+            unit.outbound.request_dispatch()  # its first turn: what waits in outbox and journal
 
     def _stop_unit(self, unit: Unit) -> None:
         """A unit removed by a reload: it takes no new work; its sends in flight finish, its
@@ -186,7 +188,7 @@ class Daemon:
         exchange = unit.settings.exchange
         folder = unit.runtime.folder if unit.outbound is not None else None
         if folder is not None and exchange is not None and exchange.watch:
-            watcher = folder.watcher(self.wake.set, rescan_seconds=exchange.rescan_seconds)
+            watcher = folder.watcher(unit.wake.set, rescan_seconds=exchange.rescan_seconds)
             watcher.start()
             self._watchers[unit.organ_id] = watcher
 
@@ -291,7 +293,7 @@ class Daemon:
         every(self._poll_round, POLL_ROUND_SECONDS, "inbound_poll", first=now)
         if any(settings.database is not None for settings in self.settings.units):
             every(self._database_due, schedules.dms_poll_seconds, "dms_poll", first=now)
-        every(self.wake.set, schedules.retry_sweep_seconds, "retry_sweep")
+        every(self._retry_sweep, schedules.retry_sweep_seconds, "retry_sweep")
         every(self.runtime.directory.refresh, self.settings.outbound.agency_list_refresh_seconds,
               "agency_list_refresh")
         every(self._retention, schedules.retention_seconds, "retention",
@@ -368,6 +370,8 @@ class Daemon:
                 for unit in self._working_units():
                     if self.stop_event.is_set():
                         break
+                    if not unit.wake.take():
+                        continue
                     with bound_contextvars(agency=unit.organ_id):
                         try:
                             unit.cycle()
@@ -408,7 +412,19 @@ class Daemon:
     def _database_due(self) -> None:
         for unit in self._working_units():
             unit.db_due.set()
-        self.wake.set()
+            unit.wake.set()
+
+    def _retry_sweep(self) -> None:
+        """Every ``retry_sweep_seconds``: one journal read says which units have items due
+        (a retry time come, a stale claim, an item `retry` or `send` queued); those units
+        claim, and units with side updates to repeat get their turn."""
+        due = self.runtime.journal.outgoing.units_with_due_items()
+        for unit in self._working_units():
+            assert unit.outbound is not None
+            if unit.organ_id in due:
+                unit.outbound.request_dispatch()
+            elif unit.outbound.side_updates_pending:
+                unit.wake.set()
 
     def _retention(self) -> None:
         run_retention(self.runtime, folders=[unit.runtime.folder for unit in self._working_units()])

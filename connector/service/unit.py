@@ -32,6 +32,32 @@ from connector.service.runtime import Runtime
 log = get_logger(__name__)
 
 
+class UnitWake:
+    """A unit's "look at me" flag, and the hub's one event the outbound loop waits on: the loop
+    turns only for the units that were woken (their outbox changed, a send finished, an item
+    became due), not for all of them at every wake-up."""
+
+    def __init__(self, hub: threading.Event) -> None:
+        self._flag = threading.Event()
+        self._hub = hub
+
+    def set(self) -> None:
+        self._flag.set()
+        self._hub.set()
+
+    def is_set(self) -> bool:
+        return self._flag.is_set()
+
+    def clear(self) -> None:
+        self._flag.clear()
+
+    def take(self) -> bool:
+        """Whether it was woken, clearing the flag (the turn that follows sees any new wake)."""
+        woken = self._flag.is_set()
+        self._flag.clear()
+        return woken
+
+
 class Unit:
     """One agency the daemon serves. ``open()`` builds its parts; a failure leaves the unit
     paused with the reason (:attr:`paused_reason`) and raises for the daemon to decide."""
@@ -44,7 +70,7 @@ class Unit:
         self.health = health
         self.metrics = metrics
         self._executor = executor
-        self._wake = wake
+        self.wake = UnitWake(wake)
         self.outbound: Outbound | None = None
         self.inbound: Inbound | None = None
         self.paused_reason: str | None = None
@@ -92,7 +118,7 @@ class Unit:
                 log.warning("outgoing_recovered", agency=self.organ_id, items=recovered,
                             note="found in sending after a restart; sent again (at-least-once)")
             self.outbound = Outbound(self.runtime, metrics=self.metrics, health=self.health,
-                                     executor=self._executor, wake=self._wake)
+                                     executor=self._executor, wake=self.wake)
             self.inbound = Inbound(self.runtime, self.outbound, metrics=self.metrics,
                                    health=self.health)
         except Exception as error:
@@ -225,7 +251,7 @@ class Unit:
         if runtime.database is not None and self.db_due.is_set():
             self.db_due.clear()
             sides.append(runtime.database)
-        self.outbound.cycle(sides)
+        self.outbound.cycle(sides, when_asked=True)
         if self.outbound.inflight():
             was_idle = not self.active
             self.last_received = time.monotonic()
