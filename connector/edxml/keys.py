@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -143,9 +144,10 @@ class SigningKey:
     def subject(self) -> str:
         return self.certificate.subject.rfc4514_string()
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
-        """SHA-256 of the certificate (hex): what the journal records as the package's signer."""
+        """SHA-256 of the certificate (hex): what the journal records as the package's signer.
+        Computed once (a hub compares each unit's at every status refresh)."""
         return self.certificate.fingerprint(hashes.SHA256()).hex()
 
     def valid_at(self, moment: dt.datetime) -> bool:

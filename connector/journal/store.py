@@ -262,15 +262,26 @@ class Journal:
             return conn.execute(select(t.kv.c.value).where(t.kv.c.key == key)).scalar()
 
     def kv_set(self, key: str, value: str | None, *, now: dt.datetime | None = None) -> None:
+        self.kv_set_many({key: value}, now=now)
+
+    def kv_set_many(self, values: dict[str, str | None], *, now: dt.datetime | None = None) -> None:
+        """Several keys in one transaction (one commit, one fsync)."""
         now = now or utcnow()
         with self.core.write() as conn:
-            done = conn.execute(update(t.kv).where(t.kv.c.key == key).values(value=value, updated_at=now))
-            if done.rowcount == 0:
-                conn.execute(insert(t.kv).values(key=key, value=value, updated_at=now))
+            for key, value in values.items():
+                done = conn.execute(update(t.kv).where(t.kv.c.key == key)
+                                    .values(value=value, updated_at=now))
+                if done.rowcount == 0:
+                    conn.execute(insert(t.kv).values(key=key, value=value, updated_at=now))
 
     def set_time(self, key: str, when: dt.datetime | None = None) -> None:
         """Store a moment, e.g. ``set_time(KV_LAST_AXIS_CONTACT)`` after an authenticated call."""
-        self.kv_set(key, (when or utcnow()).astimezone(dt.timezone.utc).isoformat())
+        self.set_times([key], when)
+
+    def set_times(self, keys: list[str], when: dt.datetime | None = None) -> None:
+        """Store one moment under several keys, in one transaction."""
+        moment = (when or utcnow()).astimezone(dt.timezone.utc).isoformat()
+        self.kv_set_many(dict.fromkeys(keys, moment))
 
     def get_time(self, key: str) -> dt.datetime | None:
         value = self.kv_get(key)

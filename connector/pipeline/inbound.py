@@ -132,11 +132,19 @@ class Inbound:
         "skipped": 1}``."""
         counts = {"listed": 0, "failed": 0}
         self._lease_renewed: float | None = None
+        kinds: tuple[str, ...] = MESSAGE_TYPES
+        if ask_first:
+            # The counts are read-only questions to the axis: asked without the poller lease,
+            # so that an idle unit's poll costs the journal nothing unless something waits.
+            kinds = tuple(kind for kind in MESSAGE_TYPES if not self._nothing_waiting(kind))
+            if not kinds and not self.journal.incoming.pending_incoming():
+                self._note_poll_time(changed=False)
+                return counts
         if not self._hold_lease():
             log.debug("inbound_poll_skipped", reason="another connector holds the poller lease")
             return {**counts, "skipped": 1}
         try:
-            self._poll(counts, ask_first=ask_first)
+            self._poll(counts, kinds)
         finally:
             self.journal.release_lease(self.journal.unit_key(POLLER_LEASE), owner=_lease_owner())
         return counts
@@ -160,11 +168,9 @@ class Inbound:
         self._lease_renewed = None
         return False
 
-    def _poll(self, counts: dict[str, int], *, ask_first: bool = False) -> None:
+    def _poll(self, counts: dict[str, int], kinds: tuple[str, ...] = MESSAGE_TYPES) -> None:
         self.resume()
-        for messagetype in MESSAGE_TYPES:
-            if ask_first and self._nothing_waiting(messagetype):
-                continue
+        for messagetype in kinds:
             with self._timer("getReceivedEdocList"):
                 try:
                     listed = self.runtime.axis.list_received(messagetype)
@@ -173,7 +179,7 @@ class Inbound:
                         self.health.record_axis_failure(str(error))
                     raise
             if self.health is not None:
-                self.health.record_axis_success(poll_complete=messagetype == MESSAGE_TYPES[-1])
+                self.health.record_axis_success(poll_complete=messagetype == kinds[-1])
             for entry in listed:
                 if self.stopping.is_set() or not self._hold_lease():
                     return
@@ -213,9 +219,8 @@ class Inbound:
         written = self._poll_time_written
         if not changed and written is not None and monotonic - written < POLL_TIME_EVERY_SECONDS:
             return
-        now = dt.datetime.now(dt.timezone.utc)
-        self.journal.set_time(self.journal.unit_key(KV_LAST_POLL), now)
-        self.journal.set_time(self.journal.unit_key(KV_LAST_AXIS_CONTACT), now)
+        self.journal.set_times([self.journal.unit_key(KV_LAST_POLL),
+                                self.journal.unit_key(KV_LAST_AXIS_CONTACT)])
         self._poll_time_written = monotonic
 
     def resume(self) -> int:

@@ -10,10 +10,12 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from sqlalchemy import func, select
 
 from connector.axis.errors import PermanentAxisError, TransientAxisError
 from connector.config import settings_from_mapping
 from connector.journal import Journal
+from connector.journal.schema import leases
 from connector.pipeline.inbound import Inbound
 from connector.service.unit import Unit
 
@@ -72,6 +74,9 @@ def test_an_idle_poll_lists_only_the_kind_the_count_says_is_waiting(inbound_for)
     inbound, axis = inbound_for({"edoc": 0, "status": 0})
     inbound.poll(ask_first=True)
     assert axis.calls == ["count edoc", "count status"]  # two cheap calls, nothing listed
+    # nothing waited: the poller lease was not even taken (the poll time is all it writes)
+    with inbound.journal.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(leases)).scalar() == 0
     inbound, axis = inbound_for({"edoc": 5, "status": 0})
     inbound.poll()  # an active unit: listed at once, no count call
     assert axis.calls == ["list edoc", "list status"]
@@ -81,7 +86,7 @@ def test_an_axis_without_the_count_call_is_listed_and_an_unreachable_one_fails(i
     missing = TransientAxisError("HTTP 404 Not Found", http_status=404)
     inbound, axis = inbound_for({"edoc": missing, "status": PermanentAxisError("X", "unknown")})
     inbound.poll(ask_first=True)
-    assert axis.calls == ["count edoc", "list edoc", "count status", "list status"]
+    assert axis.calls == ["count edoc", "count status", "list edoc", "list status"]
     inbound, axis = inbound_for({"edoc": TransientAxisError("connection refused"), "status": 0})
     with pytest.raises(TransientAxisError):  # nothing is assumed empty
         inbound.poll(ask_first=True)
