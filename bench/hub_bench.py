@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--units", type=int, default=500)
     parser.add_argument("--sample", type=int, default=50, help="units timed for latency (50)")
-    parser.add_argument("--warm-up", type=float, default=60.0, help="seconds before measuring")
+    parser.add_argument("--warm-up", type=float, default=90.0,
+                        help="seconds before measuring (90: past the first retention pass)")
     parser.add_argument("--window", type=float, default=None,
                         help="idle seconds measured (default: one whole idle interval)")
     parser.add_argument("--quick", action="store_true",

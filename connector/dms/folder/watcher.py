@@ -60,6 +60,8 @@ MAX_BUNDLE_WATCHES = 256
 """Not-ready bundle folders watched one by one at most (each is an inotify watch, counted
 against ``fs.inotify.max_user_watches``); beyond, the periodic rescan finds them."""
 HOUSEKEEPING_SECONDS = 1.0
+FULL_RESCAN_EVERY = 10
+"""Every this many rescans the side is woken even when the outbox folders did not change."""
 DEGRADED_POLL_SECONDS = 1.0
 """How often the polling fallback snapshots the outbox (a DMS outbox holds few entries)."""
 
@@ -243,6 +245,8 @@ class FolderWatcher:
         self._inotify: _Watches | None = None
         self._observer: PollingObserver | None = None
         self._next_rescan = 0.0
+        self._last_stamp: tuple | None = None
+        self._rescans = 0
 
     @property
     def _watches(self) -> list[str]:
@@ -307,7 +311,27 @@ class FolderWatcher:
                 log.exception("outbox_watch_housekeeping_failed")
         if now >= self._next_rescan:
             self._next_rescan = now + self.rescan_seconds
-            self._notify(None)
+            if self._outbox_changed():
+                self._notify(None)
+
+    def _outbox_changed(self) -> bool:
+        """Whether a rescan should wake the side: the outbox (or ``statuses/``) changed since
+        the last rescan — a name renamed in, even one whose event was lost, changes its
+        folder's mtime — or FULL_RESCAN_EVERY rescans passed (a bundle finished inside a
+        folder whose own events were lost). WHY: a hub's hundreds of outboxes each rescanned
+        every 30 s made most of an idle hub's CPU; unchanged ones now cost two stat calls."""
+        stamp: list[int | None] = []
+        for folder in (self.outbox, self.outbox / STATUSES_DIR):
+            try:
+                stamp.append(os.stat(folder).st_mtime_ns)
+            except OSError:
+                stamp.append(None)
+        self._rescans += 1
+        if tuple(stamp) != self._last_stamp or self._rescans >= FULL_RESCAN_EVERY:
+            self._last_stamp = tuple(stamp)
+            self._rescans = 0
+            return True
+        return False
 
     def _notify(self, relative: str | None) -> None:
         try:
