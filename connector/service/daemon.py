@@ -1,16 +1,26 @@
-"""``edxml-connector run``: the pipelines on their schedules, signals, readiness, health, metrics.
+"""``edxml-connector run``: the units on their schedules, signals, readiness, health, metrics.
+
+One daemon serves the units of its configuration (service/unit.py): one for a single-agency
+file, hundreds for a hub. Each unit has its own credentials, keys, sides, pipelines and pause;
+the threads below are the daemon's, shared by all units, so their number does not grow with
+the units (a hub of 500 units: 12 threads).
 
 Threads and why:
 - **main**: waits for signals; beats the liveness clock and systemd's watchdog once a second
-  (a stuck main loop gets the service restarted); applies SIGHUP reloads.
-- **outbound loop**: woken by the folder watcher (inotify, low latency), by a finished send (a
-  free slot), by the DMS-database poll and retry sweep schedules, and at least every
-  ``schedules.retry_sweep_seconds``; it takes new items and hands due ones to the bounded send
-  pool (``outbound.concurrency`` threads). A loop with an event rather than a scheduler job,
-  because a wake-up must never be lost while a turn is running.
-- **APScheduler** (BackgroundScheduler): the inbound poll (``schedules.axis_poll_seconds``),
-  the DMS-database poll, the retry sweep, the agency-list refresh, retention, the daily
-  certificate check and the metrics/STATUS refresh — each job at most one instance at a time.
+  (a stuck main loop gets the service restarted); applies SIGHUP reloads (units added,
+  removed, restarted; keys and the trust store read again).
+- **outbound loop**: one for every unit. A unit is woken by its folder watcher (inotify, low
+  latency), by a finished send (a free slot), by the DMS-database poll and by the retry sweep
+  (one journal read: the units with items due); each turn gives each woken unit its intake
+  and dispatch to the shared send pool (``outbound.concurrency`` slots' threads). A loop with
+  events rather than a scheduler job, because a wake-up must never be lost while a turn runs.
+- **poll threads** (``schedules.poll_concurrency``): the poll round hands them the units whose
+  poll is due (an active unit every ``axis_poll_seconds``, an idle one every
+  ``idle_poll_seconds`` with the count calls), spread over the interval.
+- **APScheduler** (BackgroundScheduler): the poll round, the DMS-database poll, the retry
+  sweep, the agency-list refresh, retention, the daily certificate check and the
+  metrics/STATUS refresh — each job at most one instance at a time.
+- the folder watchers' one inotify reader and one ticker (dms/folder/watcher.py).
 
 Stopping (SIGTERM/SIGINT): stop taking work, let the sends in flight finish for a few seconds,
 then abandon what is left (items stay ``sending`` and go again at the next start — the journal
