@@ -126,8 +126,11 @@ def unit_row(hub: HubLab, organ_id: str) -> dict:
 
 
 def test_one_units_trouble_pauses_that_unit_only_and_a_reload_brings_it_back(tmp_path, dev_certs):
-    with HubLab(tmp_path, units=5, certs=dev_certs) as hub:
-        good, refused, no_cert, bad_folder, later = hub.units
+    with HubLab(tmp_path, units=6, certs=dev_certs) as hub:
+        good, refused, no_cert, bad_folder, later, expired = hub.units
+        expired.overrides = {"certificate": {  # its certificate ran out 35 days ago
+            "p12_file": None, "password_file": None,
+            "key_file": str(dev_certs.expired_key), "cert_file": str(dev_certs.expired_cert)}}
         right_secret = refused.secret_file.read_text()
         refused.secret_file.write_text("not-the-secret\n")  # the axis refuses its requests
         cert_file = no_cert.cert.p12
@@ -144,6 +147,7 @@ def test_one_units_trouble_pauses_that_unit_only_and_a_reload_brings_it_back(tmp
         assert str(cert_file) in paused[no_cert.organ_id]["reason"]
         assert str(bad_folder.exchange) in paused[bad_folder.organ_id]["reason"]
         assert unit_row(hub, no_cert.organ_id)["state"] == "paused"
+        assert unit_row(hub, expired.organ_id)["reason"] == "no certificate can sign"
 
         # `check`: one line per unit, the failing ones with their reason, and a summary
         checked = hub.cli("check", check=False)
@@ -152,31 +156,37 @@ def test_one_units_trouble_pauses_that_unit_only_and_a_reload_brings_it_back(tmp
         assert any(line.startswith(f"OK   unit {good.organ_id}: certificate 7") and
                    "axis credentials accepted" in line and "folders" in line for line in lines)
         for broken, why in ((no_cert, str(cert_file)), (bad_folder, str(bad_folder.exchange)),
-                            (refused, "axis")):
+                            (refused, "axis"), (expired, "expired")):
             assert any(line.startswith(f"FAIL unit {broken.organ_id}:") and why in line
                        for line in lines), (broken.organ_id, lines)
-        assert lines[-1] == (f"FAIL units: 1 of 4 ready; failing: {refused.organ_id}, "
-                             f"{no_cert.organ_id}, {bad_folder.organ_id}")
+        assert lines[-1] == (f"FAIL units: 1 of 5 ready; failing: {refused.organ_id}, "
+                             f"{no_cert.organ_id}, {bad_folder.organ_id}, {expired.organ_id}")
 
         # the good unit works, without waiting for the others
         send_round(hub, [good], "iso")
         send_round(hub, [refused], "ref")
+        send_round(hub, [expired], "exp")  # waits: its unit cannot sign
         assert wait_until(lambda: len(hub.outside.inbox_documents()) == 1, 30)
         assert receipt_codes(good) or wait_until(lambda: receipt_codes(good), 30)
         assert hub.wait_log("axis_auth_refused")  # the refused unit's send
         status, body = _get(hub, "/readyz")
         readiness = json.loads(body)
         assert status == 200, readiness  # the shared parts work: the hub stays ready
-        assert set(readiness["paused_units"]) >= {no_cert.organ_id, bad_folder.organ_id}
+        assert set(readiness["paused_units"]) >= {no_cert.organ_id, bad_folder.organ_id,
+                                                  expired.organ_id}
         assert wait_until(lambda: refused.organ_id in json.loads(_get(hub, "/readyz")[1])
                           ["paused_units"], 15)
         metrics = _get(hub, "/metrics")[1].decode()
         assert f'edxml_connector_unit_paused{{agency="{no_cert.organ_id}"}} 1.0' in metrics
+        assert f'edxml_connector_unit_paused{{agency="{expired.organ_id}"}} 1.0' in metrics
         assert f'edxml_connector_unit_paused{{agency="{good.organ_id}"}} 0.0' in metrics
         assert [d["sender"] for d in hub.outside.inbox_documents()] == [good.organ_id]
 
-        # fixed: the right secret, the certificate back, a new unit file, a unit removed
+        # fixed: the right secret, the certificate back, a renewed one, a new unit file, a
+        # unit removed
         refused.secret_file.write_text(right_secret)
+        expired.overrides = {}
+        expired.write()
         shutil.move(moved, cert_file)
         later.write()
         bad_folder.exchange.unlink()  # its tree can be made now
@@ -190,7 +200,8 @@ def test_one_units_trouble_pauses_that_unit_only_and_a_reload_brings_it_back(tmp
         # the refused unit's document goes out now, exactly once; the new unit can send
         send_round(hub, [later], "new")
         assert wait_until(lambda: sorted(d["sender"] for d in hub.outside.inbox_documents())
-                          == sorted([good.organ_id, refused.organ_id, later.organ_id]), 40)
+                          == sorted([good.organ_id, refused.organ_id, later.organ_id,
+                                     expired.organ_id]), 40)
         assert unit_row(hub, no_cert.organ_id)["state"] == "active"
         assert unit_row(hub, refused.organ_id)["state"] == "active"
 
@@ -213,5 +224,6 @@ def test_one_units_trouble_pauses_that_unit_only_and_a_reload_brings_it_back(tmp
         assert str(bad_folder.unit_file) in failed["error"] and "organ_idd" in failed["error"]
         assert hub.process.running
         units_now = json.loads(_get(hub, "/readyz")[1])["units"]
-        assert set(units_now) == {good.organ_id, refused.organ_id, no_cert.organ_id, later.organ_id}
+        assert set(units_now) == {good.organ_id, refused.organ_id, no_cert.organ_id,
+                                  later.organ_id, expired.organ_id}
         assert units_now[later.organ_id]["ready"] is True
