@@ -175,8 +175,7 @@ class Inbound:
                 try:
                     listed = self.runtime.axis.list_received(messagetype)
                 except Exception as error:
-                    if self.health is not None:
-                        self.health.record_axis_failure(str(error))
+                    self._axis_failed(error)
                     raise
             if self.health is not None:
                 self.health.record_axis_success(poll_complete=messagetype == kinds[-1])
@@ -194,21 +193,22 @@ class Inbound:
         instead; any other failure is raised (nothing is assumed empty)."""
         try:
             waiting = self.runtime.axis.count_received(messagetype)
-        except (PermanentAxisError, TransientAxisError) as error:
-            if isinstance(error, PermanentAxisError) or error.http_status in NO_SUCH_OPERATION:
+        except Exception as error:
+            no_count_call = isinstance(error, PermanentAxisError) or (
+                isinstance(error, TransientAxisError) and error.http_status in NO_SUCH_OPERATION)
+            if no_count_call:
                 log.info("count_call_unavailable", messagetype=messagetype,
                          error=describe_error(error), note="listed instead")
                 return False
-            if self.health is not None:
-                self.health.record_axis_failure(str(error))
-            raise
-        except Exception as error:
-            if self.health is not None:
-                self.health.record_axis_failure(str(error))
+            self._axis_failed(error)
             raise
         if self.health is not None:
             self.health.record_axis_success(poll_complete=messagetype == MESSAGE_TYPES[-1])
         return waiting == 0
+
+    def _axis_failed(self, error: Exception) -> None:
+        if self.health is not None:
+            self.health.record_axis_failure(str(error))
 
     def _note_poll_time(self, *, changed: bool) -> None:
         """Record the last successful poll (what ``status`` shows) after a poll that found
