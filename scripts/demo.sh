@@ -20,4 +20,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 
 ensure_venv test
 cd "$ROOT"
+for arg in "$@"; do
+  if [ "$arg" = "--hub" ]; then
+    exec "$VENV/bin/python" -m connector.devtools.hub_demo "$@"
+  fi
+done
 exec "$VENV/bin/python" -m connector.devtools.lab "$@"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from connector.devtools.hub_lab import HubLab, HubUnit
-from connector.devtools.lab import LabError, document_metadata, pdf_bytes
+from connector.devtools.lab import LabError, demo_folder, document_metadata, pdf_bytes
 
 
 def _say(message: str) -> None:
@@ -114,3 +114,32 @@ def print_hub_summary(summary: dict[str, Any]) -> None:
           f"each unit; every document arrived exactly once")
     print(f"  {len(summary['units'])} units in {summary['hub_processes']} hub process; done in "
           f"{summary['seconds']} s; every process stopped cleanly")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m connector.devtools.hub_demo",
+                                     description=__doc__)
+    parser.add_argument("work", nargs="?", type=Path,
+                        help="work folder (default: a new folder under ./demo-run/)")
+    parser.add_argument("--hub", type=int, metavar="N", default=50, help="units (50)")
+    parser.add_argument("--timeout", type=float, default=180.0, help="overall limit (180 s)")
+    args = parser.parse_args(argv)
+    work = demo_folder(args.work)
+    if work is None:
+        return 2
+    try:
+        summary = run_hub_demo(work.resolve(), args.hub, timeout=args.timeout)
+    except LabError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    print_hub_summary(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -793,33 +793,33 @@ def _print_summary(summary: dict[str, Any]) -> None:
     print(f"  done in {summary['seconds']} s; every process stopped cleanly")
 
 
+def demo_folder(work: Path | None) -> Path | None:
+    """The demo's work folder: a new one under ./demo-run/, or the given one if empty (None,
+    with the reason on stderr, when it is not)."""
+    if work is None:
+        Path("demo-run").mkdir(exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"),
+                                     dir="demo-run")).resolve()
+    if work.exists() and any(work.iterdir()):
+        print(f"error: {work} is not empty: give a new folder", file=sys.stderr)
+        return None
+    return work
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m connector.devtools.lab",
         description="Two agencies exchange documents through a local axis simulator.")
     parser.add_argument("work", nargs="?", type=Path,
                         help="work folder (default: a new folder under ./demo-run/)")
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="overall limit (120 s; with --hub 180 s)")
-    parser.add_argument("--hub", type=int, metavar="N", default=None,
-                        help="instead: ONE hub daemon serving N units plus one outside agency "
-                             "(every unit sends to another unit and to the outside agency)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="overall limit (120 s)")
     args = parser.parse_args(argv)
-    if args.work is None:
-        Path("demo-run").mkdir(exist_ok=True)
-        args.work = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"),
-                                          dir="demo-run")).resolve()
-    elif args.work.exists() and any(args.work.iterdir()):
-        print(f"error: {args.work} is not empty: give a new folder", file=sys.stderr)
+    work = demo_folder(args.work)
+    if work is None:
         return 2
+    args.work = work
     try:
-        if args.hub is not None:
-            from connector.devtools.hub_demo import print_hub_summary, run_hub_demo
-
-            hub_summary = run_hub_demo(args.work.resolve(), args.hub, timeout=args.timeout or 180.0)
-            print_hub_summary(hub_summary)
-            return 0
-        summary = run_demo(args.work.resolve(), timeout=args.timeout or 120.0)
+        summary = run_demo(args.work.resolve(), timeout=args.timeout)
     except LabError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 1
