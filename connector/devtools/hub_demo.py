@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from connector.devtools.hub_lab import HubLab, HubUnit
-from connector.devtools.lab import LabError, demo_folder, document_metadata, pdf_bytes
-
-
-def _say(message: str) -> None:
-    import sys
-
-    print(f"==> {message}", file=sys.stderr, flush=True)
+from connector.devtools.lab import (
+    LabError,
+    document_metadata,
+    pdf_bytes,
+    run_and_report,
+    say,
+    time_left,
+)
 
 
 def run_hub_demo(base: Path, units: int, *, timeout: float = 180.0) -> dict[str, Any]:
@@ -29,16 +30,10 @@ def run_hub_demo(base: Path, units: int, *, timeout: float = 180.0) -> dict[str,
     if units < 2:
         raise LabError("--hub needs at least 2 units (each sends to another)")
     started = time.monotonic()
-
-    def remaining() -> float:
-        left = timeout - (time.monotonic() - started)
-        if left <= 0:
-            raise LabError(f"the hub demo took longer than {timeout:g} s")
-        return left
-
+    remaining = time_left(timeout, "the hub demo")
     with HubLab(base, units) as hub:
-        _say(f"work folder: {base}; {units} units with their own certificates in {hub.home}")
-        _say(f"starting the axis simulator, the outside agency {hub.outside.organ_id} and ONE "
+        say(f"work folder: {base}; {units} units with their own certificates in {hub.home}")
+        say(f"starting the axis simulator, the outside agency {hub.outside.organ_id} and ONE "
              f"hub daemon for {units} units")
         hub.start(timeout=min(60.0, remaining()))
         ring = hub.units
@@ -48,7 +43,7 @@ def run_hub_demo(base: Path, units: int, *, timeout: float = 180.0) -> dict[str,
                 [peer.organ_id, hub.outside.organ_id], str(100 + index),
                 f"Công văn của {unit.organ_id} gửi {peer.organ_id}"),
                 {f"Công văn {index}.pdf": pdf_bytes(f"hub {index}")})
-        _say(f"every unit sent one document to the next unit and to {hub.outside.organ_id}")
+        say(f"every unit sent one document to the next unit and to {hub.outside.organ_id}")
 
         def arrived() -> bool:
             return (all(u.inbox_documents() for u in ring)
@@ -60,7 +55,7 @@ def run_hub_demo(base: Path, units: int, *, timeout: float = 180.0) -> dict[str,
                                       f"{units} units and {len(hub.outside.inbox_documents())} "
                                       f"documents at {hub.outside.organ_id}",
                          require_running=[hub.process, hub.outside.process])
-        _say("every document arrived; waiting for the statuses 01")
+        say("every document arrived; waiting for the statuses 01")
 
         def answered() -> bool:
             return all(len(_statuses(u)) == 2 and set(_statuses(u).values()) == {"01"}
@@ -118,7 +113,6 @@ def print_hub_summary(summary: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
-    import sys
 
     parser = argparse.ArgumentParser(prog="python -m connector.devtools.hub_demo",
                                      description=__doc__)
@@ -127,18 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hub", type=int, metavar="N", default=50, help="units (50)")
     parser.add_argument("--timeout", type=float, default=180.0, help="overall limit (180 s)")
     args = parser.parse_args(argv)
-    work = demo_folder(args.work)
-    if work is None:
-        return 2
-    try:
-        summary = run_hub_demo(work.resolve(), args.hub, timeout=args.timeout)
-    except LabError as error:
-        print(f"error: {error.message}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    print_hub_summary(summary)
-    return 0
+    return run_and_report(args.work, lambda work: run_hub_demo(work, args.hub,
+                                                                timeout=args.timeout),
+                          print_hub_summary)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from connector.devtools.lab import (
     cli_command,
     deep_merge,
     free_port,
+    lab_shared_config,
     run_cli,
     stop_all,
 )
@@ -129,24 +130,11 @@ class HubLab:
         trust = {"bundle_file": str(self.lab.certs.ca_cert),
                  "crl_folder": str(self.lab.certs.crl_folder),
                  "signer_map_file": str(self.signer_map)}
-        return {
-            "trust": trust,
-            "axis": {"endpoint": self.lab.sim.url, "connect_timeout": 2, "read_timeout": 10,
-                     "retry": {"max_attempts": 2, "max_total_seconds": 5,
-                               "initial_backoff": 0.05, "max_backoff": 0.2}},
-            "journal": {"url": f"sqlite:///{self.state_dir / 'journal.db'}"},
-            "state_dir": str(self.state_dir),
-            "exchange": {"enabled": True, "root": str(self.exchange_root), "rescan_seconds": 2,
-                         "watch": True},
-            "schedules": {"axis_poll_seconds": 1, "idle_poll_seconds": 2,
-                          "dms_poll_seconds": 1, "retry_sweep_seconds": 1},
-            "outbound": {"retry_initial_seconds": 0.2, "retry_max_seconds": 1,
-                         "max_attempts": 100},
-            "health": {"enabled": True, "listen": f"127.0.0.1:{self.health_port}",
-                       "readiness": {"min_free_disk_mb": 0, "axis_poll_intervals": 3}},
-            "logging": {"level": "info"},
-            "agencies_dir": str(self.agencies_dir),
-        }
+        return deep_merge(lab_shared_config(
+            self.lab.sim.url, journal=self.state_dir / "journal.db", state_dir=self.state_dir,
+            exchange_root=self.exchange_root, health_port=self.health_port, rescan_seconds=2), {
+                "trust": trust, "schedules": {"idle_poll_seconds": 2},
+                "agencies_dir": str(self.agencies_dir)})
 
     def configure(self, **changes: Any) -> Path:
         self.overrides = deep_merge(self.overrides, changes)

@@ -263,6 +263,27 @@ def run_cli(config: Path, *args: str, who: str, check: bool = True,
     return result
 
 
+def lab_shared_config(sim_url: str, *, journal: Path, state_dir: Path, exchange_root: Path,
+                      health_port: int, rescan_seconds: float) -> dict[str, Any]:
+    """What every lab connector (an agency, or a hub's shared sections) runs with: the
+    simulator, a SQLite journal, folder mode, short poll intervals and tiny backoff (a lab, not
+    a production setting: see config/connector.example.yaml for those)."""
+    return {
+        "axis": {"endpoint": sim_url, "connect_timeout": 2, "read_timeout": 10,
+                 "retry": {"max_attempts": 2, "max_total_seconds": 5,
+                           "initial_backoff": 0.05, "max_backoff": 0.2}},
+        "journal": {"url": f"sqlite:///{journal}"},
+        "state_dir": str(state_dir),
+        "exchange": {"enabled": True, "root": str(exchange_root),
+                     "rescan_seconds": rescan_seconds, "watch": True},
+        "schedules": {"axis_poll_seconds": 1, "dms_poll_seconds": 1, "retry_sweep_seconds": 1},
+        "outbound": {"retry_initial_seconds": 0.2, "retry_max_seconds": 1, "max_attempts": 100},
+        "health": {"enabled": True, "listen": f"127.0.0.1:{health_port}",
+                   "readiness": {"min_free_disk_mb": 0, "axis_poll_intervals": 3}},
+        "logging": {"level": "info"},
+    }
+
+
 # --------------------------------------------------------------------------- one agency
 
 def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -435,27 +456,14 @@ class AgencyNode(ExchangeFolders):
     def base_config(self) -> dict[str, Any]:
         """Folder mode, SQLite journal, short poll intervals and tiny backoff (a lab, not a
         production setting: see config/connector.example.yaml for those)."""
-        return {
-            "agency": {"organ_id": self.organ_id, "name": self.name},
-            "certificate": {"p12_file": str(self.p12), "password_file": str(self.password_file)},
-            "trust": trust_config(self.lab.certs.ca_cert),
-            "axis": {"endpoint": self.lab.sim.url, "systemid": self.organ_id,
-                     "secret_file": str(self.secret_file), "connect_timeout": 2,
-                     "read_timeout": 10,
-                     "retry": {"max_attempts": 2, "max_total_seconds": 5,
-                               "initial_backoff": 0.05, "max_backoff": 0.2}},
-            "journal": {"url": f"sqlite:///{self.journal_path}"},
-            "state_dir": str(self.state_dir),
-            "exchange": {"enabled": True, "root": str(self.exchange), "rescan_seconds": 1,
-                         "watch": True},
-            "schedules": {"axis_poll_seconds": 1, "dms_poll_seconds": 1,
-                          "retry_sweep_seconds": 1},
-            "outbound": {"retry_initial_seconds": 0.2, "retry_max_seconds": 1,
-                         "max_attempts": 100},
-            "health": {"enabled": True, "listen": f"127.0.0.1:{self.health_port}",
-                       "readiness": {"min_free_disk_mb": 0, "axis_poll_intervals": 3}},
-            "logging": {"level": "info"},
-        }
+        return deep_merge(lab_shared_config(
+            self.lab.sim.url, journal=self.journal_path, state_dir=self.state_dir,
+            exchange_root=self.exchange, health_port=self.health_port, rescan_seconds=1), {
+                "agency": {"organ_id": self.organ_id, "name": self.name},
+                "certificate": {"p12_file": str(self.p12),
+                                "password_file": str(self.password_file)},
+                "trust": trust_config(self.lab.certs.ca_cert),
+                "axis": {"systemid": self.organ_id, "secret_file": str(self.secret_file)}})
 
     def configure(self, **changes: Any) -> Path:
         """Merge ``changes`` into this agency's config (kept for later restarts) and write it."""
@@ -680,7 +688,22 @@ def pack_package(metadata: dict[str, Any], files: dict[str, bytes], work: Path, 
 
 # --------------------------------------------------------------------------- the demo
 
-def _say(message: str) -> None:
+def time_left(timeout: float, what: str) -> Callable[[], float]:
+    """A demo's budget: the returned function gives the seconds left, and raises LabError
+    naming ``what`` once they are spent."""
+    started = time.monotonic()
+
+    def remaining() -> float:
+        left = timeout - (time.monotonic() - started)
+        if left <= 0:
+            raise LabError(f"{what} took longer than {timeout:g} s")
+        return left
+
+    return remaining
+
+
+def say(message: str) -> None:
+    """One progress line of a demo, on stderr."""
     print(f"==> {message}", file=sys.stderr, flush=True)
 
 
@@ -688,22 +711,16 @@ def run_demo(base: Path, *, timeout: float = 120.0) -> dict[str, Any]:
     """The quick start: three documents A → B, B answers 01 (automatically) and 03 (a status
     drop), A's ``status`` shows both. Returns the summary; raises LabError on any failure."""
     started = time.monotonic()
-
-    def remaining() -> float:
-        left = timeout - (time.monotonic() - started)
-        if left <= 0:
-            raise LabError(f"the demo took longer than {timeout:g} s")
-        return left
-
+    remaining = time_left(timeout, "the demo")
     with Lab(base) as lab:
-        _say(f"work folder: {lab.base}")
-        _say(f"throwaway certificates in {lab.certs.directory}")
-        _say(f"starting the axis simulator on {lab.sim.url} and connectors for "
+        say(f"work folder: {lab.base}")
+        say(f"throwaway certificates in {lab.certs.directory}")
+        say(f"starting the axis simulator on {lab.sim.url} and connectors for "
              f"A = {lab.a.organ_id} and B = {lab.b.organ_id}")
         lab.start(timeout=min(60.0, remaining()))
         a, b = lab.a, lab.b
 
-        _say("dropping three documents into A's outbox")
+        say("dropping three documents into A's outbox")
         vietnamese = "Công văn số 123.pdf"
         a.drop_bundle("cong-van-123", document_metadata(
             [b.organ_id], "123", "V/v phối hợp triển khai trục liên thông văn bản"),
@@ -725,7 +742,7 @@ def run_demo(base: Path, *, timeout: float = 120.0) -> dict[str, Any]:
             return docs if len(docs) >= 3 and all(
                 d.get("signature", {}).get("state") == "valid" for d in docs) else []
 
-        _say("waiting until B's inbox holds all three, with valid signatures")
+        say("waiting until B's inbox holds all three, with valid signatures")
         docs = lab.wait_for(valid_documents, timeout=remaining(), what="3 verified documents in "
                             "B's inbox", seen=lambda: [(d.get("code"), d.get("signature", {}).get(
                                 "state")) for d in b.inbox_documents()],
@@ -740,20 +757,20 @@ def run_demo(base: Path, *, timeout: float = 120.0) -> dict[str, Any]:
                         found[row["document_id"]] = code
             return found
 
-        _say("waiting until A has status 01 (arrived) from B for each")
+        say("waiting until A has status 01 (arrived) from B for each")
         lab.wait_for(lambda: set(codes) <= set(_history_codes(a, "01")), timeout=remaining(),
                      what="status 01 from B for the three documents at A",
                      seen=lambda: a.received_statuses(), require_running=lab.processes)
 
         answered = next(d for d in docs if d.get("code", "").startswith("123"))
-        _say(f"B sends 03 (accepted) for {answered['document_id']}")
+        say(f"B sends 03 (accepted) for {answered['document_id']}")
         b.drop_status("tiep-nhan-123", {"code": "03", "document_id": answered["document_id"],
                                         "description": "Đã tiếp nhận, chuyển phòng chuyên môn"})
         lab.wait_for(lambda: answered["document_id"] in statuses_at_a("03"), timeout=remaining(),
                      what="status 03 for cong-van-123 in A's `status`",
                      seen=lambda: a.received_statuses(), require_running=lab.processes)
 
-        _say("A's `edxml-connector status`:")
+        say("A's `edxml-connector status`:")
         shown = a.cli("status", "--direction", "out", "--limit", "10")
         print(shown.stdout, flush=True)
         summary = {
@@ -814,18 +831,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="work folder (default: a new folder under ./demo-run/)")
     parser.add_argument("--timeout", type=float, default=120.0, help="overall limit (120 s)")
     args = parser.parse_args(argv)
-    work = demo_folder(args.work)
-    if work is None:
+    return run_and_report(args.work, lambda work: run_demo(work, timeout=args.timeout),
+                          _print_summary)
+
+
+def run_and_report(work: Path | None, run: Callable[[Path], dict[str, Any]],
+                   report: Callable[[dict[str, Any]], None]) -> int:
+    """A demo's command line: its work folder, the run, the summary; the exit code (0 done,
+    1 a step failed, 2 the folder is not new, 130 interrupted)."""
+    folder = demo_folder(work)
+    if folder is None:
         return 2
-    args.work = work
     try:
-        summary = run_demo(args.work.resolve(), timeout=args.timeout)
+        summary = run(folder.resolve())
     except LabError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    _print_summary(summary)
+    report(summary)
     return 0
 
 
